@@ -1,0 +1,37 @@
+"""The exception types a user can act on. The CLI prints them without a traceback."""
+
+
+class EoidError(Exception):
+    """A problem the user can fix; the CLI prints it as one message and exits non-zero."""
+
+
+class ConfigError(EoidError):
+    """A TOML recipe or a command-line override that does not fit the config dataclasses."""
+
+
+class DataError(EoidError):
+    """An annotation file, image or record that cannot be used as it is."""
+
+
+class CacheMismatchError(EoidError):
+    """A teacher cache that does not fit the dataset, vocabulary or teacher asked for."""
+
+
+class CheckpointError(EoidError):
+    """A checkpoint file that is missing, truncated or built for another model or vocabulary."""
+
+
+class WeightsNotFoundError(EoidError):
+    """CLIP or backbone weights that are not on this machine (eoid never downloads them in tests)."""
+
+
+class LockedError(EoidError):
+    """A cache or run directory that another live process is writing."""
+
+
+class TrainingDiverged(EoidError):
+    """A loss that became NaN or infinite; the last good checkpoint is kept."""
+
+
+class Interrupted(EoidError):
+    """SIGINT/SIGTERM reached a long job; progress was saved and the message says how to resume."""
