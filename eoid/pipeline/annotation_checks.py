@@ -1,0 +1,226 @@
+"""Validation of one annotated image, shared by every reader: raw fields in, an ImageRecord or problems out.
+
+Each format parser (hico.py, vcoco.py, coco_boxes.py) turns its file into `RawImage`s that keep
+the file's own ids (COCO category ids, 1-based verb ids, box indices); `check_raw_image`
+checks them against the vocabulary and the image folder and builds the `ImageRecord`.
+
+Decisions (documented here because every reader shares them):
+- Boxes are xyxy in pixels of the original image. A box may stick out of the image by at most
+  `BOX_TOLERANCE_PX` (1 px: HICO-DET's converted boxes use both 0- and 1-based ends); more is
+  an error, because the teacher would crop mostly padding. Coordinates are kept unclamped.
+- `file_name` is a relative POSIX path inside the image folder: absolute paths, `..` parts,
+  backslashes and NUL are refused (lexical check, so symlinked image folders still work).
+- With `check_images=False` no image file is touched: the size comes from the annotation file
+  when it has one (.mat, COCO), else width = height = 0 ("unknown") and the outside-the-image
+  test is skipped. Use it for label statistics, never for training.
+- A label whose object index is -1 (V-COCO actions without an object box) is dropped when
+  `drop_objectless` is set (the V-COCO policy, see vcoco.py) and is an index error otherwise.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from eoid.pipeline.records import ImageRecord
+from eoid.pipeline.vocab import Vocabulary
+
+BOX_TOLERANCE_PX = 1.0
+
+
+@dataclass
+class RawImage:
+    """One image as a parser read it, before validation (ids as written in the file)."""
+    index: int                              # record index in the annotation file (0-based)
+    file_name: Any                          # as written; checked to be a safe relative path
+    boxes: Any                              # sequence of [x1, y1, x2, y2] px
+    category_ids: Any                       # one object category id per box (vocab.object_ids)
+    labels: Any                             # sequence of (subject_id, object_id, verb_id)
+    size: tuple[int, int] | None = None     # (width, height) when the annotation file has it
+    problems: list[tuple[str, str, str]] = field(default_factory=list)  # (kind, problem, fix)
+
+
+@dataclass(frozen=True)
+class BadRecord:
+    """One problem of one record: where it is, what is wrong and how to fix it."""
+    file: Path
+    index: int          # record index in the file; -1 for a problem of the whole file
+    file_name: str
+    kind: str           # short code, e.g. "bad_box", "unknown_object" (counted by check_dataset)
+    problem: str
+    fix: str
+
+    @property
+    def reason(self) -> str:
+        return f"{self.problem}. Fix: {self.fix}"
+
+    def message(self) -> str:
+        if self.index < 0:  # a whole-file problem: its text already names the file and the fix
+            return self.problem
+        return (f"{self.file}: record {self.index} (file_name {self.file_name!r}): "
+                f"{self.problem}. Fix: {self.fix}")
+
+
+def file_name_problem(file_name: Any) -> str | None:
+    """Why `file_name` cannot name a file inside the image folder, or None if it can."""
+    if not isinstance(file_name, str) or not file_name.strip():
+        return f"file_name {file_name!r} is not a non-empty string"
+    if "\\" in file_name or "\x00" in file_name:
+        return f"file_name {file_name!r} contains a backslash or NUL"
+    pure = PurePosixPath(file_name)
+    if pure.is_absolute() or (len(file_name) > 1 and file_name[1] == ":"):
+        return f"file_name {file_name!r} is an absolute path and would escape the image folder"
+    if ".." in pure.parts:
+        return f"file_name {file_name!r} contains '..' and would escape the image folder"
+    return None
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the image header (PIL reads no pixels)."""
+    from PIL import Image
+    with Image.open(path) as img:
+        return int(img.width), int(img.height)
+
+
+def check_raw_image(raw: RawImage, file: Path, images: Path, vocab: Vocabulary, *,
+                    check_images: bool = True, drop_objectless: bool = False,
+                    tolerance_px: float = BOX_TOLERANCE_PX) -> tuple[ImageRecord | None, list[BadRecord]]:
+    """Validate one raw image; returns (record, []) or (None, every problem found)."""
+    fn = raw.file_name if isinstance(raw.file_name, str) else repr(raw.file_name)
+    problems: list[BadRecord] = []
+
+    def bad(kind: str, problem: str, fix: str) -> None:
+        problems.append(BadRecord(file, raw.index, fn, kind, problem, fix))
+
+    for kind, problem, fix in raw.problems:
+        bad(kind, problem, fix)
+    if problems and raw.file_name is None:
+        return None, problems  # the parser could not read the record at all: nothing more to check
+
+    # the image file and its size
+    width = height = 0
+    path = images / "__invalid__"
+    name_problem = file_name_problem(raw.file_name)
+    if name_problem:
+        bad("bad_file_name", name_problem,
+            "write file_name relative to the image folder, e.g. 'HICO_train2015_00000001.jpg'")
+    else:
+        path = images / raw.file_name
+        if raw.size is not None:
+            width, height = raw.size
+        if check_images:
+            if not path.is_file():
+                bad("missing_image", f"image file {path} does not exist",
+                    "check the image folder (--images) or remove the record")
+            else:
+                try:
+                    iw, ih = image_size(path)
+                except Exception as err:  # PIL raises many types for broken files
+                    bad("unreadable_image", f"image {path} cannot be read ({type(err).__name__}: {err})",
+                        "replace the broken image file")
+                else:
+                    if raw.size is not None and (iw, ih) != tuple(raw.size):
+                        bad("size_mismatch", f"annotation says {raw.size[0]}x{raw.size[1]} px but the "
+                            f"image is {iw}x{ih} px", "re-export the annotation for this image")
+                    width, height = iw, ih
+
+    boxes = _boxes_array(raw.boxes, bad)
+    classes = _box_classes(raw.category_ids, len(boxes), vocab, bad)
+    if boxes is not None:
+        for i, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
+            if not all(math.isfinite(c) for c in (x1, y1, x2, y2)):
+                bad("bad_box", f"box {i} {[x1, y1, x2, y2]} has a NaN or infinite coordinate",
+                    "fix or remove the box")
+            elif x2 <= x1 or y2 <= y1:
+                bad("bad_box", f"box {i} {[x1, y1, x2, y2]} is empty (needs x2 > x1 and y2 > y1, "
+                    "boxes are [x1, y1, x2, y2] px)", "fix the box or remove it and its labels")
+            elif width > 0 and (x1 < -tolerance_px or y1 < -tolerance_px
+                                or x2 > width + tolerance_px or y2 > height + tolerance_px):
+                bad("bad_box", f"box {i} {[x1, y1, x2, y2]} lies outside the {width}x{height} px "
+                    f"image (tolerance {tolerance_px:g} px)",
+                    "check that boxes are xyxy in original image pixels (not xywh, not normalised)")
+    hois = _labels(raw.labels, len(boxes) if boxes is not None else 0, classes, vocab,
+                   drop_objectless, bad)
+    if problems:
+        return None, problems
+    assert boxes is not None and classes is not None
+    return ImageRecord(key=raw.file_name, path=path, width=width, height=height,
+                       boxes_xyxy_px=boxes, box_classes=classes, hois=hois), []
+
+
+def _boxes_array(boxes: Any, bad) -> np.ndarray | None:
+    try:
+        arr = np.asarray(boxes if boxes is not None else [], dtype=np.float64)
+        arr = arr.reshape(-1, 4) if arr.size == 0 else arr
+    except (TypeError, ValueError):
+        arr = None
+    if arr is None or arr.ndim != 2 or arr.shape[1] != 4:
+        bad("bad_format", "boxes are not a list of [x1, y1, x2, y2] numbers",
+            "write each 'bbox' as four numbers")
+        return None
+    return arr.astype(np.float32)
+
+
+def _box_classes(category_ids: Any, num_boxes: int, vocab: Vocabulary, bad) -> np.ndarray | None:
+    ids = list(category_ids) if category_ids is not None else []
+    if len(ids) != num_boxes:
+        bad("bad_format", f"{len(ids)} category ids for {num_boxes} boxes", "give every box a category_id")
+        return None
+    index = {cid: i for i, cid in enumerate(vocab.object_ids)}
+    out = np.full(len(ids), -1, dtype=np.int64)  # -1: unknown class (already reported)
+    for i, cid in enumerate(ids):
+        if not isinstance(cid, (int, np.integer)) or isinstance(cid, bool) or int(cid) not in index:
+            bad("unknown_object", f"box {i} has category_id {cid!r}, which is not an object of the "
+                f"{vocab.name!r} vocabulary", f"use one of its object ids ({min(index)}..{max(index)}, "
+                "COCO ids for hico-det and v-coco) or another vocabulary")
+        else:
+            out[i] = index[int(cid)]
+    return out
+
+
+def _labels(labels: Any, num_boxes: int, classes: np.ndarray | None, vocab: Vocabulary,
+            drop_objectless: bool, bad) -> np.ndarray:
+    verb_index = {vid: i for i, vid in enumerate(vocab.verb_ids)}
+    valid = vocab.valid
+    rows: list[tuple[int, int, int]] = []
+    for k, label in enumerate(labels if labels is not None else []):
+        try:
+            s, o, vid = label
+        except (TypeError, ValueError):
+            bad("bad_format", f"label {k} is not (subject_id, object_id, category_id)",
+                "write each hoi_annotation with subject_id, object_id and category_id")
+            continue
+        if not all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in (s, o, vid)):
+            bad("bad_format", f"label {k} has non-integer ids {(s, o, vid)!r}", "write integer ids")
+            continue
+        s, o, vid = int(s), int(o), int(vid)
+        if o == -1 and drop_objectless:
+            continue
+        ok = True
+        for role, i in (("subject_id", s), ("object_id", o)):
+            if not 0 <= i < num_boxes:
+                bad("index_out_of_range", f"label {k} has {role} {i} but the image has {num_boxes} boxes "
+                    f"(valid 0..{num_boxes - 1})", "point subject_id/object_id at an entry of 'annotations'")
+                ok = False
+        if vid not in verb_index:
+            bad("unknown_verb", f"label {k} has verb category_id {vid}, not a verb of the {vocab.name!r} "
+                f"vocabulary", f"use a verb id in {min(verb_index)}..{max(verb_index)}")
+            ok = False
+        if not ok or classes is None:
+            continue
+        v = verb_index[vid]
+        if classes[s] < 0 or classes[o] < 0:
+            continue  # the box's unknown category is reported once, not again per label
+        if classes[s] != vocab.human:
+            bad("subject_not_human", f"label {k}: subject box {s} is a {vocab.objects[classes[s]]!r}, "
+                f"not a {vocab.objects[vocab.human]!r}", "the subject of an interaction must be a person box")
+        elif not valid[classes[o], v]:
+            bad("invalid_hoi", f"label {k}: verb {vocab.verbs[v]!r} with object {vocab.objects[classes[o]]!r} "
+                f"is not one of the vocabulary's HOI categories", "check the verb id and the object's category_id")
+        else:
+            rows.append((s, o, v))
+    unique = list(dict.fromkeys(rows))  # a label written twice counts once
+    return np.asarray(unique, dtype=np.int64).reshape(-1, 3)
