@@ -1,7 +1,242 @@
-"""The `eoid` command line: click only."""
+"""The `eoid` command line: click only — parse flags, build a config, call one runner, map errors."""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from pathlib import Path
+
 import click
+
+from eoid.config import CacheConfig, EvalConfig, PredictConfig, TrainConfig, load_config
+from eoid.errors import EoidError
+
+PATH = click.Path(path_type=Path)
+
+
+def user_errors(command):
+    """Show an EoidError as one line and a non-zero exit; other errors keep their traceback."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except EoidError as err:
+            raise click.ClickException(str(err)) from None
+    return wrapper
+
+
+def _logging() -> None:
+    rank = int(os.environ.get("RANK", "0"))
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def _world():
+    from eoid.pipeline.distributed import init_world
+    return init_world()
+
+
+config_option = click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+                             help="TOML recipe, e.g. configs/hico_ua.toml.")
+set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                          help="Override one config field, e.g. --set loss.distill=500 (repeatable).")
 
 
 @click.group()
+@click.version_option(package_name="eoid")
 def main() -> None:
     """eoid: zero-shot HOI detection by distilling a cached CLIP teacher into a CDN student."""
+    _logging()
+
+
+# ----------------------------------------------------------------------------- phase 1
+
+@main.command("cache-teacher")
+@config_option
+@click.option("--dataset", help="Vocabulary: hico-det, v-coco or a vocabulary JSON. Default hico-det.")
+@click.option("--annotations", type=PATH, help="Training annotations, e.g. trainval_hico.json.")
+@click.option("--images", type=PATH, help="Folder of the training images, e.g. images/train2015.")
+@click.option("--clip", help="open_clip model name, e.g. RN50x16 (RN50x16-quickgelu for OpenAI weights).")
+@click.option("--clip-weights", help="open_clip pretrained tag or local weights file: openai|PATH.")
+@click.option("--out", type=PATH, help="Cache folder to write, e.g. teacher_cache/.")
+@click.option("--part", help="i/n: write only part i of n (cluster job arrays), e.g. 0/8.")
+@click.option("--skip-bad", is_flag=True, default=None, help="Skip bad records (listed in bad_records.json).")
+@click.option("--break-lock", is_flag=True, default=None, help="Remove a stale lock left by a dead process.")
+@set_option
+@user_errors
+def cache_teacher(config_path, dataset, annotations, images, clip, clip_weights, out, part, skip_bad,
+                  break_lock, overrides) -> None:
+    """Run the CLIP teacher once over every candidate pair and write the teacher cache."""
+    cfg = load_config(CacheConfig, config_path, overrides, data__dataset=dataset,
+                      data__train_annotations=_s(annotations), data__train_images=_s(images),
+                      teacher__model=clip, teacher__weights=clip_weights, out=_s(out), part=part,
+                      data__skip_bad=skip_bad, break_lock=break_lock)
+    from eoid.pipeline.run_cache import run_cache
+    click.echo(f"teacher cache: {run_cache(cfg, _world())}")
+
+
+@main.group("cache")
+def cache_group() -> None:
+    """Inspect, verify and relabel a teacher cache."""
+
+
+@cache_group.command("inspect")
+@click.argument("cache", type=PATH)
+@click.option("--out", type=PATH, help="Folder for the PNG grid and stats (default: CACHE/inspect).")
+@click.option("--samples", default=16, show_default=True, help="Union crops drawn in the grid.")
+@click.option("--images", type=PATH, help="Image folder, if it moved since the cache was written.")
+@user_errors
+def cache_inspect(cache, out, samples, images) -> None:
+    """Counts, teacher entropy, per-verb mass, and a PNG grid of crops with their top-3 verbs."""
+    from eoid.pipeline.run_cache import inspect_cache
+    click.echo(inspect_cache(cache, out, samples, images))
+
+
+@cache_group.command("verify")
+@click.argument("cache", type=PATH)
+@click.option("--annotations", type=PATH, required=True, help="The training annotations the cache was built from.")
+@click.option("--dataset", default="hico-det", show_default=True, help="Vocabulary name or file.")
+@user_errors
+def cache_verify(cache, annotations, dataset) -> None:
+    """Check integrity and fingerprint of a cache against a dataset."""
+    from eoid.pipeline.run_cache import verify_cache
+    click.echo(verify_cache(cache, annotations, dataset))
+
+
+@cache_group.command("relabel")
+@click.argument("cache", type=PATH)
+@click.option("--template", "--prompts", "template", help="New prompt template, e.g. 'a photo of a person {verb_ing} a {object}'.")
+@click.option("--gamma", type=float, help="New similarity scale (default: keep).")
+@click.option("--dataset", help="New vocabulary (verb set) name or file (default: keep).")
+@click.option("--out", type=PATH, required=True, help="Folder of the relabelled cache.")
+@click.option("--clip-weights", help="Weights of the same teacher, for the text tower (default: as cached).")
+@user_errors
+def cache_relabel(cache, template, gamma, dataset, out, clip_weights) -> None:
+    """Recompute verb distributions for new prompts, gamma or verbs from the stored image embeddings."""
+    from eoid.pipeline.run_cache import relabel_cache
+    click.echo(relabel_cache(cache, out, template=template, gamma=gamma, dataset=dataset,
+                             weights=clip_weights))
+
+
+# ----------------------------------------------------------------------------- phase 2
+
+@main.command("train")
+@config_option
+@click.option("--cache", type=PATH, help="Teacher cache written by `eoid cache-teacher`.")
+@click.option("--out", type=PATH, help="Run folder, e.g. runs/ua_cdn_s.")
+@click.option("--annotations", type=PATH, help="Training annotations (overrides data.train_annotations).")
+@click.option("--images", type=PATH, help="Training image folder (overrides data.train_images).")
+@click.option("--setting", help="Zero-shot setting, e.g. ua, uc0, rf-uc (overrides data.setting).")
+@click.option("--online-teacher", is_flag=True, default=None, help="Run CLIP inside the loss, as the original code.")
+@click.option("--resume", is_flag=True, default=None, help="Continue the run in --out from its last checkpoint.")
+@click.option("--break-lock", is_flag=True, default=None, help="Remove a stale lock left by a dead process.")
+@set_option
+@user_errors
+def train(config_path, cache, out, annotations, images, setting, online_teacher, resume, break_lock,
+          overrides) -> None:
+    """Train the student against a teacher cache."""
+    cfg = load_config(TrainConfig, config_path, overrides, cache=_s(cache), out=_s(out),
+                      data__train_annotations=_s(annotations), data__train_images=_s(images),
+                      data__setting=setting, online_teacher=online_teacher, resume=resume,
+                      break_lock=break_lock)
+    from eoid.pipeline.run_train import run_train
+    click.echo(f"run: {run_train(cfg, _world())}")
+
+
+@main.command("evaluate")
+@config_option
+@click.option("--checkpoint", type=PATH, help="Student checkpoint (checkpoint.pt of a run).")
+@click.option("--predictions", type=PATH, help="Saved predictions JSON, scored without a model.")
+@click.option("--annotations", type=PATH, help="Test annotations, e.g. test_hico.json.")
+@click.option("--images", type=PATH, help="Test image folder (with --checkpoint).")
+@click.option("--vocabulary", "dataset", help="Vocabulary with --predictions (default: the checkpoint's, else hico-det).")
+@click.option("--setting", help="Zero-shot setting whose Seen/Unseen split is reported, e.g. ua.")
+@click.option("--mode", type=click.Choice(["default", "known_object"]), help="HICO-DET evaluation mode.")
+@click.option("--out", type=PATH, help="Folder for results.json.")
+@set_option
+@user_errors
+def evaluate(config_path, checkpoint, predictions, annotations, images, dataset, setting, mode, out,
+             overrides) -> None:
+    """Score a student (or saved predictions) with the official HICO-DET protocol."""
+    cfg = load_config(EvalConfig, config_path, overrides, checkpoint=_s(checkpoint),
+                      predictions=_s(predictions), data__test_annotations=_s(annotations),
+                      data__test_images=_s(images), data__dataset=dataset, data__setting=setting,
+                      mode=mode, out=_s(out))
+    from eoid.pipeline.run_evaluate import run_evaluate
+    click.echo(run_evaluate(cfg))
+
+
+@main.command("predict")
+@click.argument("images", nargs=-1, required=True, type=PATH)
+@config_option
+@click.option("--checkpoint", type=PATH, help="Student checkpoint.")
+@click.option("--out", type=PATH, help="Folder for predictions.json and drawn PNGs.")
+@click.option("--top-k", type=int, help="Triplets listed and drawn per image (default 10).")
+@set_option
+@user_errors
+def predict(images, config_path, checkpoint, out, top_k, overrides) -> None:
+    """Detect HOI triplets in your own images (student only, CPU is fine)."""
+    cfg = load_config(PredictConfig, config_path, overrides, checkpoint=_s(checkpoint), out=_s(out),
+                      top_k=top_k)
+    from eoid.pipeline.run_predict import run_predict
+    click.echo(run_predict(cfg, list(images)))
+
+
+@main.command("report")
+@click.argument("run", type=PATH)
+@user_errors
+def report(run) -> None:
+    """Plot the loss and mAP curves of a run to PNG."""
+    from eoid.pipeline.run_report import run_report
+    click.echo(run_report(run))
+
+
+# ----------------------------------------------------------------------------- data and the world
+
+@main.group("data")
+def data_group() -> None:
+    """Check datasets."""
+
+
+@data_group.command("check")
+@click.argument("annotations", type=PATH)
+@click.option("--images", type=PATH, required=True, help="Image folder of that annotation file.")
+@click.option("--dataset", default="hico-det", show_default=True, help="Vocabulary name or file.")
+@user_errors
+def data_check(annotations, images, dataset) -> None:
+    """Report every problem of a dataset at once, with counts; exit 1 if there is any."""
+    from eoid.pipeline.annotation_checks import check_dataset, format_report
+    from eoid.pipeline.vocab import load_vocabulary
+    report = check_dataset(annotations, images, load_vocabulary(dataset))
+    click.echo(format_report(report))
+    if not report.ok:
+        raise SystemExit(1)
+
+
+@main.command("synth")
+@click.option("--out", type=PATH, required=True, help="Folder of the generated world.")
+@click.option("--images", "num_images", default=400, show_default=True, help="Images to generate.")
+@click.option("--seed", default=0, show_default=True, help="Seed (same seed, same bytes).")
+@user_errors
+def synth(out, num_images, seed) -> None:
+    """Generate the built-in synthetic HOI world (HICO-DET format + its vocabulary)."""
+    from eoid.pipeline.synth_world import generate_world
+    click.echo(generate_world(out, num_images, seed))
+
+
+@main.command("quickstart")
+@click.option("--out", type=PATH, default=Path("eoid-quickstart"), show_default=True, help="Output folder.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the world and both runs.")
+@user_errors
+def quickstart(out, seed) -> None:
+    """Generate the world, cache the shipped teacher, train EoID and a no-teacher baseline, compare."""
+    from eoid.pipeline.run_quickstart import run_quickstart
+    click.echo(run_quickstart(out, seed=seed))
+
+
+def _s(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+if __name__ == "__main__":
+    main()

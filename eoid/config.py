@@ -65,6 +65,7 @@ class StudentConfig:
     num_queries: int = 64                 # decoder queries
     is_head: str = "interaction"          # where the interactive-score head sits: "interaction" or "human_object"
     detach: bool = True                   # stop gradients from the interaction decoder into the human-object decoder
+    dropout: float = 0.1                  # transformer dropout
     backbone_weights: str = ""            # local torchvision ResNet state dict ("" = random init)
     detr_init: str = ""                   # local DETR-R50 COCO checkpoint to initialise from ("" = none)
 

@@ -1,0 +1,71 @@
+"""Checkpoints: plain state dicts + the resolved config + the vocabulary, written atomically.
+
+Written to a temporary name, fsynced, then renamed: a kill mid-write never leaves a file that
+looks complete. Loaded with `weights_only=True`: a checkpoint from someone else runs no code.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from eoid.errors import CheckpointError
+
+FORMAT = "eoid-checkpoint"
+VERSION = 1
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """torch.save to `path` via a fsynced temporary file and a rename."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(f"{path}: could not write the checkpoint ({err}). Free disk space or "
+                              "choose another --out; the previous checkpoint is intact.") from None
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def save_checkpoint(path: Path, *, model: dict, config: dict, vocabulary: dict,
+                    epoch: int, iteration: int, optimizer: dict | None = None,
+                    scheduler: dict | None = None, extra: dict | None = None) -> None:
+    """One checkpoint file; `epoch` = epochs completed."""
+    import eoid
+    atomic_torch_save({
+        "format": FORMAT, "version": VERSION, "eoid_version": getattr(eoid, "__version__", "0"),
+        "torch_version": torch.__version__, "model": model, "optimizer": optimizer,
+        "scheduler": scheduler, "epoch": epoch, "iteration": iteration, "config": config,
+        "vocabulary": vocabulary, "extra": extra or {},
+    }, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Read and check an eoid checkpoint; anything else is a CheckpointError saying what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint. Pass the checkpoint.pt of a run folder.")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated zip, foreign pickle with code, ...
+        raise CheckpointError(f"{path}: not a readable eoid checkpoint ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0][:200]}). It may be truncated or not "
+                              "from eoid; use another file.") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an eoid checkpoint (no '{FORMAT}' format tag). "
+                              "To start from DETR weights use student.detr_init instead.")
+    if ckpt.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint format version {ckpt.get('version')}, this eoid "
+                              f"reads version {VERSION}. Use a matching eoid release.")
+    return ckpt

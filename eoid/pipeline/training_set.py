@@ -1,0 +1,80 @@
+"""From a DataConfig to the records a phase trains or evaluates on (zero-shot filter, validation split)."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from eoid.config import DataConfig
+from eoid.errors import ConfigError
+from eoid.pipeline.records import ImageRecord
+from eoid.pipeline.vocab import Vocabulary
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """Training records with the zero-shot filter applied, and what the filter needs to remember."""
+    records: list[ImageRecord]                 # seen labels only
+    val_records: list[ImageRecord]             # held out for model selection (seen labels only)
+    annotated_pairs: dict[str, np.ndarray]     # key -> (K, 2) box pairs of annotated HOIs before the filter
+    num_bad: int                               # records skipped with --skip-bad
+    bad_report: list[dict]                     # what was skipped and why
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, streamed (annotation files and weights go into fingerprints)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def require(value: str, what: str, flag: str) -> Path:
+    """A required path option; empty is a ConfigError that names the flag."""
+    if not value:
+        raise ConfigError(f"no {what} given: pass {flag} (or set it in the --config TOML).")
+    return Path(value)
+
+
+def read_records(annotations: Path, images: Path, vocab: Vocabulary, skip_bad: bool):
+    """Read an annotation file with validation (see pipeline/readers.py)."""
+    from eoid.pipeline.readers import read_annotations
+    return read_annotations(annotations, images, vocab, skip_bad=skip_bad)
+
+
+def prepare_training_set(data: DataConfig, vocab: Vocabulary) -> TrainingSet:
+    """Read the training annotations, remember annotated pairs, apply the setting, carve validation."""
+    from eoid.pipeline.splits import apply_setting
+    ann = require(data.train_annotations, "training annotation file", "--annotations")
+    images = require(data.train_images, "training image folder", "--images")
+    result = read_records(ann, images, vocab, data.skip_bad)
+    records = result.records
+    annotated = {r.key: np.unique(r.hois[:, :2], axis=0) if len(r.hois) else np.zeros((0, 2), np.int64)
+                 for r in records}
+    if data.setting:
+        records = apply_setting(records, vocab, data.setting)
+    records = [_first_boxes(r, data.max_boxes) for r in records]
+    val: list[ImageRecord] = []
+    if data.val_images > 0:
+        if data.val_images >= len(records):
+            raise ConfigError(f"data.val_images = {data.val_images} but {ann} has only {len(records)} "
+                              "images; choose fewer validation images.")
+        order = np.random.default_rng(data.val_seed).permutation(len(records))
+        held = set(order[: data.val_images].tolist())
+        val = [r for i, r in enumerate(records) if i in held]
+        records = [r for i, r in enumerate(records) if i not in held]
+    bad = [b if isinstance(b, dict) else getattr(b, "__dict__", {"record": str(b)}) for b in result.bad]
+    return TrainingSet(records, val, annotated, len(result.bad), json.loads(json.dumps(bad, default=str)))
+
+
+def _first_boxes(rec: ImageRecord, max_boxes: int) -> ImageRecord:
+    """Keep the first `max_boxes` boxes (as the original loader does) and the labels among them."""
+    if rec.num_boxes <= max_boxes:
+        return rec
+    hois = rec.hois[(rec.hois[:, 0] < max_boxes) & (rec.hois[:, 1] < max_boxes)]
+    return ImageRecord(rec.key, rec.path, rec.width, rec.height, rec.boxes_xyxy_px[:max_boxes],
+                       rec.box_classes[:max_boxes], hois)
