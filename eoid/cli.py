@@ -205,7 +205,7 @@ def data_group() -> None:
 @user_errors
 def data_check(annotations, images, dataset) -> None:
     """Report every problem of a dataset at once, with counts; exit 1 if there is any."""
-    from eoid.pipeline.annotation_checks import check_dataset, format_report
+    from eoid.pipeline.readers import check_dataset, format_report
     from eoid.pipeline.vocab import load_vocabulary
     report = check_dataset(annotations, images, load_vocabulary(dataset))
     click.echo(format_report(report))
