@@ -68,6 +68,7 @@ class StudentConfig:
     dropout: float = 0.1                  # transformer dropout
     backbone_weights: str = ""            # local torchvision ResNet state dict ("" = random init)
     detr_init: str = ""                   # local DETR-R50 COCO checkpoint to initialise from ("" = none)
+    detr_init_interaction: bool = True    # also copy DETR's decoder into the interaction decoder (the original leaves it random)
 
 
 @dataclass(frozen=True)

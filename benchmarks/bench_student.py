@@ -1,0 +1,110 @@
+"""Forward + backward time and peak memory of a student preset (default: CDN-S, 512x512, batch 2).
+
+    python benchmarks/bench_student.py                       # CPU, writes benchmarks/results/...
+    python benchmarks/bench_student.py --device cuda --batch 4 --size 800
+
+One step = forward, two-stage matching + all losses (final + aux layers) on synthetic targets
+(4 labelled + 6 unknown pairs per image, teacher rows present), backward. No optimizer step.
+CPU peak memory is the process's peak resident set (getrusage), before and after the steps;
+CUDA peak memory is torch.cuda.max_memory_allocated.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from eoid.student.losses import compute_losses
+from eoid.student.model import build_student
+from eoid.student.targets import PairTargets
+
+NUM_OBJECTS, NUM_VERBS = 80, 117
+
+
+def synthetic_targets(num_labelled: int, num_unknown: int, gen: torch.Generator) -> PairTargets:
+    p = num_labelled + num_unknown
+    boxes = lambda: torch.cat([torch.rand(p, 2, generator=gen) * 0.5 + 0.25,
+                               torch.rand(p, 2, generator=gen) * 0.3 + 0.1], 1)
+    labelled = torch.arange(p) < num_labelled
+    verbs = (torch.rand(p, NUM_VERBS, generator=gen) < 0.02).float()
+    verbs[~labelled] = 0
+    verbs[labelled, 0] = 1
+    teacher = torch.rand(p, NUM_VERBS, generator=gen).softmax(1)
+    return PairTargets(boxes(), boxes(), torch.randint(0, NUM_OBJECTS, (p,), generator=gen), verbs,
+                       labelled, labelled.clone(), teacher, torch.ones(p, dtype=torch.bool))
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # Linux: KiB
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="cdn-s")
+    ap.add_argument("--size", type=int, default=512, help="square input side, px")
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3, help="timed steps after one warm-up step")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "bench_student.json")
+    args = ap.parse_args()
+
+    device = torch.device(args.device)
+    gen = torch.Generator().manual_seed(0)
+    rss_start = peak_rss_mib()
+    model = build_student(args.preset, NUM_OBJECTS, NUM_VERBS).to(device).train()
+    rss_model = peak_rss_mib()
+    images = torch.randn(args.batch, 3, args.size, args.size, generator=gen).to(device)
+    mask = torch.zeros(args.batch, args.size, args.size, dtype=torch.bool, device=device)
+    targets = [synthetic_targets(4, 6, gen).to(device) for _ in range(args.batch)]
+    all_verbs = torch.ones(NUM_VERBS, dtype=torch.bool)
+
+    def step() -> dict[str, float]:
+        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        sync()
+        t0 = time.perf_counter()
+        out = model(images, mask)
+        sync()
+        t1 = time.perf_counter()
+        terms, _ = compute_losses(out, targets, distill_verb_mask=all_verbs)
+        total = sum(terms.values())
+        sync()
+        t2 = time.perf_counter()
+        model.zero_grad(set_to_none=True)
+        total.backward()
+        sync()
+        t3 = time.perf_counter()
+        return {"forward_s": t1 - t0, "losses_s": t2 - t1, "backward_s": t3 - t2, "step_s": t3 - t0}
+
+    step()   # warm-up (allocator, oneDNN / cuDNN kernel selection)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    runs = [step() for _ in range(args.repeats)]
+    result = {
+        "preset": args.preset, "size": args.size, "batch": args.batch, "device": str(device),
+        "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
+                        else platform.processor() or platform.machine()),
+        "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+        "params_total_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        "params_trainable_m": sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6,
+        **{f"median_{k}": statistics.median(r[k] for r in runs) for k in runs[0]},
+        "peak_rss_mib": peak_rss_mib(), "rss_before_model_mib": rss_start,
+        "rss_after_model_mib": rss_model,
+    }
+    if device.type == "cuda":
+        result["cuda_peak_allocated_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+    width = max(map(len, result))
+    for key, value in result.items():
+        print(f"{key:<{width}}  {value:.3f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

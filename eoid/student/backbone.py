@@ -1,0 +1,105 @@
+"""The convolutional backbone: a torchvision ResNet as DETR uses it, or a tiny conv stem.
+
+ResNets use FrozenBatchNorm2d and freeze the stem and layer1 (DETR's `BackboneBase`); the
+output is C5 (stride 32). Weights are never downloaded: random init, or a local torchvision
+state-dict file.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import Tensor, nn
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+from eoid.errors import CheckpointError, WeightsNotFoundError
+
+RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
+_TRAINABLE = ("layer2", "layer3", "layer4")   # DETR: stem and layer1 stay frozen
+
+
+class ConvStem(nn.Module):
+    """Five stride-2 3x3 convolutions (stride 32 like C5), GroupNorm + ReLU; for CPU tests."""
+
+    def __init__(self, widths: tuple[int, ...] = (16, 32, 64, 64, 128)):
+        super().__init__()
+        layers: list[nn.Module] = []
+        in_ch = 3
+        for w in widths:
+            layers += [nn.Conv2d(in_ch, w, 3, stride=2, padding=1), nn.GroupNorm(4, w), nn.ReLU()]
+            in_ch = w
+        self.body = nn.Sequential(*layers)
+        self.num_channels = in_ch
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.body(x)
+
+
+class ResNetBody(nn.Module):
+    """A torchvision ResNet up to layer4, FrozenBatchNorm2d, stem + layer1 frozen."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        net = getattr(torchvision.models, name)(weights=None, norm_layer=FrozenBatchNorm2d)
+        for attr in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"):
+            setattr(self, attr, getattr(net, attr))
+        for pname, p in self.named_parameters():
+            if not pname.startswith(_TRAINABLE):
+                p.requires_grad_(False)
+        self.num_channels = 512 if name in ("resnet18", "resnet34") else 2048
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+
+class Backbone(nn.Module):
+    """Image -> C5 feature map and its padding mask.
+
+    forward(images (B, 3, H, W), padding_mask (B, H, W) bool, True = padding)
+    -> features (B, C, h, w), mask (B, h, w) bool (the padding mask resized to the map).
+    """
+
+    def __init__(self, name: str, weights: str | Path | None = None):
+        super().__init__()
+        if name == "conv-stem":
+            self.body: nn.Module = ConvStem()
+        elif name in RESNETS:
+            self.body = ResNetBody(name)
+        else:
+            raise ValueError(f"unknown backbone {name!r}; expected one of {RESNETS + ('conv-stem',)}")
+        self.num_channels: int = self.body.num_channels
+        if weights:
+            load_backbone_weights(self.body, Path(weights))
+
+    def forward(self, images: Tensor, padding_mask: Tensor) -> tuple[Tensor, Tensor]:
+        features = self.body(images)
+        mask = F.interpolate(padding_mask[:, None].float(), size=features.shape[-2:])[:, 0].bool()
+        return features, mask
+
+
+def load_backbone_weights(body: nn.Module, path: Path) -> None:
+    """Load a local torchvision ResNet state dict (the classifier `fc.*` is ignored)."""
+    if not path.is_file():
+        raise WeightsNotFoundError(f"{path}: backbone weights file not found. Pass a local "
+                                   "torchvision ResNet state dict (student.backbone_weights) or "
+                                   "leave it empty for random init.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for bad or unsafe files
+        raise CheckpointError(f"{path}: cannot read as a tensor-only state dict ({err}). "
+                              "Save it with torch.save(model.state_dict(), path).") from None
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    own = body.state_dict()
+    missing = sorted(own.keys() - state.keys())
+    unexpected = sorted(state.keys() - own.keys() - {k for k in state if k.endswith("num_batches_tracked")})
+    wrong = sorted(k for k in own.keys() & state.keys() if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        raise CheckpointError(f"{path}: not a state dict of this backbone; missing keys "
+                              f"{missing[:5]}, unexpected keys {unexpected[:5]}, wrong shapes "
+                              f"{wrong[:5]}. Pass the torchvision weights of the preset's ResNet.")
+    body.load_state_dict(state, strict=False)

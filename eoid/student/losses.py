@@ -1,0 +1,309 @@
+"""EoID's training losses: CDN's set loss, focal + distillation verb loss, interactive-score CE.
+
+Every decoder layer (final and each aux) gets its own two-stage matching and its own terms;
+aux terms carry the suffix `_{i}` (i = 0 for the first decoder layer), as in DETR. Terms are
+unweighted; `loss_weights(LossConfig)` and `weighted_sum` apply the weights. Nothing here
+talks to torch.distributed: the runner passes `num_pairs_global` in.
+
+Normalisers: box L1/GIoU (human and object) = sum over matched pairs / num_pairs (the
+original divides object terms by the local count of non-zero object boxes: the same on
+HICO-DET up to local vs global); focal verb loss = sum / this process's positive entries
+(as the original); distillation BCE = see `distill_verb_loss`; object CE and IS CE = means.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from eoid.boxes import cxcywh_to_xyxy, generalized_box_iou
+from eoid.config import LossConfig, MatcherConfig
+from eoid.errors import ConfigError
+from eoid.student.matching import ImageMatch, match_batch, pair_min_iou
+from eoid.student.model import StudentOutput
+from eoid.student.targets import PairTargets
+
+IGNORE = -100   # interactive-score target of a query left out of the IS loss
+DISTILL_NORMS = ("tensor", "pairs")
+
+
+# ---------------------------------------------------------------- targets
+
+def verb_targets(target: PairTargets, target_idx: Tensor, distill: bool,
+                 distill_verb_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Verb targets of matched pairs: 1 where a seen verb is labelled, else the teacher prob.
+
+    target_idx (P,) rows of `target`; distill_verb_mask (V,) bool: verbs the teacher may fill
+    (all, or the unseen ones for A_U only); others keep their hard label. A pair without a
+    teacher row (`teacher_hit` False) gets no loss on the entries the teacher would fill.
+    Returns (targets (P, V) float, loss_mask (P, V) bool, no_teacher (P,) bool: pairs that
+    lost a distillation term).
+    """
+    hard = target.verb_labels[target_idx]
+    if not distill:
+        return hard, torch.ones_like(hard, dtype=torch.bool), torch.zeros(len(hard), dtype=torch.bool,
+                                                                          device=hard.device)
+    fill = distill_verb_mask.to(hard.device)[None, :] & (hard != 1)
+    hit = target.teacher_hit[target_idx][:, None]
+    soft = torch.where(fill & hit, target.teacher_verb_probs[target_idx].to(hard.dtype), hard)
+    no_teacher = ~target.teacher_hit[target_idx] & fill.any(1)
+    return soft, ~(fill & ~hit), no_teacher
+
+
+def interactive_targets(pred_h: Tensor, pred_o: Tensor, target: PairTargets, match: ImageMatch,
+                        is_iou: float) -> Tensor:
+    """IS targets of one image's queries, as the paper states them. (Q,) int64 in {0, 1, IGNORE}.
+
+    1: a trained query (stage-1 match or selected unknown match) whose human and object boxes
+    both reach `is_iou` IoU with its pair, when that pair is interactive (labelled with a verb
+    other than no_interaction) or unknown (a potential interactive pair). IGNORE: any other
+    query reaching `is_iou` with some unknown pair (it may be interactive or not). 0: the rest.
+    pred_h, pred_o: (Q, 4) cxcywh.
+    """
+    num_queries, device = len(pred_h), pred_h.device
+    y = torch.zeros(num_queries, dtype=torch.long, device=device)
+    if len(target.labelled) == 0:
+        return y
+    iou = pair_min_iou(pred_h.detach(), pred_o.detach(), target.human_boxes_cxcywh,
+                       target.object_boxes_cxcywh)
+    q, t = match.query_idx.to(device), match.target_idx.to(device)
+    positive = (iou[q, t] >= is_iou) & (target.interactive[t] | ~target.labelled[t])
+    near_unknown = (iou[:, ~target.labelled] >= is_iou).any(1)
+    trained = torch.zeros(num_queries, dtype=torch.bool, device=device)
+    trained[q] = True
+    y[near_unknown & ~trained] = IGNORE
+    y[q[positive]] = 1
+    return y
+
+
+# ---------------------------------------------------------------- loss terms of one layer
+
+def focal_verb_loss(logits: Tensor, y: Tensor, mask: Tensor, alpha: float, gamma: float) -> Tensor:
+    """EoID's focal loss on entries exactly 0 or 1 (and in mask), summed / max(#positives, 1)."""
+    pos = (y == 1) & mask
+    neg = (y == 0) & mask
+    p = logits.sigmoid()
+    pos_loss = alpha * F.logsigmoid(logits) * (1 - p) ** gamma
+    neg_loss = (1 - alpha) * F.logsigmoid(-logits) * p ** gamma
+    total = (pos_loss * pos).sum() + (neg_loss * neg).sum()
+    return -total / pos.sum().clamp(min=1)
+
+
+def distill_verb_loss(logits: Tensor, y: Tensor, mask: Tensor, norm: str, num_pairs: float) -> Tensor:
+    """BCE on soft entries (0 < y < 1, in mask). logits, y, mask: (B, Q, V).
+
+    norm "tensor": sum / (B*Q*V), the original (its strength changes with the per-GPU batch
+    and the query count); "pairs": sum / num_pairs (matched pairs, batch independent).
+    """
+    soft = (y > 0) & (y < 1) & mask
+    bce = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
+    total = (bce * soft).sum()
+    return total / (logits.numel() if norm == "tensor" else num_pairs)
+
+
+def layer_losses(out: StudentOutput, targets: list[PairTargets], matches: list[ImageMatch], *,
+                 num_pairs: float, no_object_weight: float, focal_alpha: float, focal_gamma: float,
+                 distill: bool, distill_norm: str, distill_verb_mask: Tensor, is_iou: float
+                 ) -> tuple[dict[str, Tensor], dict[str, int]]:
+    """Unweighted loss terms of one decoder layer given its matching; plus counts."""
+    out = StudentOutput(*(t.float() for t in out[:5]))   # losses in float32 under autocast
+    batch, num_queries, num_classes = out.object_logits.shape
+    device = out.object_logits.device
+    obj_target = torch.full((batch, num_queries), num_classes - 1, dtype=torch.long, device=device)
+    verb_y = torch.zeros_like(out.verb_logits)
+    verb_mask = torch.ones_like(out.verb_logits, dtype=torch.bool)
+    is_y = torch.empty(batch, num_queries, dtype=torch.long, device=device)
+    ph, po, th, to = [], [], [], []
+    num_no_teacher = 0
+    for b, (tgt, m) in enumerate(zip(targets, matches)):
+        tgt = tgt.to(device)
+        q, t = m.query_idx.to(device), m.target_idx.to(device)
+        obj_target[b, q] = tgt.object_classes[t]
+        y, mask, no_teacher = verb_targets(tgt, t, distill, distill_verb_mask)
+        verb_y[b, q], verb_mask[b, q] = y, mask
+        num_no_teacher += int(no_teacher.sum())
+        is_y[b] = interactive_targets(out.human_boxes_cxcywh[b], out.object_boxes_cxcywh[b], tgt, m,
+                                      is_iou)
+        ph.append(out.human_boxes_cxcywh[b, q]), po.append(out.object_boxes_cxcywh[b, q])
+        th.append(tgt.human_boxes_cxcywh[t]), to.append(tgt.object_boxes_cxcywh[t])
+    class_weight = torch.ones(num_classes, device=device)
+    class_weight[-1] = no_object_weight
+    ph, po, th, to = torch.cat(ph), torch.cat(po), torch.cat(th), torch.cat(to)
+    real_obj = (to != 0).any(1)   # all-zero object box = role-less action: no object box loss
+    is_logits = out.interactive_logits.flatten(0, 1)
+    is_flat = is_y.flatten()
+    terms = {
+        "loss_obj_ce": F.cross_entropy(out.object_logits.transpose(1, 2), obj_target, class_weight),
+        "loss_human_l1": F.l1_loss(ph, th, reduction="sum") / num_pairs,
+        "loss_object_l1": F.l1_loss(po[real_obj], to[real_obj], reduction="sum") / num_pairs,
+        "loss_human_giou": _giou_loss(ph, th) / num_pairs,
+        "loss_object_giou": _giou_loss(po[real_obj], to[real_obj]) / num_pairs,
+        "loss_verb_focal": focal_verb_loss(out.verb_logits, verb_y, verb_mask, focal_alpha, focal_gamma),
+        "loss_verb_distill": distill_verb_loss(out.verb_logits, verb_y, verb_mask, distill_norm, num_pairs),
+        "loss_is": (F.cross_entropy(is_logits, is_flat, ignore_index=IGNORE)
+                    if (is_flat != IGNORE).any() else is_logits.sum() * 0),
+    }
+    stats = {"num_pairs": sum(len(m.query_idx) for m in matches),
+             "num_labelled_matched": sum(m.num_stage1 for m in matches),
+             "num_unknown_assigned": sum(len(m.stage2_query_idx) for m in matches),
+             "num_unknown_gated": sum(int(m.stage2_gated.sum()) for m in matches),
+             "num_unknown_selected": sum(len(m.query_idx) - m.num_stage1 for m in matches),
+             "num_no_teacher": num_no_teacher,
+             "num_is_positive": int((is_flat == 1).sum()),
+             "num_is_ignored": int((is_flat == IGNORE).sum())}
+    return terms, stats
+
+
+def _giou_loss(pred_cxcywh: Tensor, tgt_cxcywh: Tensor) -> Tensor:
+    """Sum of 1 - GIoU over aligned box pairs (N, 4) cxcywh."""
+    if len(pred_cxcywh) == 0:
+        return pred_cxcywh.sum() * 0
+    giou = generalized_box_iou(cxcywh_to_xyxy(pred_cxcywh), cxcywh_to_xyxy(tgt_cxcywh))
+    return (1 - giou.diagonal()).sum()
+
+
+# ---------------------------------------------------------------- all layers
+
+def decoder_layers(outputs: StudentOutput) -> list[tuple[str, StudentOutput]]:
+    """(suffix, output) per decoder layer: ("", final) first, then ("_0", first layer), ..."""
+    return [("", outputs)] + [(f"_{i}", a) for i, a in enumerate(outputs.aux)]
+
+
+def negative_verbs_for_cost(distill: bool, distill_verb_mask: Tensor) -> Tensor:
+    """Verbs whose 0 label is a negative in the matching cost: all without distillation,
+    else those the teacher does not fill (EoID's `seen_mask == 0`)."""
+    return torch.ones_like(distill_verb_mask) if not distill else ~distill_verb_mask
+
+
+def match_layers(outputs: StudentOutput, targets: list[PairTargets], *, distill: bool,
+                 distill_verb_mask: Tensor, cost_box_l1: float = 2.5, cost_giou: float = 1.0,
+                 cost_object: float = 1.0, cost_verb: float = 1.0, topk: int = 3,
+                 thres_is: float = 0.5, is_iou: float = 0.5) -> list[list[ImageMatch]]:
+    """Each decoder layer's own two-stage matching, in `decoder_layers` order."""
+    negative = negative_verbs_for_cost(distill, distill_verb_mask.bool())
+    return [match_batch(o.human_boxes_cxcywh, o.object_boxes_cxcywh, o.object_logits,
+                        o.verb_logits, o.interactive_logits, targets, negative,
+                        cost_box_l1=cost_box_l1, cost_giou=cost_giou, cost_object=cost_object,
+                        cost_verb=cost_verb, topk=topk, thres_is=thres_is, is_iou=is_iou)
+            for _, o in decoder_layers(outputs)]
+
+
+def count_pairs(matches: list[list[ImageMatch]]) -> int:
+    """Matched pairs (stage 1 + selected unknown) of the final layer: the loss normaliser
+    before the runner averages it over ranks."""
+    return sum(len(m.query_idx) for m in matches[0])
+
+
+def compute_losses(outputs: StudentOutput, targets: list[PairTargets], *, distill_verb_mask: Tensor,
+                   distill: bool = True, distill_norm: str = "tensor", cost_box_l1: float = 2.5,
+                   cost_giou: float = 1.0, cost_object: float = 1.0, cost_verb: float = 1.0,
+                   topk: int = 3, thres_is: float = 0.5, is_iou: float = 0.5,
+                   no_object_weight: float = 0.1, focal_alpha: float = 0.5, focal_gamma: float = 2.0,
+                   num_pairs_global: float | None = None,
+                   matches: list[list[ImageMatch]] | None = None
+                   ) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """All unweighted loss terms of a batch (final layer + aux layers) and the final layer's counts.
+
+    distill_verb_mask (V,) bool: verbs the teacher fills. num_pairs_global: matched pairs per
+    rank averaged over ranks (DETR's convention, so DDP's gradient mean gives sum / total);
+    None = this process's count. matches: from `match_layers`, when the runner needed them
+    first to compute that count; None = match here.
+    """
+    if distill_norm not in DISTILL_NORMS:
+        raise ConfigError(f"loss.distill_norm = {distill_norm!r}; choose one of {DISTILL_NORMS}")
+    mask = distill_verb_mask.bool()
+    if matches is None:
+        matches = match_layers(outputs, targets, distill=distill, distill_verb_mask=mask,
+                               cost_box_l1=cost_box_l1, cost_giou=cost_giou, cost_object=cost_object,
+                               cost_verb=cost_verb, topk=topk, thres_is=thres_is, is_iou=is_iou)
+    num_pairs = float(max(num_pairs_global if num_pairs_global is not None else count_pairs(matches), 1))
+    terms: dict[str, Tensor] = {}
+    stats: dict[str, Any] = {}
+    for (suffix, out), layer_matches in zip(decoder_layers(outputs), matches):
+        layer_terms, layer_stats = layer_losses(
+            out, targets, layer_matches, num_pairs=num_pairs, no_object_weight=no_object_weight,
+            focal_alpha=focal_alpha, focal_gamma=focal_gamma, distill=distill,
+            distill_norm=distill_norm, distill_verb_mask=mask, is_iou=is_iou)
+        terms.update({k + suffix: v for k, v in layer_terms.items()})
+        if suffix == "":
+            stats = dict(layer_stats, num_pairs_normaliser=num_pairs)
+    return terms, stats
+
+
+# ---------------------------------------------------------------- weights and config mapping
+
+_WEIGHT_FIELD = {"loss_obj_ce": "object_ce", "loss_human_l1": "box_l1", "loss_object_l1": "box_l1",
+                 "loss_human_giou": "giou", "loss_object_giou": "giou",
+                 "loss_verb_focal": "verb_focal", "loss_verb_distill": "distill",
+                 "loss_is": "interactive"}
+
+
+def loss_weights(cfg: LossConfig) -> dict[str, float]:
+    """Weight of each term name (without layer suffix), from the config."""
+    return {name: float(getattr(cfg, field)) for name, field in _WEIGHT_FIELD.items()}
+
+
+def weighted_sum(terms: Mapping[str, Tensor], weights: Mapping[str, float]) -> Tensor:
+    """sum_k weights[base(k)] * terms[k]; base strips the aux suffix `_{i}`. Zero weights skip."""
+    total = None
+    for key, value in terms.items():
+        w = weights[re.sub(r"_\d+$", "", key)]
+        if w:
+            total = value * w if total is None else total + value * w
+    return total if total is not None else next(iter(terms.values())) * 0
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """The matcher and loss values of one run; `match` then `__call__`, or `__call__` alone."""
+    distill_verb_mask: Tensor   # (V,) bool
+    distill: bool = True
+    distill_norm: str = "tensor"
+    cost_box_l1: float = 2.5
+    cost_giou: float = 1.0
+    cost_object: float = 1.0
+    cost_verb: float = 1.0
+    topk: int = 3
+    thres_is: float = 0.5
+    is_iou: float = 0.5
+    no_object_weight: float = 0.1
+    focal_alpha: float = 0.5
+    focal_gamma: float = 2.0
+
+    def _values(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def match(self, outputs: StudentOutput, targets: list[PairTargets]) -> list[list[ImageMatch]]:
+        v = self._values()
+        for name in ("distill_norm", "no_object_weight", "focal_alpha", "focal_gamma"):
+            v.pop(name)
+        return match_layers(outputs, targets, **v)
+
+    def __call__(self, outputs: StudentOutput, targets: list[PairTargets],
+                 matches: list[list[ImageMatch]] | None = None,
+                 num_pairs_global: float | None = None) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        return compute_losses(outputs, targets, matches=matches, num_pairs_global=num_pairs_global,
+                              **self._values())
+
+
+def build_criterion(matcher: MatcherConfig, loss: LossConfig, num_verbs: int,
+                    unseen_verb_mask: Tensor | None = None) -> Criterion:
+    """Map the configs to a Criterion. unseen_verb_mask (V,) bool: the setting's unseen verbs,
+    needed when loss.a_u_only is set (the teacher then fills those verbs only)."""
+    if loss.a_u_only:
+        if unseen_verb_mask is None or not bool(unseen_verb_mask.any()):
+            raise ConfigError("loss.a_u_only = true needs a zero-shot setting with unseen verbs "
+                              "(UA); set data.setting = \"ua\" or loss.a_u_only = false")
+        mask = unseen_verb_mask.bool()
+    else:
+        mask = torch.ones(num_verbs, dtype=torch.bool)
+    return Criterion(mask, distill=loss.distill > 0, distill_norm=loss.distill_norm,
+                     cost_box_l1=matcher.cost_box_l1, cost_giou=matcher.cost_giou,
+                     cost_object=matcher.cost_object, cost_verb=matcher.cost_verb,
+                     topk=matcher.topk, thres_is=matcher.thres_is, is_iou=matcher.is_iou,
+                     no_object_weight=loss.no_object_weight, focal_alpha=loss.focal_alpha,
+                     focal_gamma=loss.focal_gamma)

@@ -1,0 +1,182 @@
+"""The student model: every preset's shapes, the detach switch, the IS-head switch, DETR init."""
+import time
+
+import pytest
+import torch
+
+from eoid.errors import CheckpointError, ConfigError, WeightsNotFoundError
+from eoid.student.backbone import Backbone
+from eoid.student.model import build_student, load_detr_init
+from eoid.student.presets import PRESETS, get_preset
+from eoid.student.transformer import sine_position_encoding
+
+
+@pytest.mark.parametrize("preset", [
+    "tiny", "cdn-s",
+    pytest.param("cdn-b", marks=pytest.mark.slow),   # ~7 s on the shared CPU
+    pytest.param("cdn-l", marks=pytest.mark.slow),   # ~15 s (ResNet-101)
+])
+def test_every_preset_gives_documented_shapes_and_backpropagates(preset):
+    torch.manual_seed(0)
+    model = build_student(preset, num_objects=5, num_verbs=7, num_queries=6)
+    images = torch.randn(1, 3, 64, 96)
+    out = model(images, torch.zeros(1, 64, 96, dtype=torch.bool))
+    p = get_preset(preset)
+    assert out.human_boxes_cxcywh.shape == out.object_boxes_cxcywh.shape == (1, 6, 4)
+    assert out.object_logits.shape == (1, 6, 6) and out.verb_logits.shape == (1, 6, 7)
+    assert out.interactive_logits.shape == (1, 6, 2) and out.interactive_prob().shape == (1, 6)
+    assert len(out.aux) == min(p.dec_layers_ho, p.dec_layers_interaction) - 1
+    assert all(a.verb_logits.shape == (1, 6, 7) for a in out.aux)
+    assert ((out.human_boxes_cxcywh > 0) & (out.human_boxes_cxcywh < 1)).all()
+    out.verb_logits.sum().backward()
+    assert model.verb_class_embed.weight.grad is not None
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_every_preset_builds_the_architecture_its_table_names(preset):
+    p = get_preset(preset)
+    model = build_student(preset, num_objects=5, num_verbs=7)
+    t = model.transformer
+    assert (len(t.encoder.layers), len(t.decoder.layers), len(t.interaction_decoder.layers)) == (
+        p.enc_layers, p.dec_layers_ho, p.dec_layers_interaction)
+    assert model.query_embed.weight.shape == (64, p.hidden_dim)
+    assert type(model.backbone.body).__name__ == ("ConvStem" if p.backbone == "conv-stem" else "ResNetBody")
+    assert sum(1 for m in model.backbone.modules() if type(m).__name__ == "Bottleneck") == {
+        "resnet50": 16, "resnet101": 33}.get(p.backbone, 0)
+
+
+def test_unknown_preset_names_the_valid_ones():
+    with pytest.raises(ConfigError, match="cdn-s"):
+        get_preset("cdn-xl")
+
+
+def test_tiny_preset_trains_a_128px_batch_in_well_under_a_second():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)   # the CPU is shared with other jobs; one thread is the stable case
+    model = build_student("tiny", num_objects=80, num_verbs=117, num_queries=16)
+    images, mask = torch.randn(2, 3, 128, 128), torch.zeros(2, 128, 128, dtype=torch.bool)
+    model(images, mask).verb_logits.sum().backward()   # warm-up
+    best = float("inf")
+    for _ in range(5):   # best of five
+        start = time.perf_counter()
+        out = model(images, mask)
+        (out.verb_logits.sum() + out.human_boxes_cxcywh.sum()).backward()
+        best = min(best, time.perf_counter() - start)
+    torch.set_num_threads(threads)
+    assert best < 0.5
+
+
+def test_resnet_stem_and_layer1_are_frozen_as_in_detr():
+    body = Backbone("resnet18").body
+    trainable = {n.split(".")[0] for n, p in body.named_parameters() if p.requires_grad}
+    assert trainable == {"layer2", "layer3", "layer4"}
+
+
+def test_backbone_weights_load_from_a_local_torchvision_state_dict(tmp_path):
+    import torchvision
+    reference = torchvision.models.resnet18(weights=None)
+    path = tmp_path / "r18.pth"
+    torch.save(reference.state_dict(), path)
+    body = Backbone("resnet18", path).body
+    assert torch.equal(body.layer3[0].conv1.weight, reference.layer3[0].conv1.weight)
+    torch.save({"conv1.weight": torch.zeros(1)}, path)
+    with pytest.raises(CheckpointError, match="missing keys"):
+        Backbone("resnet18", path)
+    with pytest.raises(WeightsNotFoundError):
+        Backbone("resnet18", tmp_path / "absent.pth")
+
+
+@pytest.mark.parametrize("detach", [True, False])
+def test_detach_stops_interaction_gradients_into_the_human_object_decoder(detach):
+    torch.manual_seed(0)
+    model = build_student("tiny", 3, 4, num_queries=5, detach=detach)
+    out = model(torch.randn(1, 3, 64, 64), torch.zeros(1, 64, 64, dtype=torch.bool))
+    (out.verb_logits.sum() + out.interactive_logits.sum()).backward()   # interaction-only loss
+    ho = [p.grad for p in model.transformer.decoder.parameters()] + [model.query_embed.weight.grad]
+    leaked = sum(0.0 if g is None else g.abs().sum().item() for g in ho)
+    assert (leaked == 0) == detach
+    # the encoder memory is not detached: the encoder still learns from the interaction loss
+    assert model.transformer.encoder.layers[0].linear1.weight.grad.abs().sum() > 0
+
+
+def test_is_head_can_sit_on_the_human_object_decoder():
+    torch.manual_seed(0)
+    model = build_student("tiny", 3, 4, num_queries=5, is_head="human_object")
+    out = model(torch.randn(1, 3, 64, 64), torch.zeros(1, 64, 64, dtype=torch.bool))
+    out.interactive_logits.sum().backward()
+    assert model.transformer.interaction_decoder.layers[0].linear1.weight.grad is None
+    with pytest.raises(ConfigError, match="is_head"):
+        build_student("tiny", 3, 4, is_head="encoder")
+
+
+def test_sine_encoding_ignores_padding():
+    # the unpadded left part of a padded map is encoded as if it were the whole map
+    mask = torch.zeros(1, 4, 6, dtype=torch.bool)
+    mask[:, :, 3:] = True
+    padded = sine_position_encoding(mask, 8)[..., :3]
+    alone = sine_position_encoding(torch.zeros(1, 4, 3, dtype=torch.bool), 8)
+    assert torch.allclose(padded, alone, atol=1e-5)
+
+
+def _fake_detr(model, num_dec=6, num_queries=100):
+    """A DETR-format state dict shaped for `model` (our tiny widths), with recognisable values."""
+    own = model.state_dict()
+    detr = {}
+    for k, v in own.items():
+        if k.startswith("backbone.body."):
+            detr["backbone.0.body." + k[len("backbone.body."):]] = torch.full_like(v, 0.5)
+        elif k.startswith(("input_proj.", "transformer.encoder.")):
+            detr[k] = torch.full_like(v, 0.25)
+        elif k.startswith("transformer.decoder.layers.0."):
+            rest = k[len("transformer.decoder.layers.0."):]
+            for i in range(num_dec):
+                detr[f"transformer.decoder.layers.{i}.{rest}"] = torch.full_like(v, float(i))
+        elif k.startswith("transformer.decoder.norm."):
+            detr[k] = torch.full_like(v, 7.0)
+        elif k.startswith("sub_bbox_embed."):
+            detr["bbox_embed." + k[len("sub_bbox_embed."):]] = torch.full_like(v, 3.0)
+    d = own["query_embed.weight"].shape[1]
+    detr["query_embed.weight"] = torch.arange(num_queries, dtype=torch.float32)[:, None].expand(-1, d).clone()
+    detr["class_embed.weight"] = torch.arange(92, dtype=torch.float32)[:, None].expand(-1, d).clone()
+    detr["class_embed.bias"] = torch.arange(92, dtype=torch.float32)
+    return detr
+
+
+def test_detr_init_maps_classes_queries_and_decoders(tmp_path):
+    torch.manual_seed(0)
+    model = build_student("tiny", num_objects=3, num_verbs=4, num_queries=8)
+    path = tmp_path / "detr.pth"
+    torch.save({"model": _fake_detr(model)}, path)
+    verb_before = model.verb_class_embed.weight.clone()
+    left = load_detr_init(model, path, coco_ids_of_objects=[1, 18, 90])
+    sd = model.state_dict()
+    assert sd["obj_class_embed.bias"].tolist() == [1, 18, 90, 91]   # + DETR's no-object row
+    assert sd["query_embed.weight"][:, 0].tolist() == list(range(8))   # first 8 of DETR's 100
+    assert (sd["transformer.decoder.layers.1.linear1.weight"] == 1).all()   # first L layers
+    assert (sd["transformer.interaction_decoder.layers.1.linear1.weight"] == 1).all()
+    assert (sd["obj_bbox_embed.layers.0.weight"] == 3).all()
+    assert torch.equal(model.verb_class_embed.weight, verb_before)
+    assert "verb_class_embed.weight" in left and "is_embed.weight" in left
+
+
+def test_detr_init_can_leave_the_interaction_decoder_random_like_the_original(tmp_path):
+    model = build_student("tiny", 3, 4, num_queries=8)
+    path = tmp_path / "detr.pth"
+    torch.save(_fake_detr(model), path)   # a bare state dict is accepted too
+    left = load_detr_init(model, path, [1, 2, 3], init_interaction_decoder=False)
+    assert "transformer.interaction_decoder.layers.0.linear1.weight" in left
+
+
+def test_detr_init_refuses_missing_pickled_and_mismatched_files(tmp_path):
+    model = build_student("tiny", 3, 4, num_queries=8)
+    with pytest.raises(WeightsNotFoundError):
+        load_detr_init(model, tmp_path / "absent.pth", [1, 2, 3])
+    import argparse
+    path = tmp_path / "with_args.pth"
+    torch.save({"model": _fake_detr(model), "args": argparse.Namespace(lr=1)}, path)
+    with pytest.raises(CheckpointError, match="weights_only=False"):
+        load_detr_init(model, path, [1, 2, 3])
+    torch.save(_fake_detr(build_student("tiny", 3, 4, num_queries=8)), path)
+    other = build_student("cdn-s", 3, 4, num_queries=8)
+    with pytest.raises(CheckpointError, match="does not fit"):
+        load_detr_init(other, path, [1, 2, 3])
