@@ -1,0 +1,258 @@
+"""The built-in synthetic HOI world: generated images in HICO-DET's JSON format, with a vocabulary.
+
+`generate_world(out, num_images, seed)` writes
+
+    out/images/{train,test}_NNNNNN.png        one image folder for both splits
+    out/train.json, out/test.json             PPDM/CDN HICO-DET format (file_name, annotations, hoi_annotation)
+    out/vocabulary.json                       eoid's vocabulary format (see pipeline/vocab.py)
+
+Each image holds 1-3 drawn people, each with one object it interacts with through one verb
+(the visible rules are in pipeline/synth_draw.py), and sometimes a loose object nobody
+touches, so that cross pairs are left unlabelled as in HICO-DET. Verbs are named like
+HICO-DET's and several verbs share each object, so the object class alone never tells the verb.
+Zero-shot settings: `ua` hides two verbs (kind "verb"), `uc` four verb-object combinations
+whose verbs stay seen with other objects (kind "hoi"). The same seed gives the same bytes.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from PIL import Image, ImageDraw
+from tqdm import tqdm
+
+from eoid.errors import ConfigError
+from eoid.pipeline.synth_draw import (OBJECT_COLOURS, OBJECT_SHAPES, SHIRTS, SKIN, Pose, draw_lines,
+                                      draw_object, draw_person, pose_for)
+from eoid.pipeline.vocab import Vocabulary, vocabulary_from_json
+
+VERBS = [("carry", "carrying"), ("fly", "flying"), ("hold", "holding"), ("kick", "kicking"),
+         ("look_at", "looking at"), ("no_interaction", "no interaction"), ("push", "pushing"),
+         ("ride", "riding"), ("throw", "throwing")]
+OBJECTS = [("person", 1), ("bicycle", 2), ("suitcase", 33), ("sports_ball", 37), ("kite", 38)]  # COCO ids
+VALID_VERBS = {  # HOI order: objects alphabetically, then verbs alphabetically (as HICO-DET's list)
+    "bicycle": ["look_at", "no_interaction", "push", "ride"],
+    "kite": ["carry", "fly", "hold", "look_at", "no_interaction"],
+    "sports_ball": ["carry", "hold", "kick", "look_at", "no_interaction", "throw"],
+    "suitcase": ["carry", "hold", "look_at", "no_interaction", "push"]}
+UA_UNSEEN_VERBS = ("carry", "kick")
+UC_UNSEEN_HOIS = (("look_at", "bicycle"), ("hold", "kite"), ("carry", "sports_ball"), ("push", "suitcase"))
+RARE_HOIS = (("hold", "suitcase"), ("look_at", "kite"), ("no_interaction", "bicycle"))
+RARE_RATE = 4          # a rare HOI is drawn once for every RARE_RATE draws of a common one
+STREAMS = {"train": 0, "test": 1, "web": 2, "held_out": 3}  # independent random streams per use
+
+
+def synth_vocabulary_json() -> dict:
+    """The world's vocabulary in eoid's vocabulary file format."""
+    verbs = [v for v, _ in VERBS]
+    objects = [o for o, _ in OBJECTS]
+    hois = [(verbs.index(v), objects.index(o)) for o in VALID_VERBS for v in VALID_VERBS[o]]
+    index = {(verbs[v], objects[o]): i for i, (v, o) in enumerate(hois)}
+    ua = [i for i, (v, _) in enumerate(hois) if verbs[v] in UA_UNSEEN_VERBS]
+    return {
+        "name": "eoid-synth",
+        "verbs": [{"name": n, "phrase": p} for n, p in VERBS],
+        "objects": [{"name": n, "id": i} for n, i in OBJECTS],
+        "verb_ids": list(range(1, len(VERBS) + 1)),
+        "hois": [list(h) for h in hois],
+        "human": "person", "no_interaction": "no_interaction",
+        "rare_hois": sorted(index[h] for h in RARE_HOIS),
+        "settings": {
+            "ua": {"kind": "verb", "unseen_hois": ua,
+                   "about": f"unseen verbs {', '.join(UA_UNSEEN_VERBS)}: every label with them is removed"},
+            "uc": {"kind": "hoi", "unseen_hois": sorted(index[h] for h in UC_UNSEEN_HOIS),
+                   "about": "unseen combinations; each of their verbs stays seen with another object"}},
+    }
+
+
+def synth_vocabulary() -> Vocabulary:
+    """The world's vocabulary as a Vocabulary."""
+    return vocabulary_from_json(synth_vocabulary_json(), "the synthetic world's vocabulary")
+
+
+@dataclass(frozen=True)
+class Scene:
+    """One generated image and its ground truth (boxes in image px, indices into the vocabulary)."""
+    image: np.ndarray          # (H, W, 3) uint8 RGB
+    boxes_xyxy_px: np.ndarray  # (num_boxes, 4) float32, integer-valued
+    box_classes: np.ndarray    # (num_boxes,) int64 object index
+    hois: np.ndarray           # (num_labels, 3) int64 (human_box_idx, object_box_idx, verb_idx)
+
+
+@dataclass(frozen=True)
+class WorldPaths:
+    """Where generate_world wrote the world."""
+    root: Path
+    image_dir: Path            # images of both splits
+    train_json: Path
+    test_json: Path
+    vocabulary: Path
+
+
+def hoi_stream(rng: np.random.Generator, vocab: Vocabulary) -> Iterator[int]:
+    """HOI indices to give the people of a split: every HOI once first, then weighted shuffled rounds.
+
+    The first round makes any split with >= num_hois people show every HOI; rare HOIs then come
+    at 1/RARE_RATE the rate of the others.
+    """
+    num = len(vocab.hois)
+    first = rng.permutation(num)
+    yield from first.tolist()
+    rare = set(vocab.rare_hois)
+    rounds = [i for i in range(num) for _ in range(1 if i in rare else RARE_RATE)]
+    while True:
+        yield from rng.permutation(rounds).tolist()
+
+
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Pale sky over pale ground with a little grey noise: (size, size, 3) uint8."""
+    sky = rng.integers(190, 245, 3)
+    ground = np.array([rng.integers(170, 215), rng.integers(185, 230), rng.integers(150, 200)])
+    horizon = int(size * rng.uniform(0.5, 0.8))
+    img = np.empty((size, size, 3), np.int16)
+    img[:horizon], img[horizon:] = sky, ground
+    img += rng.integers(-6, 7, (size, size, 1), dtype=np.int16)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _overlaps(box, others, margin: float) -> bool:
+    return any(box[0] < o[2] + margin and o[0] < box[2] + margin and box[1] < o[3] + margin
+               and o[1] < box[3] + margin for o in others)
+
+
+def _place(rng: np.random.Generator, extent, size: int, taken: list, tries: int = 40):
+    """A shift (dx, dy) putting `extent` (xyxy) inside the image clear of `taken`, or None."""
+    w, h = extent[2] - extent[0], extent[3] - extent[1]
+    if w > size - 4 or h > size - 4:
+        return None
+    for _ in range(tries):
+        x1, y1 = rng.uniform(2, size - 2 - w), rng.uniform(2, size - 2 - h)
+        box = (x1, y1, x1 + w, y1 + h)
+        if not _overlaps(box, taken, 3.0):
+            return x1 - extent[0], y1 - extent[1]
+    return None
+
+
+def _int_box(box, dx: float, dy: float, size: int) -> list[float]:
+    x1, y1, x2, y2 = box
+    return [float(np.clip(round(v), 0, size)) for v in (x1 + dx, y1 + dy, x2 + dx, y2 + dy)]
+
+
+def sample_scene(rng: np.random.Generator, size: int, hois: Iterator[int], vocab: Vocabulary) -> Scene:
+    """Draw one image of `size` x `size` px; the people take their HOIs from the `hois` stream."""
+    num_people = int(rng.choice([1, 2, 3], p=[0.45, 0.4, 0.15]))
+    scale = {1: 1.0, 2: 0.8, 3: 0.68}[num_people]
+    placed: list[tuple[Pose, float, float, str, str]] = []   # pose, dx, dy, verb, object
+    taken: list[tuple[float, ...]] = []
+    pending = next(hois)
+    for _ in range(num_people):
+        verb_idx, obj_idx = vocab.hois[pending]
+        verb, obj = vocab.verbs[verb_idx], vocab.objects[obj_idx]
+        h = size * rng.uniform(0.4, 0.58) * scale
+        side = int(rng.choice([-1, 1]))
+        for _shrink in range(4):
+            pose = pose_for(verb, obj, max(h, 0.3 * size), side, rng)
+            shift = _place(rng, pose.extent_xyxy(), size, taken)
+            if shift is not None:
+                break
+            h *= 0.88
+        if shift is None:
+            continue                                   # no room: the HOI goes to the next person
+        ext = pose.extent_xyxy()
+        taken.append((ext[0] + shift[0], ext[1] + shift[1], ext[2] + shift[0], ext[3] + shift[1]))
+        placed.append((pose, shift[0], shift[1], verb, obj))
+        pending = next(hois)
+    loose = []
+    if rng.random() < 0.35:
+        obj = str(rng.choice(list(OBJECT_SHAPES)))
+        ref = size * rng.uniform(0.35, 0.5) * scale
+        w, h = (f * ref for f in OBJECT_SHAPES[obj])
+        shift = _place(rng, (0.0, 0.0, w, h), size, taken)
+        if shift is not None:
+            loose.append((obj, (shift[0], shift[1], shift[0] + w, shift[1] + h)))
+
+    canvas = Image.fromarray(_background(rng, size))
+    draw = ImageDraw.Draw(canvas)
+    colours = {}
+    for k, (pose, dx, dy, _, obj) in enumerate(placed):
+        colours[k] = tuple(int(c) for c in np.clip(np.array(OBJECT_COLOURS[obj]) + rng.integers(-20, 21, 3), 0, 255))
+    facing = [int(rng.choice([-1, 1])) for _ in placed]
+    for k, (pose, dx, dy, verb, obj) in enumerate(placed):
+        if pose.object_behind:
+            box = pose.object_xyxy
+            draw_object(draw, obj, (box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy), colours[k],
+                        facing=-1 if pose.hands[0][0] < 0 else 1)
+    for pose, dx, dy, _, _ in placed:
+        draw_lines(draw, pose, dx, dy)
+        draw_person(draw, pose, dx, dy, SKIN[int(rng.integers(len(SKIN)))], SHIRTS[int(rng.integers(len(SHIRTS)))])
+    for k, (pose, dx, dy, verb, obj) in enumerate(placed):
+        if not pose.object_behind:
+            box = pose.object_xyxy
+            draw_object(draw, obj, (box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy), colours[k], facing[k])
+    for obj, box in loose:
+        draw_object(draw, obj, box, OBJECT_COLOURS[obj], int(rng.choice([-1, 1])))
+
+    boxes, classes, labels = [], [], []
+    for pose, dx, dy, verb, obj in placed:
+        labels.append((len(boxes), len(boxes) + 1, vocab.verbs.index(verb)))
+        boxes += [_int_box(pose.person_xyxy(), dx, dy, size), _int_box(pose.object_xyxy, dx, dy, size)]
+        classes += [vocab.human, vocab.objects.index(obj)]
+    for obj, box in loose:
+        boxes.append(_int_box(box, 0.0, 0.0, size))
+        classes.append(vocab.objects.index(obj))
+    return Scene(np.asarray(canvas), np.array(boxes, np.float32).reshape(-1, 4),
+                 np.array(classes, np.int64), np.array(labels, np.int64).reshape(-1, 3))
+
+
+def sample_scenes(num_images: int, seed: int, stream: str, image_size: int = 160) -> Iterator[Scene]:
+    """`num_images` scenes from the named random stream ("train", "test", "web", "held_out") of `seed`."""
+    rng = np.random.default_rng([seed, STREAMS[stream]])
+    vocab = synth_vocabulary()
+    hois = hoi_stream(rng, vocab)
+    for _ in range(num_images):
+        yield sample_scene(rng, image_size, hois, vocab)
+
+
+def scene_to_record_json(scene: Scene, file_name: str, vocab: Vocabulary) -> dict:
+    """One image entry of the PPDM/CDN HICO-DET JSON (category ids as the vocabulary gives them)."""
+    hoi_index = vocab.hoi_index()
+    return {
+        "file_name": file_name,
+        "annotations": [{"bbox": [int(v) for v in box], "category_id": vocab.object_ids[int(c)]}
+                        for box, c in zip(scene.boxes_xyxy_px, scene.box_classes)],
+        "hoi_annotation": [{"subject_id": int(h), "object_id": int(o), "category_id": vocab.verb_ids[int(v)],
+                            "hoi_category_id": int(hoi_index[v, scene.box_classes[o]]) + 1}
+                           for h, o, v in scene.hois],
+    }
+
+
+def generate_world(out_dir: Path, num_images: int, seed: int, *, image_size: int = 160,
+                   test_fraction: float = 0.3, progress: bool = True) -> WorldPaths:
+    """Write a world of `num_images` images (a `test_fraction` of them in the test split) to `out_dir`."""
+    if num_images < 2 or not 0.0 < test_fraction < 1.0 or image_size < 96:
+        raise ConfigError(f"synthetic world: need num_images >= 2 (got {num_images}), 0 < test_fraction < 1 "
+                          f"(got {test_fraction}) and image_size >= 96 px (got {image_size}).")
+    out_dir = Path(out_dir)
+    image_dir = out_dir / "images"
+    image_dir.mkdir(parents=True, exist_ok=True)
+    vocab_json = synth_vocabulary_json()
+    vocab = vocabulary_from_json(vocab_json, "the synthetic world's vocabulary")
+    num_test = min(num_images - 1, max(1, round(num_images * test_fraction)))
+    paths = WorldPaths(out_dir, image_dir, out_dir / "train.json", out_dir / "test.json",
+                       out_dir / "vocabulary.json")
+    bar = tqdm(total=num_images, desc="synth world", unit="img", disable=not progress)
+    for split, count, path in (("train", num_images - num_test, paths.train_json),
+                               ("test", num_test, paths.test_json)):
+        entries = []
+        for i, scene in enumerate(sample_scenes(count, seed, split, image_size)):
+            name = f"{split}_{i:06d}.png"
+            Image.fromarray(scene.image).save(image_dir / name, format="PNG")
+            entries.append(scene_to_record_json(scene, name, vocab))
+            bar.update(1)
+        path.write_text(json.dumps(entries))
+    bar.close()
+    paths.vocabulary.write_text(json.dumps(vocab_json, indent=1))
+    return paths
