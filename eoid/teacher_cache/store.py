@@ -1,0 +1,226 @@
+"""The teacher cache on disk: one zarr v3 group of flat per-pair arrays sorted by image.
+
+Layout (ENVIRONMENT_FACTS §4: flat ragged table + per-image offsets, sharded, zstd):
+
+    CACHE/zarr.json, image_offsets (N+1,) int64: image i = rows offsets[i]:offsets[i+1]
+    per pair (P rows): pair_image int32, pair_box_idx (P,2) int32, human_xyxy (P,4) float32,
+        object_xyxy (P,4) float32 (original pixels), object_class int32, labelled bool,
+        image_emb (P,D) float16 (unit length), verb_probs (P,V) float16
+    text_emb (H,D) float32; meta.json: image keys and sizes, prompts, vocabulary
+    plan.json: fingerprint + layout, written when the folder is created
+    progress/shard-NNNNN.done: a teacher shard is written and fsynced
+    partial/shard-NNNNN/block-NNNNN.npz: finished blocks of an unfinished shard (resume)
+    manifest.json: written last; its presence marks a complete cache
+
+Only image_emb and verb_probs are written after creation, one whole shard at a time by the one
+writer that owns the shard (two writers in one zarr shard silently lose rows).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TEACHER_ARRAYS = ("image_emb", "verb_probs")
+PLAN_ARRAYS = ("pair_image", "pair_box_idx", "human_xyxy", "object_xyxy", "object_class", "labelled")
+MARKER = ".eoid-teacher-cache"
+
+
+@dataclass(frozen=True, eq=False)
+class CachePlan:
+    """The per-pair columns known before the teacher runs (from the ground-truth boxes)."""
+    image_keys: list[str]
+    image_sizes: np.ndarray      # (N, 2) int64 (width, height) px
+    image_offsets: np.ndarray    # (N+1,) int64
+    pair_box_idx: np.ndarray     # (P, 2) int32 (human_box_idx, object_box_idx) into the record's boxes
+    human_xyxy: np.ndarray       # (P, 4) float32, original px
+    object_xyxy: np.ndarray      # (P, 4) float32, original px
+    object_class: np.ndarray     # (P,) int32
+    labelled: np.ndarray         # (P,) bool
+
+    @property
+    def num_pairs(self) -> int:
+        return int(self.image_offsets[-1])
+
+    @property
+    def num_images(self) -> int:
+        return len(self.image_keys)
+
+    @property
+    def pair_image(self) -> np.ndarray:
+        """(P,) int32 image index of each pair."""
+        return np.repeat(np.arange(self.num_images, dtype=np.int32), np.diff(self.image_offsets))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How rows split into zarr shards (one writer each) and resumable blocks."""
+    shard_rows: int
+    block_rows: int
+    num_pairs: int
+
+    @property
+    def num_shards(self) -> int:
+        return -(-self.num_pairs // self.shard_rows)
+
+    def shard_range(self, shard: int) -> tuple[int, int]:
+        return shard * self.shard_rows, min((shard + 1) * self.shard_rows, self.num_pairs)
+
+    def blocks(self, shard: int) -> list[tuple[int, int]]:
+        """Row ranges of the blocks of a shard (the unit saved for resume)."""
+        lo, hi = self.shard_range(shard)
+        return [(b, min(b + self.block_rows, hi)) for b in range(lo, hi, self.block_rows)]
+
+    def to_json(self) -> dict:
+        return {"shard_rows": self.shard_rows, "block_rows": self.block_rows,
+                "num_pairs": self.num_pairs}
+
+
+def make_layout(num_pairs: int, shard_rows: int) -> Layout:
+    """Blocks of 1024 rows inside shards (the whole shard when shard_rows is not a multiple)."""
+    block = 1024 if shard_rows % 1024 == 0 else shard_rows
+    return Layout(shard_rows=shard_rows, block_rows=block, num_pairs=num_pairs)
+
+
+# ---------------------------------------------------------------- atomic files
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary name, fsync, rename over `path`, fsync the folder."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    write_bytes_atomic(path, (json.dumps(obj, indent=1, sort_keys=False) + "\n").encode())
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+# ---------------------------------------------------------------- creation
+
+def _create(group: Any, name: str, data: np.ndarray | None, shape: tuple[int, ...], dtype: str,
+            shard_rows: int) -> Any:
+    import zarr
+    chunk = 1024 if shard_rows % 1024 == 0 else shard_rows
+    arr = group.create_array(name, shape=shape, dtype=dtype, chunks=(chunk,) + shape[1:],
+                             shards=(shard_rows,) + shape[1:],
+                             compressors=zarr.codecs.ZstdCodec(level=1), fill_value=0)
+    if data is not None and shape[0]:
+        arr[...] = data
+    return arr
+
+
+def create_store(path: Path, plan: CachePlan, layout: Layout, text_emb: np.ndarray,
+                 meta: dict, plan_json: dict) -> None:
+    """Write the plan columns, text embeddings and metadata; plan.json last marks creation done."""
+    import zarr
+    for sub in ("progress", "partial"):
+        shutil.rmtree(path / sub, ignore_errors=True)
+    group = zarr.open_group(str(path), mode="w", zarr_format=3)
+    P, R = plan.num_pairs, layout.shard_rows
+    D, V = text_emb.shape[1], len(meta["vocabulary"]["verbs"])
+    columns = {"pair_image": (plan.pair_image, (P,), "int32"),
+               "pair_box_idx": (plan.pair_box_idx.astype(np.int32), (P, 2), "int32"),
+               "human_xyxy": (plan.human_xyxy.astype(np.float32), (P, 4), "float32"),
+               "object_xyxy": (plan.object_xyxy.astype(np.float32), (P, 4), "float32"),
+               "object_class": (plan.object_class.astype(np.int32), (P,), "int32"),
+               "labelled": (plan.labelled.astype(bool), (P,), "bool"),
+               "image_emb": (None, (P, D), "float16"),
+               "verb_probs": (None, (P, V), "float16")}
+    for name, (data, shape, dtype) in columns.items():
+        _create(group, name, data, shape, dtype, R)
+    group.create_array("image_offsets", data=plan.image_offsets.astype(np.int64),
+                       chunks=(len(plan.image_offsets),))
+    group.create_array("text_emb", data=np.asarray(text_emb, np.float32), chunks=text_emb.shape
+                       if text_emb.size else (1, max(1, D)))
+    write_json_atomic(path / "meta.json", meta)
+    (path / "progress").mkdir(exist_ok=True)
+    (path / "partial").mkdir(exist_ok=True)
+    write_json_atomic(path / "plan.json", plan_json)
+
+
+# ---------------------------------------------------------------- shards, blocks, progress
+
+def shard_done_path(path: Path, shard: int) -> Path:
+    return path / "progress" / f"shard-{shard:05d}.done"
+
+
+def done_shards(path: Path) -> set[int]:
+    folder = path / "progress"
+    if not folder.is_dir():
+        return set()
+    return {int(p.name[6:11]) for p in folder.glob("shard-*.done")}
+
+
+def block_path(path: Path, shard: int, block_lo: int) -> Path:
+    return path / "partial" / f"shard-{shard:05d}" / f"rows-{block_lo:012d}.npz"
+
+
+def save_block(path: Path, shard: int, block_lo: int, image_emb: np.ndarray,
+               verb_probs: np.ndarray) -> None:
+    """Keep a finished block of an unfinished shard (float16), atomically."""
+    target = block_path(path, shard, block_lo)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, image_emb=image_emb.astype(np.float16), verb_probs=verb_probs.astype(np.float16))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, target)
+    fsync_dir(target.parent)
+
+
+def load_block(path: Path, shard: int, block_lo: int, rows: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """A saved block, or None if absent or unreadable (then it is recomputed)."""
+    target = block_path(path, shard, block_lo)
+    try:
+        with np.load(target, allow_pickle=False) as z:
+            emb, probs = z["image_emb"], z["verb_probs"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+        return None
+    return (emb, probs) if len(emb) == rows and len(probs) == rows else None
+
+
+def write_shard(path: Path, layout: Layout, shard: int, image_emb: np.ndarray,
+                verb_probs: np.ndarray) -> None:
+    """Write one whole teacher shard, fsync it, then mark it done and drop its blocks."""
+    import zarr
+    lo, hi = layout.shard_range(shard)
+    group = zarr.open_group(str(path), mode="r+")
+    for name, data in (("image_emb", image_emb), ("verb_probs", verb_probs)):
+        group[name][lo:hi] = data.astype(np.float16)
+        shard_file = path / name / "c" / str(shard)
+        for f in ([shard_file] if shard_file.is_file() else sorted(shard_file.rglob("*"))):
+            if f.is_file():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+    write_bytes_atomic(shard_done_path(path, shard), b"")
+    shutil.rmtree(path / "partial" / f"shard-{shard:05d}", ignore_errors=True)
+
+
+def load_arrays(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Whole arrays into RAM (one read each: ~0.3 s for a HICO-size cache)."""
+    import zarr
+    group = zarr.open_group(str(path), mode="r")
+    return {n: np.asarray(group[n][...]) for n in names}

@@ -1,0 +1,213 @@
+"""The CLIP teacher: the only module that imports open_clip (lazily: it costs ~5 s to import).
+
+`load_teacher(model_name, weights, device)` builds any open_clip model by name (or from a
+JSON model config file, or a config shipped in `eoid/data/clip_configs/`) with weights given as
+an open_clip pretrained tag found on this machine or a local file. It never downloads: a tag
+whose file is not in the local caches is a WeightsNotFoundError that says how to pass a file.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import zipfile
+from dataclasses import dataclass
+from difflib import get_close_matches
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from eoid.errors import ConfigError, WeightsNotFoundError
+from eoid.teacher_cache.crops import CropSpec
+
+log = logging.getLogger(__name__)
+
+RANDOM_WEIGHTS = "none"      # weights value that builds the model with random init (tests, benchmarks)
+BUNDLED_WEIGHTS = "bundled"  # weights shipped in eoid/data/<model_name>.safetensors
+WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
+
+
+@dataclass
+class Teacher:
+    """A frozen CLIP model in eval mode with the crop preprocessing it expects."""
+    model: Any                       # open_clip CLIP module (eval, no grad)
+    tokenizer: Any                   # open_clip tokenizer for this model
+    crop_spec: CropSpec
+    device: torch.device
+    model_name: str
+    weights_id: str                  # "tag:<tag>", "sha256:<hex>" or "random-init": for the fingerprint
+    autocast_dtype: torch.dtype | None = None   # bf16/fp16 autocast on GPU; None = float32
+
+    @torch.inference_mode()
+    def encode_images(self, crops: Tensor) -> Tensor:
+        """(B, 3, S, S) normalised crops -> (B, D) float32 unit-length image embeddings."""
+        crops = crops.to(self.device, non_blocking=True)
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
+                            enabled=self.autocast_dtype is not None):
+            emb = self.model.encode_image(crops)
+        return F.normalize(emb.float(), dim=-1)
+
+    @torch.inference_mode()
+    def encode_texts(self, prompts: list[str], batch_size: int = 256) -> Tensor:
+        """Prompts -> (T, D) float32 unit-length text embeddings (always float32, once per run)."""
+        out = []
+        for i in range(0, len(prompts), batch_size):
+            tokens = self.tokenizer(prompts[i:i + batch_size]).to(self.device)
+            out.append(F.normalize(self.model.encode_text(tokens).float(), dim=-1))
+        return torch.cat(out) if out else torch.zeros((0, self.embed_dim))
+
+    @property
+    def embed_dim(self) -> int:
+        """D, the length of image and text embeddings."""
+        return int(self.encode_texts(["a"]).shape[1])
+
+
+def register_model_configs(path: str | Path) -> None:
+    """Make the open_clip model configs in a JSON file or a folder of them known by file stem."""
+    import open_clip
+    open_clip.add_model_config(str(path))
+
+
+def _register_packaged_configs() -> None:
+    folder = resources.files("eoid.data").joinpath("clip_configs")
+    if folder.is_dir() and any(p.name.endswith(".json") for p in folder.iterdir()):
+        register_model_configs(Path(str(folder)))
+
+
+def resolve_model_name(model_name: str) -> str:
+    """An open_clip model name; a path to a `.json` model config is registered and named by its stem."""
+    if model_name.endswith(".json"):
+        path = Path(model_name)
+        if not path.is_file():
+            raise ConfigError(f"{path}: CLIP model config file not found. Pass an open_clip model "
+                              "name (e.g. --clip RN50x16) or an existing JSON model config.")
+        register_model_configs(path)
+        return path.stem
+    return model_name
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in 8 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(8 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _is_torchscript(path: Path) -> bool:
+    """OpenAI's RN50x16.pt and friends are TorchScript zip archives (they hold constants.pkl)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(n.endswith("/constants.pkl") or n == "constants.pkl" for n in archive.namelist())
+
+
+def _missing(model_name: str, weights: str, why: str) -> WeightsNotFoundError:
+    return WeightsNotFoundError(
+        f"CLIP model {model_name!r}: the weights {weights!r} could not be found on this machine "
+        f"({why}); eoid never downloads weights. Get the file once (e.g. OpenAI's RN50x16.pt or an "
+        "open_clip .bin/.safetensors) and pass it: --clip-weights /path/to/RN50x16.pt. For OpenAI's "
+        "weights use the model name RN50x16-quickgelu (its text tower uses QuickGELU).")
+
+
+def _local_file_for_tag(model_name: str, tag: str) -> tuple[str | None, dict]:
+    """The file of an open_clip pretrained tag if it is already in the local caches, else None."""
+    import open_clip
+    from open_clip import pretrained as oc_pretrained
+    cfg = open_clip.get_pretrained_cfg(model_name, tag)
+    if not cfg:
+        return None, {}
+    if cfg.get("file"):
+        return cfg["file"], cfg
+    hub = cfg.get("hf_hub", "")
+    if hub:
+        from huggingface_hub import try_to_load_from_cache
+        repo_id, filename = hub.rsplit("/", 1) if not hub.endswith("/") else (hub[:-1], "")
+        filename = filename or oc_pretrained.HF_WEIGHTS_NAME
+        for name in (*oc_pretrained._get_safe_alternatives(filename), filename):
+            found = try_to_load_from_cache(repo_id, name)
+            if isinstance(found, str):
+                return found, cfg
+    url = cfg.get("url", "")
+    if url:
+        candidate = Path.home() / ".cache" / "clip" / Path(url).name
+        if candidate.is_file():
+            return str(candidate), cfg
+    return None, cfg
+
+
+def _crop_spec(model: Any) -> CropSpec:
+    """Read input size, mean, std and interpolation from the model (open_clip sets preprocess_cfg)."""
+    visual = model.visual
+    cfg = dict(getattr(visual, "preprocess_cfg", None) or {})
+    size = cfg.get("size", getattr(visual, "image_size", 224))
+    size = size[0] if isinstance(size, (tuple, list)) else size
+    mean = tuple(float(v) for v in cfg.get("mean", getattr(visual, "image_mean", None)))
+    std = tuple(float(v) for v in cfg.get("std", getattr(visual, "image_std", None)))
+    return CropSpec(size=int(size), mean=mean, std=std,  # type: ignore[arg-type]
+                    interpolation=str(cfg.get("interpolation", "bicubic")))
+
+
+def load_teacher(model_name: str, weights: str, device: str | torch.device = "cpu",
+                 precision: str = "fp32") -> Teacher:
+    """Build the teacher: open_clip `model_name` with `weights` (tag, local file, "bundled" or "none").
+
+    precision: "fp32", "bf16" or "fp16" (autocast on GPU only; CPU always runs float32).
+    """
+    import open_clip
+    _register_packaged_configs()
+    name = resolve_model_name(model_name)
+    if open_clip.get_model_config(name) is None and not name.startswith(("hf-hub:", "local-dir:")):
+        near = get_close_matches(name, open_clip.list_models(), n=3)
+        raise ConfigError(f"unknown CLIP model {name!r}; close open_clip names: {near or 'none'}. "
+                          "Pass an open_clip model name (e.g. --clip RN50x16) or a JSON model config.")
+    device = torch.device(device)
+    kwargs: dict[str, Any] = {}
+    if weights == RANDOM_WEIGHTS:
+        log.warning("CLIP model %s built with RANDOM weights (weights='none'): for tests only", name)
+        model, weights_id = open_clip.create_model(name, pretrained=None), "random-init"
+    else:
+        if weights == BUNDLED_WEIGHTS:
+            path = Path(str(resources.files("eoid.data").joinpath(f"{name}.safetensors")))
+            if not path.is_file():
+                raise _missing(name, weights, f"eoid ships no {path.name}")
+        elif Path(weights).suffix in WEIGHT_SUFFIXES or Path(weights).exists():
+            path = Path(weights)
+            if not path.is_file():
+                raise _missing(name, weights, "no such file")
+        else:
+            found, tag_cfg = _local_file_for_tag(name, weights)
+            if not tag_cfg:
+                tags = open_clip.list_pretrained_tags_by_model(name)
+                raise _missing(name, weights, f"not a file and not a pretrained tag of {name}; "
+                                              f"its tags: {tags or 'none'}")
+            if found is None:
+                raise _missing(name, weights, "the tag's file is not in the local caches")
+            path = Path(found)
+            kwargs["force_quick_gelu"] = bool(tag_cfg.get("quick_gelu", False))
+            kwargs["force_preprocess_cfg"] = {k: tag_cfg[k] for k in ("mean", "std", "interpolation")
+                                              if k in tag_cfg}
+        weights_id = f"tag:{weights}" if "force_quick_gelu" in kwargs else f"sha256:{file_sha256(path)}"
+        try:
+            if _is_torchscript(path):
+                model = open_clip.load_openai_model(str(path), precision="fp32", device="cpu")
+            else:
+                model = open_clip.create_model(name, pretrained=str(path), **kwargs)
+        except (RuntimeError, KeyError, ValueError, OSError) as err:
+            raise WeightsNotFoundError(
+                f"{path}: cannot load these weights into CLIP model {name!r} ({type(err).__name__}: "
+                f"{str(err)[:300]}). Check that --clip names the architecture of this file "
+                "(e.g. RN50x16-quickgelu for OpenAI's RN50x16.pt).") from None
+    model = model.float().to(device).eval()  # eval: the original left BatchNorm in train mode
+    for p in model.parameters():
+        p.requires_grad_(False)
+    autocast = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if precision not in autocast:
+        raise ConfigError(f"teacher precision {precision!r}: expected one of {sorted(autocast)}")
+    return Teacher(model=model, tokenizer=open_clip.get_tokenizer(name), crop_spec=_crop_spec(model),
+                   device=device, model_name=name, weights_id=weights_id,
+                   autocast_dtype=autocast[precision] if device.type == "cuda" else None)

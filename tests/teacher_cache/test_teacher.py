@@ -1,0 +1,53 @@
+import pytest
+import torch
+
+from eoid.errors import ConfigError, WeightsNotFoundError
+from eoid.teacher_cache.teacher import load_teacher
+
+
+def test_weights_from_a_file_load_into_the_model_in_eval_mode(tiny_teacher, tiny_weights):
+    sd = torch.load(tiny_weights, weights_only=True)
+    got = tiny_teacher.model.state_dict()
+    assert all(torch.equal(sd[k], got[k]) for k in sd)
+    assert not tiny_teacher.model.training and tiny_teacher.weights_id.startswith("sha256:")
+
+
+def test_embeddings_are_unit_length_float32(tiny_teacher):
+    img = tiny_teacher.encode_images(torch.randn(3, 3, 32, 32))
+    txt = tiny_teacher.encode_texts(["a picture of person holding cup", "x"])
+    assert img.dtype == txt.dtype == torch.float32
+    assert torch.allclose(img.norm(dim=1), torch.ones(3), atol=1e-5)
+    assert txt.shape == (2, tiny_teacher.embed_dim)
+
+
+def test_the_crop_size_and_normalisation_come_from_the_model(tiny_teacher):
+    spec = tiny_teacher.crop_spec
+    assert spec.size == 32 and spec.interpolation == "bicubic" and spec.mean[0] == pytest.approx(0.48145466)
+
+
+def test_a_missing_tag_offline_names_the_model_and_how_to_pass_a_file(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HOME", str(tmp_path))            # no ~/.cache/clip, no HF cache
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(WeightsNotFoundError) as err:
+        load_teacher("RN50", "openai", "cpu")
+    msg = str(err.value)
+    assert "'RN50'" in msg and "could not be found" in msg and "--clip-weights" in msg
+    assert "RN50x16-quickgelu" in msg
+
+
+def test_a_missing_weights_file_is_a_clear_error(tmp_path, tiny_config):
+    with pytest.raises(WeightsNotFoundError, match="no such file"):
+        load_teacher(str(tiny_config), str(tmp_path / "nope.safetensors"), "cpu")
+
+
+def test_an_unknown_model_name_suggests_close_names():
+    with pytest.raises(ConfigError, match="RN50x16"):
+        load_teacher("RN50x61", "none", "cpu")
+
+
+def test_weights_of_another_architecture_are_refused_with_the_file_named(tmp_path, tiny_config):
+    path = tmp_path / "other.pt"
+    torch.save({"visual.proj": torch.zeros(2)}, path)
+    with pytest.raises(WeightsNotFoundError, match="other.pt"):
+        load_teacher(str(tiny_config), str(path), "cpu")
