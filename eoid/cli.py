@@ -82,40 +82,42 @@ def cache_group() -> None:
 
 @cache_group.command("inspect")
 @click.argument("cache", type=PATH)
-@click.option("--out", type=PATH, help="Folder for the PNG grid and stats (default: CACHE/inspect).")
+@click.option("--png", type=PATH, help="Write a grid of sample union crops with their top-3 verbs here.")
 @click.option("--samples", default=16, show_default=True, help="Union crops drawn in the grid.")
 @click.option("--images", type=PATH, help="Image folder, if it moved since the cache was written.")
 @user_errors
-def cache_inspect(cache, out, samples, images) -> None:
+def cache_inspect(cache, png, samples, images) -> None:
     """Counts, teacher entropy, per-verb mass, and a PNG grid of crops with their top-3 verbs."""
-    from eoid.pipeline.run_cache import inspect_cache
-    click.echo(inspect_cache(cache, out, samples, images))
+    from eoid.pipeline.run_cache_tools import format_stats, run_inspect
+    click.echo(format_stats(run_inspect(cache, png, images, samples)))
 
 
 @cache_group.command("verify")
 @click.argument("cache", type=PATH)
-@click.option("--annotations", type=PATH, required=True, help="The training annotations the cache was built from.")
-@click.option("--dataset", default="hico-det", show_default=True, help="Vocabulary name or file.")
+@click.option("--annotations", type=PATH, help="The training annotations the cache should fit.")
+@click.option("--images", type=PATH, help="Their image folder.")
+@click.option("--dataset", help="Vocabulary name or file (default: the cache's).")
 @user_errors
-def cache_verify(cache, annotations, dataset) -> None:
+def cache_verify(cache, annotations, images, dataset) -> None:
     """Check integrity and fingerprint of a cache against a dataset."""
-    from eoid.pipeline.run_cache import verify_cache
-    click.echo(verify_cache(cache, annotations, dataset))
+    import json
+    from eoid.pipeline.run_cache_tools import run_verify
+    click.echo(json.dumps(run_verify(cache, annotations, images, dataset), indent=1))
 
 
 @cache_group.command("relabel")
 @click.argument("cache", type=PATH)
-@click.option("--template", "--prompts", "template", help="New prompt template, e.g. 'a photo of a person {verb_ing} a {object}'.")
+@click.option("--template", "--prompts", "template",
+              help="New prompt template, e.g. 'a photo of a person {verb_ing} a {object}'.")
 @click.option("--gamma", type=float, help="New similarity scale (default: keep).")
-@click.option("--dataset", help="New vocabulary (verb set) name or file (default: keep).")
+@click.option("--dataset", help="New vocabulary (verb set), name or file (default: keep).")
 @click.option("--out", type=PATH, required=True, help="Folder of the relabelled cache.")
-@click.option("--clip-weights", help="Weights of the same teacher, for the text tower (default: as cached).")
+@click.option("--clip-weights", help="Weights of the same teacher, for its text tower (default: as cached).")
 @user_errors
 def cache_relabel(cache, template, gamma, dataset, out, clip_weights) -> None:
     """Recompute verb distributions for new prompts, gamma or verbs from the stored image embeddings."""
-    from eoid.pipeline.run_cache import relabel_cache
-    click.echo(relabel_cache(cache, out, template=template, gamma=gamma, dataset=dataset,
-                             weights=clip_weights))
+    from eoid.pipeline.run_cache_tools import run_relabel
+    click.echo(f"relabelled cache: {run_relabel(cache, out, template, gamma, dataset, clip_weights)}")
 
 
 # ----------------------------------------------------------------------------- phase 2

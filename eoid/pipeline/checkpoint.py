@@ -45,7 +45,7 @@ def save_checkpoint(path: Path, *, model: dict, config: dict, vocabulary: dict,
     import eoid
     atomic_torch_save({
         "format": FORMAT, "version": VERSION, "eoid_version": getattr(eoid, "__version__", "0"),
-        "torch_version": torch.__version__, "model": model, "optimizer": optimizer,
+        "torch_version": str(torch.__version__), "model": model, "optimizer": optimizer,
         "scheduler": scheduler, "epoch": epoch, "iteration": iteration, "config": config,
         "vocabulary": vocabulary, "extra": extra or {},
     }, path)

@@ -1,0 +1,73 @@
+"""`eoid report RUN`: the loss and mAP curves of a run, as PNG files."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from eoid.errors import DataError
+
+
+def read_metrics(run: Path) -> tuple[list[dict], list[dict]]:
+    """(per-iteration rows, per-validation rows) of RUN/metrics.jsonl."""
+    path = Path(run) / "metrics.jsonl"
+    if not path.is_file():
+        raise DataError(f"{path}: no metrics file. Pass a run folder written by `eoid train`.")
+    steps, evals = [], []
+    for i, line in enumerate(path.read_text().splitlines()):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            raise DataError(f"{path}: line {i + 1} is not JSON (a run killed mid-write?). "
+                            "Delete that line and rerun.") from None
+        (evals if "val_map_full" in row else steps).append(row)
+    return steps, evals
+
+
+def smooth(values: list[float], window: int) -> list[float]:
+    """Trailing moving average over `window` values (window >= 1)."""
+    out, acc = [], 0.0
+    for i, v in enumerate(values):
+        acc += v
+        if i >= window:
+            acc -= values[i - window]
+        out.append(acc / min(i + 1, window))
+    return out
+
+
+def run_report(run: Path) -> str:
+    """Write RUN/loss.png (total and every term) and RUN/map.png (validation mAP); returns a summary."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run = Path(run)
+    steps, evals = read_metrics(run)
+    if not steps:
+        raise DataError(f"{run}/metrics.jsonl has no training steps yet.")
+    it = [r["iteration"] for r in steps]
+    window = max(1, len(steps) // 50)
+    terms = sorted(k for k in steps[-1] if k.startswith("loss_") and "_aux" not in k)
+    fig, ax = plt.subplots(figsize=(8, 5))
+    ax.plot(it, smooth([r["loss"] for r in steps], window), label="total", linewidth=2)
+    for k in terms:
+        ax.plot(it, smooth([r.get(k, float("nan")) for r in steps], window), label=k, linewidth=1)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss (unweighted terms, smoothed)")
+    ax.set_yscale("log")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(run / "loss.png", dpi=100)
+    plt.close(fig)
+    written = [run / "loss.png"]
+    if evals:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot([r["epoch"] + 1 for r in evals], [r["val_map_full"] for r in evals], marker="o")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("validation mAP, Full (%)")
+        fig.tight_layout()
+        fig.savefig(run / "map.png", dpi=100)
+        plt.close(fig)
+        written.append(run / "map.png")
+    return "wrote " + ", ".join(str(p) for p in written)

@@ -1,0 +1,58 @@
+"""From configs and a vocabulary to the student's values: model, criterion, masks, augmentation."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from eoid.config import AugmentConfig, LossConfig, MatcherConfig, StudentConfig, from_dict
+from eoid.errors import CheckpointError
+from eoid.pipeline.checkpoint import load_checkpoint
+from eoid.pipeline.transforms import AugmentParams
+from eoid.pipeline.vocab import Vocabulary, vocabulary_from_json
+from eoid.student.losses import Criterion, build_criterion, loss_weights
+from eoid.student.model import CDN, build_student, load_detr_init
+
+
+def augment_params(cfg: AugmentConfig) -> AugmentParams:
+    return AugmentParams(cfg.enabled, tuple(cfg.scales), cfg.max_size, tuple(cfg.crop_scales),
+                         cfg.crop_min, cfg.crop_max, cfg.test_size, cfg.color_jitter)
+
+
+def build_model(cfg: StudentConfig, vocab: Vocabulary, device: str) -> CDN:
+    """The student for `vocab`, optionally initialised from a local DETR checkpoint."""
+    model = build_student(cfg.preset, vocab.num_objects, vocab.num_verbs, cfg.num_queries,
+                          cfg.is_head, cfg.detach, cfg.backbone_weights or None, dropout=cfg.dropout)
+    if cfg.detr_init:
+        load_detr_init(model, cfg.detr_init, vocab.object_ids, cfg.detr_init_interaction)
+    return model.to(device)
+
+
+def unseen_verb_mask(vocab: Vocabulary, setting: str) -> torch.Tensor:
+    """(V,) bool: verbs with no seen HOI under `setting`."""
+    mask = torch.zeros(vocab.num_verbs, dtype=torch.bool)
+    mask[vocab.unseen_verbs(setting)] = True
+    return mask
+
+
+def build_loss(matcher: MatcherConfig, loss: LossConfig, vocab: Vocabulary, setting: str
+               ) -> tuple[Criterion, dict[str, float]]:
+    """The criterion (matching + loss values) and the weight of each loss term."""
+    return (build_criterion(matcher, loss, vocab.num_verbs, unseen_verb_mask(vocab, setting)),
+            loss_weights(loss))
+
+
+def model_from_checkpoint(path: Path, device: str) -> tuple[CDN, Vocabulary, dict]:
+    """(model in eval mode, its vocabulary, its resolved config dict) from an eoid checkpoint."""
+    ckpt = load_checkpoint(path)
+    vocab = vocabulary_from_json(ckpt["vocabulary"], f"{path} (vocabulary)")
+    student = from_dict(StudentConfig, ckpt["config"].get("student", {}), f"{path} [student]")
+    model = build_model(dataclasses.replace(student, detr_init="", backbone_weights=""), vocab, device)
+    missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: weights do not fit the {student.preset!r} student it names "
+                              f"(missing {missing[:3]}, unexpected {unexpected[:3]}). The file is "
+                              "damaged or was edited; use the run's checkpoint.pt.")
+    model.eval()
+    return model, vocab, ckpt["config"]
