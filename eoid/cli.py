@@ -226,6 +226,18 @@ def synth(out, num_images, seed) -> None:
     click.echo(generate_world(out, num_images, seed))
 
 
+@main.command("synth-teacher")
+@click.option("--out", type=PATH, required=True, help="Weights file to write, e.g. eoid/data/eoid-synth-clip.safetensors.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the web data, init and batch order.")
+@click.option("--steps", default=500, show_default=True, help="Training steps (batch 128).")
+@user_errors
+def synth_teacher(out, seed, steps) -> None:
+    """Retrain the synthetic world's small CLIP teacher reproducibly (the shipped one: seed 0, 500 steps)."""
+    import json
+    from eoid.pipeline.synth_teacher import train_synth_teacher
+    click.echo(json.dumps(train_synth_teacher(out, seed=seed, steps=steps), indent=1))
+
+
 @main.command("quickstart")
 @click.option("--out", type=PATH, default=Path("eoid-quickstart"), show_default=True, help="Output folder.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the world and both runs.")

@@ -189,7 +189,7 @@ def _train(cfg: TrainConfig, world: World, out: Path) -> Path:
                            "lr": optimizer.param_groups[0]["lr"], "time": time.time()}
                     metrics.write(json.dumps(row) + "\n")
                     metrics.flush()
-                bar.set_postfix(loss=f"{float(total):.3f}")
+                bar.set_postfix(loss=f"{float(total.detach()):.3f}")
                 if stop.raised:
                     break
             scheduler.step()
