@@ -65,7 +65,7 @@ class StudentConfig:
     num_queries: int = 64                 # decoder queries
     is_head: str = "interaction"          # where the interactive-score head sits: "interaction" or "human_object"
     detach: bool = True                   # stop gradients from the interaction decoder into the human-object decoder
-    dropout: float = 0.1                  # transformer dropout
+    dropout: float = -1.0                 # transformer dropout; negative = the preset's (0.1 CDN, 0 tiny)
     backbone_weights: str = ""            # local torchvision ResNet state dict ("" = random init)
     detr_init: str = ""                   # local DETR-R50 COCO checkpoint to initialise from ("" = none)
     detr_init_interaction: bool = True    # also copy DETR's decoder into the interaction decoder (the original leaves it random)

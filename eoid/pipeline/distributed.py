@@ -53,6 +53,17 @@ def all_reduce_sum(value: float, world: World) -> float:
     return float(t.item())
 
 
+def average_over_ranks(values: dict[str, float], world: World) -> dict[str, float]:
+    """Mean of each number over all ranks (one all-reduce); the input itself in a one-process world."""
+    if not world.distributed:
+        return values
+    keys = sorted(values)
+    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64,
+                     device=world.device if world.device.startswith("cuda") else "cpu")
+    dist.all_reduce(t)
+    return {k: float(v) / world.world_size for k, v in zip(keys, t.tolist())}
+
+
 def barrier(world: World) -> None:
     """Wait for every rank (no-op in a one-process world)."""
     if world.distributed:

@@ -23,7 +23,8 @@ def augment_params(cfg: AugmentConfig) -> AugmentParams:
 def build_model(cfg: StudentConfig, vocab: Vocabulary, device: str) -> CDN:
     """The student for `vocab`, optionally initialised from a local DETR checkpoint."""
     model = build_student(cfg.preset, vocab.num_objects, vocab.num_verbs, cfg.num_queries,
-                          cfg.is_head, cfg.detach, cfg.backbone_weights or None, dropout=cfg.dropout)
+                          cfg.is_head, cfg.detach, cfg.backbone_weights or None,
+                          dropout=cfg.dropout if cfg.dropout >= 0 else None)
     if cfg.detr_init:
         load_detr_init(model, cfg.detr_init, vocab.object_ids, cfg.detr_init_interaction)
     return model.to(device)

@@ -3,18 +3,21 @@
 Every decoder layer (final and each aux) gets its own two-stage matching and its own terms;
 aux terms carry the suffix `_{i}` (i = 0 for the first decoder layer), as in DETR. Terms are
 unweighted; `loss_weights(LossConfig)` and `weighted_sum` apply the weights. Nothing here
-talks to torch.distributed: the runner passes `num_pairs_global` in.
+talks to torch.distributed: each term is a sum divided by a count, and the runner may pass
+`average_counts`, which replaces every count by its mean over ranks, so that DDP's gradient
+mean over N processes of B images equals one process of N*B images.
 
-Normalisers: box L1/GIoU (human and object) = sum over matched pairs / num_pairs (the
-original divides object terms by the local count of non-zero object boxes: the same on
-HICO-DET up to local vs global); focal verb loss = sum / this process's positive entries
-(as the original); distillation BCE = see `distill_verb_loss`; object CE and IS CE = means.
+Counts: box L1/GIoU (human and object) = matched pairs of the final layer (the original
+divides object terms by the count of non-zero object boxes: the same on HICO-DET); focal verb
+loss = positive entries (as the original, but global); distillation BCE = see
+`distill_verb_loss`; object CE = the class weights of its targets (a weighted mean); IS CE =
+the queries not ignored (a mean).
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -82,15 +85,21 @@ def interactive_targets(pred_h: Tensor, pred_o: Tensor, target: PairTargets, mat
 
 # ---------------------------------------------------------------- loss terms of one layer
 
-def focal_verb_loss(logits: Tensor, y: Tensor, mask: Tensor, alpha: float, gamma: float) -> Tensor:
-    """EoID's focal loss on entries exactly 0 or 1 (and in mask), summed / max(#positives, 1)."""
+def focal_verb_sum(logits: Tensor, y: Tensor, mask: Tensor, alpha: float, gamma: float
+                   ) -> tuple[Tensor, int]:
+    """EoID's focal loss on entries exactly 0 or 1 (and in mask): (sum, number of positives)."""
     pos = (y == 1) & mask
     neg = (y == 0) & mask
     p = logits.sigmoid()
     pos_loss = alpha * F.logsigmoid(logits) * (1 - p) ** gamma
     neg_loss = (1 - alpha) * F.logsigmoid(-logits) * p ** gamma
-    total = (pos_loss * pos).sum() + (neg_loss * neg).sum()
-    return -total / pos.sum().clamp(min=1)
+    return -((pos_loss * pos).sum() + (neg_loss * neg).sum()), int(pos.sum())
+
+
+def focal_verb_loss(logits: Tensor, y: Tensor, mask: Tensor, alpha: float, gamma: float) -> Tensor:
+    """EoID's focal loss on entries exactly 0 or 1 (and in mask), summed / max(#positives, 1)."""
+    total, num_pos = focal_verb_sum(logits, y, mask, alpha, gamma)
+    return total / max(num_pos, 1)
 
 
 def distill_verb_loss(logits: Tensor, y: Tensor, mask: Tensor, norm: str, num_pairs: float) -> Tensor:
@@ -99,17 +108,23 @@ def distill_verb_loss(logits: Tensor, y: Tensor, mask: Tensor, norm: str, num_pa
     norm "tensor": sum / (B*Q*V), the original (its strength changes with the per-GPU batch
     and the query count); "pairs": sum / num_pairs (matched pairs, batch independent).
     """
+    return distill_verb_sum(logits, y, mask) / (logits.numel() if norm == "tensor" else num_pairs)
+
+
+def distill_verb_sum(logits: Tensor, y: Tensor, mask: Tensor) -> Tensor:
+    """Sum of the BCE on soft entries (0 < y < 1, in mask)."""
     soft = (y > 0) & (y < 1) & mask
-    bce = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
-    total = (bce * soft).sum()
-    return total / (logits.numel() if norm == "tensor" else num_pairs)
+    return (F.binary_cross_entropy_with_logits(logits, y, reduction="none") * soft).sum()
 
 
 def layer_losses(out: StudentOutput, targets: list[PairTargets], matches: list[ImageMatch], *,
-                 num_pairs: float, no_object_weight: float, focal_alpha: float, focal_gamma: float,
-                 distill: bool, distill_norm: str, distill_verb_mask: Tensor, is_iou: float
-                 ) -> tuple[dict[str, Tensor], dict[str, int]]:
-    """Unweighted loss terms of one decoder layer given its matching; plus counts."""
+                 no_object_weight: float, focal_alpha: float, focal_gamma: float,
+                 distill: bool, distill_verb_mask: Tensor, is_iou: float
+                 ) -> tuple[dict[str, Tensor], dict[str, float], dict[str, int]]:
+    """Summed loss terms of one decoder layer given its matching, their counts, and stats.
+
+    Each term's loss is its sum divided by a count (see `TERM_COUNT`); `compute_losses` divides.
+    """
     out = StudentOutput(*(t.float() for t in out[:5]))   # losses in float32 under autocast
     batch, num_queries, num_classes = out.object_logits.shape
     device = out.object_logits.device
@@ -136,17 +151,24 @@ def layer_losses(out: StudentOutput, targets: list[PairTargets], matches: list[I
     real_obj = (to != 0).any(1)   # all-zero object box = role-less action: no object box loss
     is_logits = out.interactive_logits.flatten(0, 1)
     is_flat = is_y.flatten()
-    terms = {
-        "loss_obj_ce": F.cross_entropy(out.object_logits.transpose(1, 2), obj_target, class_weight),
-        "loss_human_l1": F.l1_loss(ph, th, reduction="sum") / num_pairs,
-        "loss_object_l1": F.l1_loss(po[real_obj], to[real_obj], reduction="sum") / num_pairs,
-        "loss_human_giou": _giou_loss(ph, th) / num_pairs,
-        "loss_object_giou": _giou_loss(po[real_obj], to[real_obj]) / num_pairs,
-        "loss_verb_focal": focal_verb_loss(out.verb_logits, verb_y, verb_mask, focal_alpha, focal_gamma),
-        "loss_verb_distill": distill_verb_loss(out.verb_logits, verb_y, verb_mask, distill_norm, num_pairs),
-        "loss_is": (F.cross_entropy(is_logits, is_flat, ignore_index=IGNORE)
-                    if (is_flat != IGNORE).any() else is_logits.sum() * 0),
+    ce = F.cross_entropy(out.object_logits.transpose(1, 2), obj_target, reduction="none")   # (B, Q)
+    weight = class_weight[obj_target]
+    focal, num_pos = focal_verb_sum(out.verb_logits, verb_y, verb_mask, focal_alpha, focal_gamma)
+    kept = is_flat != IGNORE
+    sums = {
+        "loss_obj_ce": (ce * weight).sum(),
+        "loss_human_l1": F.l1_loss(ph, th, reduction="sum"),
+        "loss_object_l1": F.l1_loss(po[real_obj], to[real_obj], reduction="sum"),
+        "loss_human_giou": _giou_loss(ph, th),
+        "loss_object_giou": _giou_loss(po[real_obj], to[real_obj]),
+        "loss_verb_focal": focal,
+        "loss_verb_distill": distill_verb_sum(out.verb_logits, verb_y, verb_mask),
+        "loss_is": (F.cross_entropy(is_logits[kept], is_flat[kept], reduction="sum")
+                    if kept.any() else is_logits.sum() * 0),
     }
+    counts = {"object_weight": float(weight.sum()), "verb_positives": float(num_pos),
+              "is_queries": float(kept.sum()), "verb_entries": float(out.verb_logits.numel()),
+              "pairs": float(sum(len(m.query_idx) for m in matches))}
     stats = {"num_pairs": sum(len(m.query_idx) for m in matches),
              "num_labelled_matched": sum(m.num_stage1 for m in matches),
              "num_unknown_assigned": sum(len(m.stage2_query_idx) for m in matches),
@@ -155,7 +177,13 @@ def layer_losses(out: StudentOutput, targets: list[PairTargets], matches: list[I
              "num_no_teacher": num_no_teacher,
              "num_is_positive": int((is_flat == 1).sum()),
              "num_is_ignored": int((is_flat == IGNORE).sum())}
-    return terms, stats
+    return sums, counts, stats
+
+
+# the count each summed term is divided by ("pairs" = matched pairs of the final layer)
+TERM_COUNT = {"loss_obj_ce": "object_weight", "loss_human_l1": "pairs", "loss_object_l1": "pairs",
+              "loss_human_giou": "pairs", "loss_object_giou": "pairs",
+              "loss_verb_focal": "verb_positives", "loss_is": "is_queries"}
 
 
 def _giou_loss(pred_cxcywh: Tensor, tgt_cxcywh: Tensor) -> Tensor:
@@ -192,26 +220,19 @@ def match_layers(outputs: StudentOutput, targets: list[PairTargets], *, distill:
             for _, o in decoder_layers(outputs)]
 
 
-def count_pairs(matches: list[list[ImageMatch]]) -> int:
-    """Matched pairs (stage 1 + selected unknown) of the final layer: the loss normaliser
-    before the runner averages it over ranks."""
-    return sum(len(m.query_idx) for m in matches[0])
-
-
 def compute_losses(outputs: StudentOutput, targets: list[PairTargets], *, distill_verb_mask: Tensor,
                    distill: bool = True, distill_norm: str = "tensor", cost_box_l1: float = 2.5,
                    cost_giou: float = 1.0, cost_object: float = 1.0, cost_verb: float = 1.0,
                    topk: int = 3, thres_is: float = 0.5, is_iou: float = 0.5,
                    no_object_weight: float = 0.1, focal_alpha: float = 0.5, focal_gamma: float = 2.0,
-                   num_pairs_global: float | None = None,
+                   average_counts: Callable[[dict[str, float]], dict[str, float]] | None = None,
                    matches: list[list[ImageMatch]] | None = None
                    ) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """All unweighted loss terms of a batch (final layer + aux layers) and the final layer's counts.
 
-    distill_verb_mask (V,) bool: verbs the teacher fills. num_pairs_global: matched pairs per
-    rank averaged over ranks (DETR's convention, so DDP's gradient mean gives sum / total);
-    None = this process's count. matches: from `match_layers`, when the runner needed them
-    first to compute that count; None = match here.
+    distill_verb_mask (V,) bool: verbs the teacher fills. average_counts: maps this process's
+    counts (one flat dict) to their mean over ranks (the runner's all-reduce); None = local.
+    matches: from `match_layers`, if the caller already has them; None = match here.
     """
     if distill_norm not in DISTILL_NORMS:
         raise ConfigError(f"loss.distill_norm = {distill_norm!r}; choose one of {DISTILL_NORMS}")
@@ -220,17 +241,29 @@ def compute_losses(outputs: StudentOutput, targets: list[PairTargets], *, distil
         matches = match_layers(outputs, targets, distill=distill, distill_verb_mask=mask,
                                cost_box_l1=cost_box_l1, cost_giou=cost_giou, cost_object=cost_object,
                                cost_verb=cost_verb, topk=topk, thres_is=thres_is, is_iou=is_iou)
-    num_pairs = float(max(num_pairs_global if num_pairs_global is not None else count_pairs(matches), 1))
-    terms: dict[str, Tensor] = {}
+    sums: dict[str, Tensor] = {}
+    counts: dict[str, float] = {}
     stats: dict[str, Any] = {}
     for (suffix, out), layer_matches in zip(decoder_layers(outputs), matches):
-        layer_terms, layer_stats = layer_losses(
-            out, targets, layer_matches, num_pairs=num_pairs, no_object_weight=no_object_weight,
-            focal_alpha=focal_alpha, focal_gamma=focal_gamma, distill=distill,
-            distill_norm=distill_norm, distill_verb_mask=mask, is_iou=is_iou)
-        terms.update({k + suffix: v for k, v in layer_terms.items()})
+        layer_sums, layer_counts, layer_stats = layer_losses(
+            out, targets, layer_matches, no_object_weight=no_object_weight, focal_alpha=focal_alpha,
+            focal_gamma=focal_gamma, distill=distill, distill_verb_mask=mask, is_iou=is_iou)
+        sums.update({k + suffix: v for k, v in layer_sums.items()})
+        counts.update({k + suffix: v for k, v in layer_counts.items()})
         if suffix == "":
-            stats = dict(layer_stats, num_pairs_normaliser=num_pairs)
+            stats = dict(layer_stats)
+    if average_counts is not None:
+        counts = average_counts(counts)
+    pairs = max(counts["pairs"], 1.0)
+    terms = {}
+    for (suffix, _), _m in zip(decoder_layers(outputs), matches):
+        for name in TERM_COUNT:
+            count = pairs if TERM_COUNT[name] == "pairs" else max(counts[TERM_COUNT[name] + suffix], 1.0)
+            terms[name + suffix] = sums[name + suffix] / count
+        terms["loss_verb_distill" + suffix] = sums["loss_verb_distill" + suffix] / (
+            counts["verb_entries" + suffix] if distill_norm == "tensor" else pairs)
+    terms = {k: terms[k] for k in sums}   # the order of the sums
+    stats["num_pairs_normaliser"] = pairs
     return terms, stats
 
 
@@ -285,8 +318,9 @@ class Criterion:
 
     def __call__(self, outputs: StudentOutput, targets: list[PairTargets],
                  matches: list[list[ImageMatch]] | None = None,
-                 num_pairs_global: float | None = None) -> tuple[dict[str, Tensor], dict[str, Any]]:
-        return compute_losses(outputs, targets, matches=matches, num_pairs_global=num_pairs_global,
+                 average_counts: Callable[[dict[str, float]], dict[str, float]] | None = None
+                 ) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        return compute_losses(outputs, targets, matches=matches, average_counts=average_counts,
                               **self._values())
 
 

@@ -1,0 +1,85 @@
+"""The whole product through the CLI on a generated world: cache, train, evaluate, predict, report."""
+import json
+
+from click.testing import CliRunner
+
+from eoid.cli import main
+
+
+def _sets(world):
+    out = []
+    for s in world["sets"]:
+        out += ["--set", s]
+    return out
+
+
+def test_cache_train_evaluate_predict_report_run_end_to_end(world, tmp_path):
+    paths, runner = world["paths"], CliRunner()
+    run = tmp_path / "run"
+    result = runner.invoke(main, ["train", "--cache", str(world["cache"]), "--out", str(run),
+                                  "--annotations", str(paths.train_json), "--images", str(paths.image_dir),
+                                  "--setting", "ua", *_sets(world), "--set", "loss.a_u_only=true",
+                                  "--set", "optim.epochs=1", "--set", "optim.batch_size=4",
+                                  "--set", "optim.max_iters=3"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == [1, 2, 3]
+    assert all(r["teacher_miss_rate"] == 0.0 for r in rows)      # every candidate pair is cached
+    assert (run / "config.toml").exists() and (run / "checkpoint.pt").exists()
+
+    result = runner.invoke(main, ["evaluate", "--checkpoint", str(run / "checkpoint.pt"),
+                                  "--annotations", str(paths.test_json), "--images", str(paths.image_dir),
+                                  "--setting", "ua", "--out", str(tmp_path / "eval")])
+    assert result.exit_code == 0, result.output
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert set(results["mAP"]) == {"full", "rare", "non_rare", "seen", "unseen"}
+    assert "Full" in result.output or "full" in result.output
+
+    # the saved predictions score the same without the model
+    result = runner.invoke(main, ["evaluate", "--predictions", str(tmp_path / "eval" / "predictions.json"),
+                                  "--annotations", str(paths.test_json), "--vocabulary", str(paths.vocabulary),
+                                  "--setting", "ua", "--out", str(tmp_path / "eval2")])
+    assert result.exit_code == 0, result.output
+    again = json.loads((tmp_path / "eval2" / "results.json").read_text())
+    assert again["mAP"] == results["mAP"]
+
+    images = sorted(paths.image_dir.glob("test_*.png"))[:2]
+    result = runner.invoke(main, ["predict", *map(str, images), "--checkpoint", str(run / "checkpoint.pt"),
+                                  "--out", str(tmp_path / "pred"), "--top-k", "3"])
+    assert result.exit_code == 0, result.output
+    listing = json.loads((tmp_path / "pred" / "predictions.json").read_text())
+    assert len(listing) == 2 and all(len(item["triplets"]) <= 3 for item in listing)
+    assert len(list((tmp_path / "pred").glob("*.png"))) == 2
+
+    result = runner.invoke(main, ["report", str(run)])
+    assert result.exit_code == 0, result.output
+    assert (run / "loss.png").stat().st_size > 0
+
+
+def test_a_user_mistake_is_one_line_without_traceback(world, tmp_path):
+    result = CliRunner().invoke(main, ["train", "--out", str(tmp_path / "r"), "--annotations",
+                                       str(tmp_path / "missing.json"), "--images", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output and "missing.json" in result.output
+
+
+def test_train_refuses_a_cache_built_from_other_annotations(world, tmp_path):
+    paths = world["paths"]
+    other = tmp_path / "train_copy.json"
+    records = json.loads(paths.train_json.read_text())[:-1]          # one image fewer
+    other.write_text(json.dumps(records))
+    result = CliRunner().invoke(main, ["train", "--cache", str(world["cache"]), "--out", str(tmp_path / "r"),
+                                       "--annotations", str(other), "--images", str(paths.image_dir),
+                                       *_sets(world), "--set", "optim.max_iters=1"])
+    assert result.exit_code == 1
+    assert "annotation file" in result.output and "does not fit" in result.output
+
+
+def test_train_refuses_to_overwrite_a_run_without_resume(world, tmp_path):
+    paths = world["paths"]
+    args = ["train", "--out", str(tmp_path / "r"), "--annotations", str(paths.train_json), "--images",
+            str(paths.image_dir), *_sets(world), "--set", "loss.distill=0", "--set", "optim.epochs=1",
+            "--set", "optim.max_iters=1"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and "--resume" in result.output
