@@ -1,0 +1,75 @@
+"""`eoid evaluate-vcoco`: a student trained in a merged vocabulary, scored on V-COCO (Table 6).
+
+Role AP in scenarios 1 and 2 (official vsrl_eval rules, vcoco_eval.py), averaged over V-COCO's
+24 evaluated verb-roles (Full), over those the mapping maps onto base verbs (Seen, 18 for
+vcoco-to-hico-det) and over those it adds (Unseen, 6). Writes OUT/vcoco_results.json.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from eoid.config import AugmentConfig, from_dict
+from eoid.errors import CheckpointError
+from eoid.pipeline.mixed_vocab import load_mixed_vocabulary, load_verb_mapping
+from eoid.pipeline.readers import read_annotations
+from eoid.pipeline.run_pseudo_label import dense_scores
+from eoid.pipeline.student_setup import augment_params, model_from_checkpoint
+from eoid.pipeline.train_data import EvalDataset, collate_eval
+from eoid.pipeline.vcoco_eval import evaluate_vcoco
+from eoid.pipeline.vcoco_scoring import (objectless_labels, role_map_summary, source_scores, vcoco_detections,
+                                         vcoco_gt_from_records, vcoco_structure)
+from eoid.student.postprocess import postprocess
+
+
+def run_evaluate_vcoco(checkpoint: Path, annotations: Path, images: Path, mapping: str, out: Path, *,
+                       batch_size: int = 2, num_workers: int = 0, device: str | None = None,
+                       progress: bool = True) -> str:
+    """Score `checkpoint` on the V-COCO-format `annotations`; returns the printed table."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    mixed = load_mixed_vocabulary(mapping)
+    model, vocab, cfg = model_from_checkpoint(Path(checkpoint), device)
+    if vocab.fingerprint() != mixed.vocab.fingerprint():
+        raise CheckpointError(f"{checkpoint} was trained with vocabulary {vocab.name!r} ({vocab.num_verbs} verbs), "
+                              f"not the merged {mixed.vocab.name!r} of mapping {mapping!r}. Evaluate a run "
+                              "trained on the output of `eoid mix` with this mapping.")
+    augment = from_dict(AugmentConfig, cfg.get("augment", {}), f"{checkpoint} [augment]")
+    source = mixed.source
+    structure = vcoco_structure(source, load_verb_mapping(mapping).source)
+    records = read_annotations(Path(annotations), Path(images), source).records
+    gt = vcoco_gt_from_records(records, source, structure, objectless_labels(Path(annotations)))
+    to_source = mixed.merged_to_source()
+    loader = torch.utils.data.DataLoader(EvalDataset([r.path for r in records], [r.key for r in records],
+                                                     augment_params(augment)),
+                                         batch_size=batch_size, collate_fn=collate_eval, num_workers=num_workers)
+    detections = {}
+    with torch.no_grad():
+        for imgs, masks, sizes, keys in tqdm(loader, desc="evaluate v-coco", disable=not progress, leave=False):
+            outputs = model(imgs.to(device), masks.to(device))
+            num_queries = outputs.verb_logits.shape[1]
+            sizes_hw = torch.tensor([[h, w] for w, h in sizes])
+            preds = postprocess(outputs, sizes_hw, top_k=num_queries * vocab.num_verbs, use_nms=False)
+            for key, pred in zip(keys, preds):
+                human, obj, _, scores = dense_scores(pred, num_queries, vocab.num_verbs)
+                detections[key] = vcoco_detections(human, obj, source_scores(scores, to_source), structure)
+    result = evaluate_vcoco(gt, detections, structure.num_roles)
+    summary = role_map_summary(result, structure, mixed.seen_source_verbs, mixed.unseen_source_verbs,
+                               source.verbs)
+    summary.update({"checkpoint": str(checkpoint), "annotations": str(annotations), "mapping": str(mapping),
+                    "images": len(records),
+                    "agent_ap": {a: (round(100 * float(x), 2) if np.isfinite(x) else None)
+                                 for a, x in zip(structure.actions, result["agent_ap"])}})
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "vcoco_results.json").write_text(json.dumps(summary, indent=1))
+    lines = [f"V-COCO role mAP ({len(records)} images; {summary['num_seen']} seen, "
+             f"{summary['num_unseen']} unseen verb-roles)", f"{'':12s}{'Full':>8s}{'Seen':>8s}{'Unseen':>8s}"]
+    for s in (1, 2):
+        row = summary[f"scenario_{s}"]
+        lines.append(f"{f'scenario {s}':12s}" + "".join(f"{'-' if row[k] is None else format(row[k], '.2f'):>8s}"
+                                               for k in ("full", "seen", "unseen")))
+    return "\n".join(lines) + f"\nresults: {out / 'vcoco_results.json'}"
