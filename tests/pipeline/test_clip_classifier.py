@@ -1,0 +1,145 @@
+"""Table 2's CLIP verb classifier: the student's boxes and objects, the teacher's verb distribution."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from eoid.config import AugmentConfig, EvalConfig, PostprocessConfig, StudentConfig, TeacherConfig, TrainConfig, \
+    load_config, to_dict
+from eoid.pipeline.checkpoint import save_checkpoint
+from eoid.pipeline.clip_classifier import (classifier_hoi_table, predict_with_clip_verbs, run_clip_classifier,
+                                           with_verb_probs)
+from eoid.pipeline.run_evaluate import score
+from eoid.pipeline.student_setup import build_model
+from eoid.pipeline.synth_world import generate_world, synth_vocabulary
+from eoid.pipeline.train_data import load_rgb
+from eoid.pipeline.training_set import read_records
+from eoid.student.model import StudentOutput
+from eoid.student.postprocess import postprocess
+from eoid.teacher_cache.distribution import valid_hoi_table
+from eoid.teacher_cache.online import online_teacher
+from eoid.teacher_cache.teacher import load_teacher
+
+AUGMENT = AugmentConfig(test_size=160, max_size=256)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    torch.set_num_threads(1)
+    return generate_world(tmp_path_factory.mktemp("world"), 20, seed=3, progress=False)
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    return load_teacher("eoid-synth-clip", "bundled", "cpu")
+
+
+def test_prior_table_is_the_teachers_mask_and_no_prior_opens_every_hoi_but_no_interaction():
+    vocab = synth_vocabulary()
+    with_prior = classifier_hoi_table(vocab, prior=True)
+    without = classifier_hoi_table(vocab, prior=False)
+    expected = valid_hoi_table(vocab.hoi_to_object, vocab.hoi_to_verb, vocab.num_objects, [vocab.no_interaction])
+    assert (with_prior == expected).all()
+    # without the prior every object class may take every HOI whose verb is not no_interaction
+    assert (without == (vocab.hoi_to_verb != vocab.no_interaction)[None, :]).all()
+
+
+def test_replaced_verb_probabilities_come_back_out_of_postprocess_as_triplet_scores():
+    # 1 image, 2 queries, 3 verbs; probabilities 0 and 1 included (logit -inf / +inf).
+    probs = torch.tensor([[[0.0, 0.25, 1.0], [0.5, 0.0, 0.125]]])
+    out = StudentOutput(torch.full((1, 2, 4), 0.5), torch.full((1, 2, 4), 0.5),
+                        torch.tensor([[[2.0, 0.0, -1.0], [0.0, 1.0, -1.0]]]), torch.zeros(1, 2, 3),
+                        torch.zeros(1, 2, 2))
+    p = postprocess(with_verb_probs(out, probs), torch.tensor([[100, 100]]), top_k=6, use_nms=False)[0]
+    obj_score = out.object_logits.softmax(-1)[0, :, :-1].max(-1).values
+    expect = {(int(q), int(v)): float(obj_score[q] * probs[0, q, v]) for q in range(2) for v in range(3)}
+    for q, v, s in zip(p.query_idx, p.verbs, p.scores):
+        assert s == pytest.approx(expect[(int(q), int(v))], abs=1e-6)
+
+
+class GroundTruthStudent:
+    """A stand-in student whose queries are the test images' ground-truth pairs (perfect boxes and objects)."""
+
+    def __init__(self, records, num_objects: int, num_verbs: int, num_queries: int):
+        self.queue = []
+        for r in records:
+            w, h = load_rgb(r.path, r.key).size
+            hb = np.zeros((num_queries, 4), np.float32)
+            ob = np.zeros((num_queries, 4), np.float32)
+            logits = np.full((num_queries, num_objects + 1), -10.0, np.float32)
+            logits[:, -1] = 10.0                          # unused queries say "no object"
+            pairs = np.unique(r.hois[:, :2], axis=0)[:num_queries]
+            for q, (hi, oi) in enumerate(pairs):
+                for dst, box in ((hb, r.boxes_xyxy_px[hi]), (ob, r.boxes_xyxy_px[oi])):
+                    x1, y1, x2, y2 = box
+                    dst[q] = [(x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (x2 - x1) / w, (y2 - y1) / h]
+                logits[q, :] = -10.0
+                logits[q, r.box_classes[oi]] = 10.0
+            self.queue.append((hb, ob, logits, pairs))
+        self.num_verbs = num_verbs
+
+    def eval(self):
+        return self
+
+    def __call__(self, images, masks):
+        batch, self.queue = self.queue[:len(images)], self.queue[len(images):]
+        hb, ob, lg = (torch.from_numpy(np.stack([b[i] for b in batch])) for i in range(3))
+        q = hb.shape[1]
+        return StudentOutput(hb, ob, lg, torch.zeros(len(batch), q, self.num_verbs), torch.zeros(len(batch), q, 2))
+
+
+def test_with_perfect_boxes_the_scores_are_the_teachers_distribution_on_each_union_crop(world, teacher):
+    vocab = synth_vocabulary()
+    records = read_records(world.test_json, world.image_dir, vocab, False).records
+    student = GroundTruthStudent(records, vocab.num_objects, vocab.num_verbs, num_queries=8)
+    pairs_of = {r.key: p for r, (*_, p) in zip(records, student.queue)}
+    text = teacher.encode_texts(vocab.prompts(TeacherConfig().template))
+    table = classifier_hoi_table(vocab, prior=True)
+    post = PostprocessConfig(use_nms=False)
+    triplets = predict_with_clip_verbs(student, teacher, text, table, [r.path for r in records],
+                                       [r.key for r in records], vocab, AUGMENT, post, "cpu", 100.0)
+    # Oracle: the teacher run directly on the ground-truth pairs of the first image.
+    r = records[0]
+    pairs = pairs_of[r.key]
+    probs = online_teacher(teacher, [load_rgb(r.path, r.key)], np.zeros(len(pairs), np.int64),
+                           r.boxes_xyxy_px[pairs[:, 0]], r.boxes_xyxy_px[pairs[:, 1]], r.box_classes[pairs[:, 1]],
+                           text, torch.from_numpy(table), torch.from_numpy(vocab.hoi_to_verb), vocab.num_verbs, 100.0)
+    t = triplets[r.key]
+    obj_score = 1 / (1 + (vocab.num_objects) * np.exp(-20.0))   # softmax of +10 against -10s
+    checked = 0
+    for h, o, v, s in zip(t.human_boxes_xyxy, t.object_boxes_xyxy, t.verb_idx, t.scores):
+        for k, (hi, oi) in enumerate(pairs):
+            if np.allclose(h, r.boxes_xyxy_px[hi], atol=0.01) and np.allclose(o, r.boxes_xyxy_px[oi], atol=0.01):
+                assert s == pytest.approx(obj_score * float(probs[k, v]), abs=1e-4)
+                checked += 1
+    assert checked >= len(pairs)        # every pair's verbs were found among the triplets
+    # The teacher's verbs beat a classifier that knows nothing: gamma = 0 makes the same softmax
+    # uniform over each object's verbs, so only the crops' information differs.
+    clip_map = score(triplets, records, vocab, "ua")["mAP"]["full"]
+    fresh = GroundTruthStudent(records, vocab.num_objects, vocab.num_verbs, num_queries=8)
+    uniform = predict_with_clip_verbs(fresh, teacher, text, table, [r.path for r in records],
+                                      [r.key for r in records], vocab, AUGMENT, post, "cpu", 0.0)
+    assert clip_map > score(uniform, records, vocab, "ua")["mAP"]["full"] + 5.0
+
+
+def test_clip_classifier_evaluation_writes_full_rare_non_rare_with_and_without_prior(world, tmp_path):
+    vocab = synth_vocabulary()
+    cfg = TrainConfig(student=StudentConfig(preset="tiny", num_queries=8))
+    torch.manual_seed(0)
+    model = build_model(cfg.student, vocab, "cpu")
+    ckpt = tmp_path / "checkpoint.pt"
+    save_checkpoint(ckpt, model=model.state_dict(), config=to_dict(cfg), vocabulary=vocab.to_json(),
+                    epoch=1, iteration=1)
+    for prior in (True, False):
+        out = tmp_path / f"eval_{prior}"
+        ev = load_config(EvalConfig, None, (), checkpoint=str(ckpt), out=str(out),
+                         data__test_annotations=str(world.test_json), data__test_images=str(world.image_dir),
+                         augment__test_size=160, augment__max_size=256)
+        table = run_clip_classifier(ev, TeacherConfig(model="eoid-synth-clip", weights="bundled"), prior)
+        results = json.loads((out / "results.json").read_text())
+        assert {"full", "rare", "non_rare"} <= set(results["mAP"])
+        assert results["meta"]["verb_classifier"] == "clip" and results["meta"]["prior"] is prior
+        assert ("with the prior" if prior else "without the prior") in table
+        assert (out / "predictions.json").is_file()
