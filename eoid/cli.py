@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from eoid.config import CacheConfig, EvalConfig, PredictConfig, TrainConfig, load_config
+from eoid.config import CacheConfig, EvalConfig, PredictConfig, TeacherConfig, TrainConfig, load_config
 from eoid.errors import EoidError
 
 PATH = click.Path(path_type=Path)
@@ -155,15 +155,26 @@ def train(config_path, cache, out, annotations, images, setting, online_teacher,
 @click.option("--setting", help="Zero-shot setting whose Seen/Unseen split is reported, e.g. ua.")
 @click.option("--mode", type=click.Choice(["default", "known_object"]), help="HICO-DET evaluation mode.")
 @click.option("--out", type=PATH, help="Folder for results.json.")
+@click.option("--verb-classifier", type=click.Choice(["student", "clip"]), default="student", show_default=True,
+              help="clip: keep the student's boxes and objects, score verbs with CLIP on each pair's union crop (Table 2).")
+@click.option("--clip", help="With --verb-classifier clip: open_clip model, e.g. RN50x16-quickgelu (default RN50x16).")
+@click.option("--clip-weights", help="With --verb-classifier clip: pretrained tag or local file, openai|PATH (default openai).")
+@click.option("--prior/--no-prior", default=True, show_default=True,
+              help="With --verb-classifier clip: softmax over the predicted object's HOIs only (the teacher's mask).")
 @set_option
 @user_errors
 def evaluate(config_path, checkpoint, predictions, annotations, images, dataset, setting, mode, out,
-             overrides) -> None:
+             verb_classifier, clip, clip_weights, prior, overrides) -> None:
     """Score a student (or saved predictions) with the official HICO-DET protocol."""
     cfg = load_config(EvalConfig, config_path, overrides, checkpoint=_s(checkpoint),
                       predictions=_s(predictions), data__test_annotations=_s(annotations),
                       data__test_images=_s(images), data__dataset=dataset, data__setting=setting,
                       mode=mode, out=_s(out))
+    if verb_classifier == "clip":
+        from eoid.pipeline.clip_classifier import run_clip_classifier
+        teacher = load_config(TeacherConfig, None, (), model=clip, weights=clip_weights)
+        click.echo(run_clip_classifier(cfg, teacher, prior))
+        return
     from eoid.pipeline.run_evaluate import run_evaluate
     click.echo(run_evaluate(cfg))
 
@@ -191,6 +202,61 @@ def report(run) -> None:
     """Plot the loss and mAP curves of a run to PNG."""
     from eoid.pipeline.run_report import run_report
     click.echo(run_report(run))
+
+
+@main.command("sweep")
+@click.argument("study", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", type=PATH, required=True, help="Study folder (runs/, table.md/.csv/.png), e.g. runs/studies/table3.")
+@click.option("--part", default="", help="i/n: run only every n-th run from i (job arrays, one GPU each), e.g. 0/4.")
+@click.option("--caches-only", is_flag=True, help="Build the study's caches, train nothing (before launching parts).")
+@click.option("--collect-only", is_flag=True, help="Write the tables from the finished runs, train nothing.")
+@set_option
+@user_errors
+def sweep(study, out, part, caches_only, collect_only, overrides) -> None:
+    """Run a study (configs/studies/*.toml): every variant on shared teacher caches, then its table."""
+    from eoid.pipeline.run_sweep import run_sweep
+    click.echo(run_sweep(study, out, _world(), part, overrides, caches_only, collect_only))
+
+
+@main.command("pseudo-label")
+@click.option("--checkpoint", type=PATH, required=True, help="Student trained on HICO-DET (checkpoint.pt).")
+@click.option("--coco", type=PATH, required=True, help="COCO instances JSON (boxes only).")
+@click.option("--images", type=PATH, required=True, help="Folder of those images, e.g. coco/train2014.")
+@click.option("--out", type=PATH, required=True, help="Pseudo-labelled HICO-DET JSON to write.")
+@click.option("--threshold", type=float, default=0.1, show_default=True, help="Lowest triplet score kept as a label.")
+@click.option("--batch-size", type=int, default=4, show_default=True, help="Images per forward pass.")
+@user_errors
+def pseudo_label(checkpoint, coco, images, out, threshold, batch_size) -> None:
+    """Pseudo seen-action labels on boxes-only COCO images from a HICO-DET student (Table 6)."""
+    from eoid.pipeline.run_pseudo_label import run_pseudo_label
+    click.echo(run_pseudo_label(checkpoint, coco, images, out, threshold=threshold, batch_size=batch_size))
+
+
+@main.command("mix")
+@click.option("--source", "sources", type=(PATH, PATH, str), multiple=True, required=True,
+              metavar="ANNOTATIONS IMAGES VOCABULARY", help="One training set and its vocabulary; repeatable.")
+@click.option("--mapping", default="vcoco-to-hico-det", show_default=True, help="Verb mapping: built-in name or JSON.")
+@click.option("--out", type=PATH, required=True, help="Folder of the mixed set, e.g. data/hico_vcoco.")
+@click.option("--skip-bad", is_flag=True, help="Skip bad records instead of stopping.")
+@user_errors
+def mix(sources, mapping, out, skip_bad) -> None:
+    """Write several annotation files as one training set in a merged vocabulary."""
+    from eoid.pipeline.run_mix import MixSource, run_mix
+    click.echo(run_mix([MixSource(*s) for s in sources], mapping, out, skip_bad=skip_bad))
+
+
+@main.command("evaluate-vcoco")
+@click.option("--checkpoint", type=PATH, required=True, help="Student trained on a mix (checkpoint.pt).")
+@click.option("--mapping", default="vcoco-to-hico-det", show_default=True, help="The verb mapping of the mix.")
+@click.option("--annotations", type=PATH, required=True, help="V-COCO test in HOIA JSON, e.g. test_vcoco.json.")
+@click.option("--images", type=PATH, required=True, help="Its image folder, e.g. coco/val2014.")
+@click.option("--out", type=PATH, required=True, help="Folder for vcoco_results.json.")
+@click.option("--batch-size", type=int, default=2, show_default=True, help="Images per forward pass.")
+@user_errors
+def evaluate_vcoco(checkpoint, mapping, annotations, images, out, batch_size) -> None:
+    """V-COCO role AP (scenarios 1, 2), Full / Seen / Unseen by the mapping (Table 6)."""
+    from eoid.pipeline.run_evaluate_vcoco import run_evaluate_vcoco
+    click.echo(run_evaluate_vcoco(checkpoint, annotations, images, mapping, out, batch_size=batch_size))
 
 
 # ----------------------------------------------------------------------------- data and the world
