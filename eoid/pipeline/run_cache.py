@@ -31,7 +31,8 @@ from eoid.teacher_cache.candidates import candidate_pairs, labelled_mask
 from eoid.teacher_cache.crops import CropSpec, union_crops
 from eoid.teacher_cache.distribution import pair_verb_probs, valid_hoi_table
 from eoid.teacher_cache.lock import FolderLock
-from eoid.teacher_cache.teacher import Teacher, file_sha256, load_teacher
+from eoid.teacher_cache.manifest import file_sha256
+from eoid.teacher_cache.teacher import Teacher, load_teacher
 
 log = logging.getLogger(__name__)
 MAX_SEGMENT_ROWS = 256   # crops one worker item carries at most (bounds memory on crowded images)

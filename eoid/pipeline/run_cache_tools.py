@@ -118,8 +118,7 @@ def run_verify(cache: Path, annotations: Path | None = None, images: Path | None
         problems.append("image offsets are not increasing from 0")
     if annotations is not None:
         from eoid.config import CacheConfig, DataConfig
-        from eoid.teacher_cache.teacher import file_sha256
-        if file_sha256(Path(annotations)) != fp["annotations_sha256"]:
+        if mf.file_sha256(Path(annotations)) != fp["annotations_sha256"]:
             problems.append(f"annotation file {annotations} differs from the one the cache was built from")
         if dataset is not None and load_vocabulary(dataset).fingerprint() != fp["vocabulary"]:
             problems.append(f"vocabulary {dataset} differs from the cache's")

@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from eoid.config import AugmentConfig, DataConfig, EvalConfig, PostprocessConfig, dumps_toml
 from eoid.errors import ConfigError
-from eoid.pipeline.evaluate_map import evaluate_hoi_map, gt_from_records, hoi_map_from_matches, match_detections
+from eoid.pipeline.evaluate_map import gt_from_records, hoi_map_from_matches, match_detections
 from eoid.pipeline.predictions_io import (ImageTriplets, format_table, read_predictions, results_to_json,
                                           to_detections, write_predictions, write_results)
 from eoid.pipeline.records import ImageRecord

@@ -32,7 +32,7 @@ from eoid.pipeline.readers import read_annotations
 from eoid.pipeline.records import ImageRecord
 from eoid.pipeline.student_setup import augment_params, model_from_checkpoint
 from eoid.pipeline.train_data import EvalDataset, collate_eval
-from eoid.pipeline.training_set import file_sha256
+from eoid.teacher_cache.manifest import file_sha256
 from eoid.student.postprocess import postprocess
 
 log = logging.getLogger(__name__)

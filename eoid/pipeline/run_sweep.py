@@ -54,7 +54,7 @@ from eoid.pipeline.distributed import World
 from eoid.pipeline.run_cache import run_cache
 from eoid.pipeline.run_train import run_train
 from eoid.pipeline.sweep_tables import collect_rows, markdown_table, write_tables
-from eoid.pipeline.training_set import file_sha256
+from eoid.teacher_cache.manifest import file_sha256
 from eoid.pipeline.vocab import load_vocabulary
 from eoid.teacher_cache.lookup import check_complete
 from eoid.teacher_cache.manifest import require_match

@@ -13,7 +13,7 @@ from eoid.errors import ConfigError
 from eoid.pipeline.distributed import World
 from eoid.pipeline.records import ImageRecord
 from eoid.pipeline.train_data import SampleMeta, load_rgb
-from eoid.pipeline.training_set import file_sha256
+from eoid.teacher_cache.manifest import file_sha256
 from eoid.pipeline.vocab import Vocabulary
 from eoid.student.targets import PairTargets
 from eoid.teacher_cache.distribution import valid_hoi_table

@@ -1,7 +1,6 @@
 """From a DataConfig to the records a phase trains or evaluates on (zero-shot filter, validation split)."""
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,15 +21,6 @@ class TrainingSet:
     annotated_pairs: dict[str, np.ndarray]     # key -> (K, 2) box pairs of annotated HOIs before the filter
     num_bad: int                               # records skipped with --skip-bad
     bad_report: list[dict]                     # what was skipped and why
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, streamed (annotation files and weights go into fingerprints)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def require(value: str, what: str, flag: str) -> Path:

@@ -7,6 +7,8 @@ expects refuses it, saying what differs.
 """
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Any
 
 from eoid.errors import CacheMismatchError
@@ -30,6 +32,15 @@ _LABELS = {
     "num_images": "image count",
     "num_pairs": "pair count",
 }
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in 8 MiB blocks (annotation files and weights in fingerprints)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(8 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def make_fingerprint(*, model: str, weights: str, template: str, prompts_sha256: str, gamma: float,

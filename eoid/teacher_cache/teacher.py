@@ -7,7 +7,6 @@ whose file is not in the local caches is a WeightsNotFoundError that says how to
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import zipfile
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from eoid.errors import ConfigError, WeightsNotFoundError
+from eoid.teacher_cache.manifest import file_sha256
 from eoid.teacher_cache.crops import CropSpec
 
 log = logging.getLogger(__name__)
@@ -87,15 +87,6 @@ def resolve_model_name(model_name: str) -> str:
         register_model_configs(path)
         return path.stem
     return model_name
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in 8 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(8 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _is_torchscript(path: Path) -> bool:

@@ -1,6 +1,5 @@
 """Table 2's CLIP verb classifier: the student's boxes and objects, the teacher's verb distribution."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

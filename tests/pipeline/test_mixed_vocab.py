@@ -12,7 +12,7 @@ from eoid.pipeline.mixed_vocab import (NEW_VERBS_SETTING, load_mixed_vocabulary,
 from eoid.pipeline.records import ImageRecord
 from eoid.pipeline.run_mix import MixSource, run_mix
 from eoid.pipeline.vcoco import vcoco_actions
-from eoid.pipeline.vocab import load_vocabulary, vocabulary_from_json
+from eoid.pipeline.vocab import load_vocabulary
 
 # The original hvco vocabulary (mrwu-mac/EoID datasets/static_hico_vcoco.py): HOIs 600..608.
 ORIGINAL_ADDED_HOIS = [("surf", "surfboard"), ("ski", "skis"), ("snowboard", "snowboard"),

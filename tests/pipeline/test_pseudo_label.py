@@ -1,6 +1,5 @@
 """Pseudo labels on boxes-only images: matching rules (pure) and the runner's file, provenance and resume."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -95,7 +94,7 @@ def test_a_rerun_skips_images_an_interrupted_run_finished(coco_world):
     # A partial file from an interrupted run with the same checkpoint and threshold holds c1 with a
     # label the model would not give; the rerun keeps that entry as is and computes the others.
     root, ckpt = coco_world
-    from eoid.pipeline.training_set import file_sha256
+    from eoid.teacher_cache.manifest import file_sha256
     header = {"checkpoint_sha256": file_sha256(ckpt), "threshold": 0.5, "min_iou": 0.5,
               "coco": str(root / "coco.json")}
     marker = {"file_name": "c1.png", "annotations": [{"bbox": [5, 5, 45, 85], "category_id": 1},

@@ -1,7 +1,6 @@
 """Annotation readers on small files written by the tests: formats, decisions and every bad input."""
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
