@@ -44,13 +44,18 @@ def teacher_accuracy(reader, records: list[ImageRecord], vocab: Vocabulary, verb
     return correct / total if total else float("nan")
 
 
-def run_quickstart(out: Path, seed: int = 0, num_images: int = 600, epochs: int | None = None) -> str:
-    """Run it all; returns the printed table. `epochs` shortens the runs (tests)."""
+def run_quickstart(out: Path, seed: int = 0, num_images: int = 600, epochs: int | None = None,
+                   overrides: tuple[str, ...] = (), predict: bool = True) -> str:
+    """Run it all; returns the printed table.
+
+    `epochs` shortens the runs and `overrides` (`section.key=value`, as `--set`) change the
+    recipe of both runs alike (tests); `predict=False` skips the drawn predictions.
+    """
     from eoid.pipeline.run_cache import run_cache
     from eoid.pipeline.run_predict import run_predict
     from eoid.pipeline.run_report import run_report
     from eoid.pipeline.run_train import run_train
-    from eoid.pipeline.synth_world import generate_world
+    from eoid.pipeline.synth_world import QUICKSTART, generate_world
     from eoid.config import PredictConfig
     from eoid.teacher_cache.lookup import CacheReader
 
@@ -58,7 +63,7 @@ def run_quickstart(out: Path, seed: int = 0, num_images: int = 600, epochs: int 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     world = World()
-    paths = generate_world(out / "world", num_images, seed)
+    paths = generate_world(out / "world", num_images, seed, layout=QUICKSTART)
     data = DataConfig(dataset=str(paths.vocabulary), train_annotations=str(paths.train_json),
                       train_images=str(paths.image_dir), test_annotations=str(paths.test_json),
                       test_images=str(paths.image_dir), setting="ua")
@@ -69,7 +74,7 @@ def run_quickstart(out: Path, seed: int = 0, num_images: int = 600, epochs: int 
     accuracy = teacher_accuracy(reader, train_records, vocab)
     unseen_accuracy = teacher_accuracy(reader, train_records, vocab, vocab.unseen_verbs("ua"))
 
-    base = load_config(TrainConfig, recipe_path(), (f"optim.seed={seed}",))
+    base = load_config(TrainConfig, recipe_path(), (f"optim.seed={seed}", *overrides))
     base = dataclasses.replace(base, data=dataclasses.replace(base.data, **{
         k: getattr(data, k) for k in ("dataset", "train_annotations", "train_images",
                                       "test_annotations", "test_images")}), teacher=TEACHER, resume=True)
@@ -88,9 +93,11 @@ def run_quickstart(out: Path, seed: int = 0, num_images: int = 600, epochs: int 
         results = json.loads((run / "results.json").read_text())
         summary[name] = {k: results["mAP"][k] for k in ("full", "seen", "unseen")}
         run_report(run)
-    test_images = sorted(paths.image_dir.glob("test_*.png"))[:4]
-    run_predict(PredictConfig(augment=base.augment, checkpoint=str(out / "runs" / "eoid" / "checkpoint.pt"),
-                              out=str(out / "predictions"), top_k=5), test_images)
+    test_images = sorted(paths.image_dir.glob("test_*.png"))[:4 if predict else 0]
+    if test_images:
+        checkpoint = str(out / "runs" / "eoid" / "checkpoint.pt")
+        run_predict(PredictConfig(augment=base.augment, checkpoint=checkpoint,
+                                  out=str(out / "predictions"), top_k=5), test_images)
     summary["teacher_zero_shot_accuracy"] = 100.0 * accuracy
     summary["teacher_zero_shot_accuracy_unseen_verbs"] = 100.0 * unseen_accuracy
     summary["seconds"] = round(time.time() - start, 1)

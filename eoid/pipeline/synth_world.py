@@ -45,6 +45,27 @@ RARE_RATE = 4          # a rare HOI is drawn once for every RARE_RATE draws of a
 STREAMS = {"train": 0, "test": 1, "web": 2, "held_out": 3}  # independent random streams per use
 
 
+@dataclass(frozen=True)
+class Layout:
+    """Where and how many people a scene holds. The default is the world the teacher was trained on.
+
+    `slots` stands the people side by side on one ground line, person k of n centred in the
+    k-th of n equal columns (small jitter) with its object on the side away from
+    its neighbour, instead of anywhere in the image: the same poses,
+    objects and verbs, but a layout a tiny DETR-style student learns to localise within a
+    CPU minute budget (the quickstart's world). A person that does not fit its slot after a few
+    shrinks is placed freely.
+    """
+    people: tuple[float, ...] = (0.45, 0.4, 0.15)   # probability of 1, 2, 3, ... people
+    height: tuple[float, float] = (0.4, 0.58)        # person height range, share of the image side
+    loose_rate: float = 0.35                         # chance of one object nobody touches
+    slots: bool = False                              # people on a ground line in columns (see above)
+
+
+FREE = Layout()
+QUICKSTART = Layout(people=(0.5, 0.5), height=(0.48, 0.58), loose_rate=0.35, slots=True)
+
+
 def synth_vocabulary_json() -> dict:
     """The world's vocabulary in eoid's vocabulary file format."""
     verbs = [v for v, _ in VERBS]
@@ -141,21 +162,39 @@ def _int_box(box, dx: float, dy: float, size: int) -> list[float]:
     return [float(np.clip(round(v), 0, size)) for v in (x1 + dx, y1 + dy, x2 + dx, y2 + dy)]
 
 
-def sample_scene(rng: np.random.Generator, size: int, hois: Iterator[int], vocab: Vocabulary) -> Scene:
+def _slot_shift(rng: np.random.Generator, pose: Pose, size: int, slot: int, num_slots: int, taken: list):
+    """A shift standing `pose` in column `slot` of `num_slots` on the ground line, or None."""
+    cx = size * (slot + 0.5) / num_slots + rng.uniform(-0.04, 0.04) * size
+    ground = size * rng.uniform(0.9, 0.94)
+    ext = pose.extent_xyxy()
+    dx, dy = cx, ground - pose.h
+    box = (ext[0] + dx, ext[1] + dy, ext[2] + dx, ext[3] + dy)
+    if box[0] < 2 or box[1] < 2 or box[2] > size - 2 or box[3] > size - 2 or _overlaps(box, taken, 3.0):
+        return None
+    return dx, dy
+
+
+def sample_scene(rng: np.random.Generator, size: int, hois: Iterator[int], vocab: Vocabulary,
+                 layout: Layout = FREE) -> Scene:
     """Draw one image of `size` x `size` px; the people take their HOIs from the `hois` stream."""
-    num_people = int(rng.choice([1, 2, 3], p=[0.45, 0.4, 0.15]))
-    scale = {1: 1.0, 2: 0.8, 3: 0.68}[num_people]
+    num_people = int(rng.choice(np.arange(1, len(layout.people) + 1), p=list(layout.people)))
+    scale = {1: 1.0, 2: 0.8, 3: 0.68}.get(num_people, 0.6) if not layout.slots else 1.0
     placed: list[tuple[Pose, float, float, str, str]] = []   # pose, dx, dy, verb, object
     taken: list[tuple[float, ...]] = []
     pending = next(hois)
-    for _ in range(num_people):
+    for person in range(num_people):
         verb_idx, obj_idx = vocab.hois[pending]
         verb, obj = vocab.verbs[verb_idx], vocab.objects[obj_idx]
-        h = size * rng.uniform(0.4, 0.58) * scale
+        h = size * rng.uniform(*layout.height) * scale
         side = int(rng.choice([-1, 1]))
-        for _shrink in range(4):
+        if layout.slots and num_people > 1:       # objects point away from the neighbour
+            side = -1 if person == 0 else 1
+        for _shrink in range(6 if layout.slots else 4):
             pose = pose_for(verb, obj, max(h, 0.3 * size), side, rng)
-            shift = _place(rng, pose.extent_xyxy(), size, taken)
+            if layout.slots and _shrink < 5:
+                shift = _slot_shift(rng, pose, size, person, num_people, taken)
+            else:
+                shift = _place(rng, pose.extent_xyxy(), size, taken)
             if shift is not None:
                 break
             h *= 0.88
@@ -166,7 +205,7 @@ def sample_scene(rng: np.random.Generator, size: int, hois: Iterator[int], vocab
         placed.append((pose, shift[0], shift[1], verb, obj))
         pending = next(hois)
     loose = []
-    if rng.random() < 0.35:
+    if rng.random() < layout.loose_rate:
         obj = str(rng.choice(list(OBJECT_SHAPES)))
         ref = size * rng.uniform(0.35, 0.5) * scale
         w, h = (f * ref for f in OBJECT_SHAPES[obj])
@@ -207,13 +246,14 @@ def sample_scene(rng: np.random.Generator, size: int, hois: Iterator[int], vocab
                  np.array(classes, np.int64), np.array(labels, np.int64).reshape(-1, 3))
 
 
-def sample_scenes(num_images: int, seed: int, stream: str, image_size: int = 160) -> Iterator[Scene]:
+def sample_scenes(num_images: int, seed: int, stream: str, image_size: int = 160,
+                  layout: Layout = FREE) -> Iterator[Scene]:
     """`num_images` scenes from the named random stream ("train", "test", "web", "held_out") of `seed`."""
     rng = np.random.default_rng([seed, STREAMS[stream]])
     vocab = synth_vocabulary()
     hois = hoi_stream(rng, vocab)
     for _ in range(num_images):
-        yield sample_scene(rng, image_size, hois, vocab)
+        yield sample_scene(rng, image_size, hois, vocab, layout)
 
 
 def scene_to_record_json(scene: Scene, file_name: str, vocab: Vocabulary) -> dict:
@@ -230,8 +270,11 @@ def scene_to_record_json(scene: Scene, file_name: str, vocab: Vocabulary) -> dic
 
 
 def generate_world(out_dir: Path, num_images: int, seed: int, *, image_size: int = 160,
-                   test_fraction: float = 0.3, progress: bool = True) -> WorldPaths:
-    """Write a world of `num_images` images (a `test_fraction` of them in the test split) to `out_dir`."""
+                   test_fraction: float = 0.3, progress: bool = True, layout: Layout = FREE) -> WorldPaths:
+    """Write a world of `num_images` images (a `test_fraction` of them in the test split) to `out_dir`.
+
+    `layout`: FREE (default, the teacher's world) or QUICKSTART (people in columns, see Layout).
+    """
     if num_images < 2 or not 0.0 < test_fraction < 1.0 or image_size < 96:
         raise ConfigError(f"synthetic world: need num_images >= 2 (got {num_images}), 0 < test_fraction < 1 "
                           f"(got {test_fraction}) and image_size >= 96 px (got {image_size}).")
@@ -247,7 +290,7 @@ def generate_world(out_dir: Path, num_images: int, seed: int, *, image_size: int
     for split, count, path in (("train", num_images - num_test, paths.train_json),
                                ("test", num_test, paths.test_json)):
         entries = []
-        for i, scene in enumerate(sample_scenes(count, seed, split, image_size)):
+        for i, scene in enumerate(sample_scenes(count, seed, split, image_size, layout)):
             name = f"{split}_{i:06d}.png"
             Image.fromarray(scene.image).save(image_dir / name, format="PNG")
             entries.append(scene_to_record_json(scene, name, vocab))

@@ -1,8 +1,8 @@
 """The convolutional backbone: a torchvision ResNet as DETR uses it, or a tiny conv stem.
 
 ResNets use FrozenBatchNorm2d and freeze the stem and layer1 (DETR's `BackboneBase`); the
-output is C5 (stride 32). Weights are never downloaded: random init, or a local torchvision
-state-dict file.
+output is C5 (stride 32). The conv stem is stride 16 with two coordinate channels. Weights are
+never downloaded: random init, or a local torchvision state-dict file.
 """
 from __future__ import annotations
 
@@ -21,9 +21,17 @@ _TRAINABLE = ("layer2", "layer3", "layer4")   # DETR: stem and layer1 stay froze
 
 
 class ConvStem(nn.Module):
-    """Five stride-2 3x3 convolutions (stride 32 like C5), GroupNorm + ReLU; for CPU tests."""
+    """Small CPU backbone: stride-2 3x3 convolutions (GroupNorm + ReLU), stride 2**len(widths).
 
-    def __init__(self, widths: tuple[int, ...] = (16, 32, 64, 64, 128)):
+    The default is four stages (stride 16: a 10 x 10 map for the quickstart's 160 px images;
+    stride 32 left 5 x 5 cells for objects of 15-40 px). `coord_channels` appends the
+    (x, y) position of each cell in the unpadded image to the features (see
+    `coordinate_channels`), so the values the decoder attends to say where they are:
+    DETR adds positions to queries and keys only, and a shallow stem cannot learn absolute
+    position from zero padding, which left the tiny student unable to localise.
+    """
+
+    def __init__(self, widths: tuple[int, ...] = (32, 64, 96, 128), coord_channels: bool = True):
         super().__init__()
         layers: list[nn.Module] = []
         in_ch = 3
@@ -31,10 +39,23 @@ class ConvStem(nn.Module):
             layers += [nn.Conv2d(in_ch, w, 3, stride=2, padding=1), nn.GroupNorm(4, w), nn.ReLU()]
             in_ch = w
         self.body = nn.Sequential(*layers)
-        self.num_channels = in_ch
+        self.coord_channels = coord_channels
+        self.num_channels = in_ch + (2 if coord_channels else 0)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.body(x)
+
+
+def coordinate_channels(mask: Tensor) -> Tensor:
+    """(x, y) centre of every cell in [0, 1] of its unpadded image: mask (B, h, w) bool -> (B, 2, h, w).
+
+    Like DETR's sine encoding, coordinates count non-padded cells, so a padded image's cells
+    get the same values as the unpadded image alone.
+    """
+    not_mask = (~mask).float()
+    y = (not_mask.cumsum(1) - 0.5) / not_mask.sum(1, keepdim=True).clamp(min=1)
+    x = (not_mask.cumsum(2) - 0.5) / not_mask.sum(2, keepdim=True).clamp(min=1)
+    return torch.stack((x, y), dim=1) * not_mask[:, None]
 
 
 class ResNetBody(nn.Module):
@@ -77,6 +98,8 @@ class Backbone(nn.Module):
     def forward(self, images: Tensor, padding_mask: Tensor) -> tuple[Tensor, Tensor]:
         features = self.body(images)
         mask = F.interpolate(padding_mask[:, None].float(), size=features.shape[-2:])[:, 0].bool()
+        if getattr(self.body, "coord_channels", False):
+            features = torch.cat((features, coordinate_channels(mask).to(features.dtype)), dim=1)
         return features, mask
 
 

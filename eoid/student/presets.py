@@ -30,8 +30,9 @@ PRESETS: dict[str, Preset] = {
     "cdn-s": Preset("resnet50", 256, 8, 2048, 6, 3, 3, 0.1, 64),
     "cdn-b": Preset("resnet50", 256, 8, 2048, 6, 6, 6, 0.1, 64),   # [unverified] depths
     "cdn-l": Preset("resnet101", 256, 8, 2048, 6, 6, 6, 0.1, 64),
-    # CPU tests and the quickstart: a 5-conv stride-32 stem, 1 encoder and 2 + 2 decoder layers
-    # (so auxiliary outputs exist), no dropout.
+    # CPU tests and the quickstart: a 4-conv stride-16 stem with coordinate channels
+    # (backbone.ConvStem), 1 encoder and 2 + 2 decoder layers (so auxiliary outputs exist),
+    # no dropout.
     "tiny": Preset("conv-stem", 64, 4, 128, 1, 2, 2, 0.0, 16),
 }
 
