@@ -10,6 +10,10 @@ Decisions (documented here because every reader shares them):
   an error, because the teacher would crop mostly padding. Coordinates are kept unclamped.
 - `file_name` is a relative POSIX path inside the image folder: absolute paths, `..` parts,
   backslashes and NUL are refused (lexical check, so symlinked image folders still work).
+- Images are checked from their header (size) only, unless `decode_images` is set: then every
+  image is decoded in full, so a truncated or corrupt file is found before training starts.
+  Readers set it with skip_bad (a broken image is then skipped up front and listed, instead of
+  stopping training at the first epoch that reads it).
 - With `check_images=False` no image file is touched: the size comes from the annotation file
   when it has one (.mat, COCO), else width = height = 0 ("unknown") and the outside-the-image
   test is skipped. Use it for label statistics, never for training.
@@ -78,16 +82,19 @@ def file_name_problem(file_name: Any) -> str | None:
     return None
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the image header (PIL reads no pixels)."""
+def image_size(path: Path, decode: bool = False) -> tuple[int, int]:
+    """(width, height) from the image header; `decode` also decodes every pixel (finds truncation)."""
     from PIL import Image
     with Image.open(path) as img:
+        if decode:
+            img.load()
         return int(img.width), int(img.height)
 
 
 def check_raw_image(raw: RawImage, file: Path, images: Path, vocab: Vocabulary, *,
                     check_images: bool = True, drop_objectless: bool = False,
-                    tolerance_px: float = BOX_TOLERANCE_PX) -> tuple[ImageRecord | None, list[BadRecord]]:
+                    tolerance_px: float = BOX_TOLERANCE_PX, decode_images: bool = False,
+                    ) -> tuple[ImageRecord | None, list[BadRecord]]:
     """Validate one raw image; returns (record, []) or (None, every problem found)."""
     fn = raw.file_name if isinstance(raw.file_name, str) else repr(raw.file_name)
     problems: list[BadRecord] = []
@@ -117,7 +124,7 @@ def check_raw_image(raw: RawImage, file: Path, images: Path, vocab: Vocabulary, 
                     "check the image folder (--images) or remove the record")
             else:
                 try:
-                    iw, ih = image_size(path)
+                    iw, ih = image_size(path, decode=decode_images)
                 except Exception as err:  # PIL raises many types for broken files
                     bad("unreadable_image", f"image {path} cannot be read ({type(err).__name__}: {err})",
                         "replace the broken image file")

@@ -27,15 +27,22 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as err:
+    except BaseException as err:  # a second Ctrl-C mid-write too: never leave the temporary file
         tmp.unlink(missing_ok=True)
-        raise CheckpointError(f"{path}: could not write the checkpoint ({err}). Free disk space or "
-                              "choose another --out; the previous checkpoint is intact.") from None
+        if not isinstance(err, (OSError, RuntimeError)):  # torch's zip writer: ENOSPC is a RuntimeError
+            raise
+        raise CheckpointError(f"{path}: could not write the checkpoint ({type(err).__name__}: "
+                              f"{_first_line(err)}). Free disk space or choose another "
+                              "--out; the previous checkpoint is intact.") from None
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).splitlines() or ["(no message)"])[0][:200]
 
 
 def save_checkpoint(path: Path, *, model: dict, config: dict, vocabulary: dict,
@@ -60,7 +67,7 @@ def load_checkpoint(path: Path) -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated zip, foreign pickle with code, ...
         raise CheckpointError(f"{path}: not a readable eoid checkpoint ({type(err).__name__}: "
-                              f"{str(err).splitlines()[0][:200]}). It may be truncated or not "
+                              f"{_first_line(err)}). It may be truncated or not "
                               "from eoid; use another file.") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an eoid checkpoint (no '{FORMAT}' format tag). "
@@ -69,3 +76,41 @@ def load_checkpoint(path: Path) -> dict:
         raise CheckpointError(f"{path}: checkpoint format version {ckpt.get('version')}, this eoid "
                               f"reads version {VERSION}. Use a matching eoid release.")
     return ckpt
+
+
+# student fields that change the shape or meaning of the weights
+ARCHITECTURE_FIELDS = ("preset", "num_queries", "is_head")
+
+
+def require_fits(ckpt: dict, path: Path, vocabulary: dict, student: dict) -> None:
+    """Refuse (CheckpointError) a checkpoint built for another vocabulary or student architecture.
+
+    `vocabulary` is Vocabulary.to_json() of this run, `student` its [student] config as a dict;
+    the message lists every difference, so resuming or fine-tuning never fails deep in torch.
+    """
+    diffs = []
+    theirs = ckpt.get("vocabulary") or {}
+    for key, what in (("name", "vocabulary name"), ("verbs", "verbs"), ("objects", "objects"),
+                      ("hois", "HOI categories")):
+        a, b = theirs.get(key), vocabulary.get(key)
+        if a != b:
+            if isinstance(a, list) and isinstance(b, list):
+                diffs.append(f"{what}: checkpoint has {len(a)}, this run {len(b)}"
+                             + _first_difference(a, b))
+            else:
+                diffs.append(f"{what}: checkpoint has {a!r}, this run {b!r}")
+    saved = (ckpt.get("config") or {}).get("student", {})
+    for key in ARCHITECTURE_FIELDS:
+        if key in saved and saved[key] != student.get(key):
+            diffs.append(f"student.{key}: checkpoint has {saved[key]!r}, this run {student.get(key)!r}")
+    if diffs:
+        raise CheckpointError(f"{path} does not fit this run: " + "; ".join(diffs) + ". Use the "
+                              "checkpoint of a run with the same vocabulary and student, or another --out.")
+
+
+def _first_difference(a: list, b: list) -> str:
+    for i in range(max(len(a), len(b))):
+        x, y = (a[i] if i < len(a) else "<none>"), (b[i] if i < len(b) else "<none>")
+        if x != y:
+            return f" (first difference at {i}: {x!r} vs {y!r})"
+    return ""

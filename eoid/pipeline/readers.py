@@ -82,13 +82,14 @@ def _load(path: Path, vocab: Vocabulary, split: str) -> tuple[list[RawImage], bo
 
 
 def _check_all(path: Path, images: Path, vocab: Vocabulary, check_images: bool, split: str,
-               tolerance_px: float):
+               tolerance_px: float, decode_images: bool = False):
     """Yield (raw, record or None, problems) for every record, duplicates included."""
     raws, drop_objectless = _load(path, vocab, split)
     seen: dict[str, int] = {}
     for raw in raws:
         record, problems = check_raw_image(raw, path, images, vocab, check_images=check_images,
-                                           drop_objectless=drop_objectless, tolerance_px=tolerance_px)
+                                           drop_objectless=drop_objectless, tolerance_px=tolerance_px,
+                                           decode_images=decode_images)
         if isinstance(raw.file_name, str):
             if raw.file_name in seen:
                 problems = problems + [BadRecord(
@@ -103,17 +104,21 @@ def _check_all(path: Path, images: Path, vocab: Vocabulary, check_images: bool, 
 
 def read_annotations(path: Path, images: Path, vocab: Vocabulary, *, skip_bad: bool = False,
                      check_images: bool = True, split: str = "train",
-                     tolerance_px: float = BOX_TOLERANCE_PX) -> ReadResult:
+                     tolerance_px: float = BOX_TOLERANCE_PX, decode_images: bool | None = None) -> ReadResult:
     """Read and validate an annotation file into ImageRecords (paths inside `images`).
 
     The first bad record raises a DataError naming the file, the record, the problem and the
     fix, unless `skip_bad` is set: then bad records are left out and listed in `.bad`.
     `check_images=False` touches no image file (sizes from the annotation, else 0 = unknown).
     `split` picks bbx_train / bbx_test of anno_bbox.mat; other formats ignore it.
+    `decode_images` (default: skip_bad) decodes every image in full, so that with skip_bad a
+    truncated or corrupt image is skipped here rather than stopping training when first read.
     """
     path, images = Path(path), Path(images)
+    decode = skip_bad if decode_images is None else decode_images
     records, bad = [], []
-    for raw, record, problems in _check_all(path, images, vocab, check_images, split, tolerance_px):
+    for raw, record, problems in _check_all(path, images, vocab, check_images, split, tolerance_px,
+                                            decode):
         if problems:
             if not skip_bad:
                 more = f" ({len(problems) - 1} more problem(s) in this record)" if len(problems) > 1 else ""
@@ -126,13 +131,18 @@ def read_annotations(path: Path, images: Path, vocab: Vocabulary, *, skip_bad: b
 
 
 def check_dataset(path: Path, images: Path, vocab: Vocabulary, *, check_images: bool = True,
-                  split: str = "train", tolerance_px: float = BOX_TOLERANCE_PX) -> DatasetReport:
-    """Every problem of an annotation file at once (a whole-file problem is one entry, index -1)."""
+                  split: str = "train", tolerance_px: float = BOX_TOLERANCE_PX,
+                  decode_images: bool = False) -> DatasetReport:
+    """Every problem of an annotation file at once (a whole-file problem is one entry, index -1).
+
+    `decode_images` decodes every image in full (slow: finds truncated files the header misses).
+    """
     path, images = Path(path), Path(images)
     problems: list[BadRecord] = []
     n = ok = boxes = labels = 0
     try:
-        for raw, record, found in _check_all(path, images, vocab, check_images, split, tolerance_px):
+        for raw, record, found in _check_all(path, images, vocab, check_images, split, tolerance_px,
+                                             decode_images):
             n += 1
             problems.extend(found)
             if record is not None:

@@ -44,7 +44,7 @@ def load_rgb(path: Path, key: str) -> Image.Image:
     try:
         with Image.open(path) as im:
             return im.convert("RGB")
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
         raise DataError(f"{path}: cannot read image of record {key!r} ({err}). "
                         "Restore the file, or run with --skip-bad after `eoid data check`.") from None
 

@@ -14,6 +14,10 @@ Layout (ENVIRONMENT_FACTS §4: flat ragged table + per-image offsets, sharded, z
 
 Only image_emb and verb_probs are written after creation, one whole shard at a time by the one
 writer that owns the shard (two writers in one zarr shard silently lose rows).
+
+Every shard file is written, even one that holds only zeros (zarr would skip it and read a
+missing file back as zeros): so a reader can tell a deleted or lost shard from real data.
+A failed write (disk full) is an EoidError; the files written before it stay valid.
 """
 from __future__ import annotations
 
@@ -21,11 +25,14 @@ import json
 import os
 import shutil
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from eoid.errors import CacheMismatchError, EoidError
 
 TEACHER_ARRAYS = ("image_emb", "verb_probs")
 PLAN_ARRAYS = ("pair_image", "pair_box_idx", "human_xyxy", "object_xyxy", "object_class", "labelled")
@@ -90,6 +97,25 @@ def make_layout(num_pairs: int, shard_rows: int) -> Layout:
 
 # ---------------------------------------------------------------- atomic files
 
+@contextmanager
+def _writing(target: Path, what: str):
+    """Turn a failed write (disk full, quota, read-only) into an EoidError that says what is kept."""
+    try:
+        yield
+    except OSError as err:
+        raise EoidError(f"{target}: could not write {what} ({err.strerror or err}). Free disk space "
+                        "and run the same command again: what was written before is kept and the "
+                        "run resumes from it.") from None
+
+
+@contextmanager
+def _every_chunk_written():
+    """zarr writes chunks equal to the fill value too (a missing shard file is then always an error)."""
+    import zarr
+    with zarr.config.set({"array.write_empty_chunks": True}):
+        yield
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -101,12 +127,16 @@ def fsync_dir(path: Path) -> None:
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write to a temporary name, fsync, rename over `path`, fsync the folder."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    with _writing(path, "a cache file"):
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        fsync_dir(path.parent)
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -134,6 +164,12 @@ def _create(group: Any, name: str, data: np.ndarray | None, shape: tuple[int, ..
 def create_store(path: Path, plan: CachePlan, layout: Layout, text_emb: np.ndarray,
                  meta: dict, plan_json: dict) -> None:
     """Write the plan columns, text embeddings and metadata; plan.json last marks creation done."""
+    with _writing(path, "the cache's plan arrays"), _every_chunk_written():
+        _create_store(path, plan, layout, text_emb, meta, plan_json)
+
+
+def _create_store(path: Path, plan: CachePlan, layout: Layout, text_emb: np.ndarray,
+                  meta: dict, plan_json: dict) -> None:
     import zarr
     for sub in ("progress", "partial"):
         shutil.rmtree(path / sub, ignore_errors=True)
@@ -183,12 +219,16 @@ def save_block(path: Path, shard: int, block_lo: int, image_emb: np.ndarray,
     target = block_path(path, shard, block_lo)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, image_emb=image_emb.astype(np.float16), verb_probs=verb_probs.astype(np.float16))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
-    fsync_dir(target.parent)
+    with _writing(target, "a block of teacher rows"):
+        try:
+            with open(tmp, "wb") as f:
+                np.savez(f, image_emb=image_emb.astype(np.float16), verb_probs=verb_probs.astype(np.float16))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        fsync_dir(target.parent)
 
 
 def load_block(path: Path, shard: int, block_lo: int, rows: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -207,14 +247,15 @@ def write_shard(path: Path, layout: Layout, shard: int, image_emb: np.ndarray,
     """Write one whole teacher shard, fsync it, then mark it done and drop its blocks."""
     import zarr
     lo, hi = layout.shard_range(shard)
-    group = zarr.open_group(str(path), mode="r+")
-    for name, data in (("image_emb", image_emb), ("verb_probs", verb_probs)):
-        group[name][lo:hi] = data.astype(np.float16)
-        shard_file = path / name / "c" / str(shard)
-        for f in ([shard_file] if shard_file.is_file() else sorted(shard_file.rglob("*"))):
-            if f.is_file():
-                with open(f, "rb") as fh:
-                    os.fsync(fh.fileno())
+    with _writing(path, f"teacher shard {shard} (rows {lo}:{hi})"), _every_chunk_written():
+        group = zarr.open_group(str(path), mode="r+")
+        for name, data in (("image_emb", image_emb), ("verb_probs", verb_probs)):
+            group[name][lo:hi] = data.astype(np.float16)
+            shard_file = path / name / "c" / str(shard)
+            for f in ([shard_file] if shard_file.is_file() else sorted(shard_file.rglob("*"))):
+                if f.is_file():
+                    with open(f, "rb") as fh:
+                        os.fsync(fh.fileno())
     write_bytes_atomic(shard_done_path(path, shard), b"")
     shutil.rmtree(path / "partial" / f"shard-{shard:05d}", ignore_errors=True)
 
@@ -223,4 +264,18 @@ def load_arrays(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Whole arrays into RAM (one read each: ~0.3 s for a HICO-size cache)."""
     import zarr
     group = zarr.open_group(str(path), mode="r")
+    for n in names:
+        _require_shard_files(path, n, group[n])
     return {n: np.asarray(group[n][...]) for n in names}
+
+
+def _require_shard_files(path: Path, name: str, array: Any) -> None:
+    """Refuse an array with a missing shard file (zarr would silently read it as zeros)."""
+    rows = array.shape[0]
+    step = (array.shards or array.chunks)[0]
+    tail = "/0" * (len(array.shape) - 1)
+    missing = [k for k in range(-(-rows // step)) if not (path / name / "c" / f"{k}{tail}").is_file()]
+    if missing:
+        raise CacheMismatchError(f"{path}: array {name!r} lacks {len(missing)} shard file(s) (rows "
+                                 f"{missing[0] * step}.. are gone, e.g. {name}/c/{missing[0]}{tail}); the "
+                                 "cache is damaged or was copied in part. Copy it again or rebuild it.")
