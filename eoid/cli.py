@@ -130,17 +130,18 @@ def cache_relabel(cache, template, gamma, dataset, out, clip_weights) -> None:
 @click.option("--images", type=PATH, help="Training image folder (overrides data.train_images).")
 @click.option("--setting", help="Zero-shot setting, e.g. ua, uc0, rf-uc (overrides data.setting).")
 @click.option("--online-teacher", is_flag=True, default=None, help="Run CLIP inside the loss, as the original code.")
+@click.option("--skip-bad", is_flag=True, default=None, help="Skip bad records (listed in RUN/bad_records.json).")
 @click.option("--resume", is_flag=True, default=None, help="Continue the run in --out from its last checkpoint.")
 @click.option("--break-lock", is_flag=True, default=None, help="Remove a stale lock left by a dead process.")
 @set_option
 @user_errors
-def train(config_path, cache, out, annotations, images, setting, online_teacher, resume, break_lock,
-          overrides) -> None:
+def train(config_path, cache, out, annotations, images, setting, online_teacher, skip_bad, resume,
+          break_lock, overrides) -> None:
     """Train the student against a teacher cache."""
     cfg = load_config(TrainConfig, config_path, overrides, cache=_s(cache), out=_s(out),
                       data__train_annotations=_s(annotations), data__train_images=_s(images),
-                      data__setting=setting, online_teacher=online_teacher, resume=resume,
-                      break_lock=break_lock)
+                      data__setting=setting, online_teacher=online_teacher, data__skip_bad=skip_bad,
+                      resume=resume, break_lock=break_lock)
     from eoid.pipeline.run_train import run_train
     click.echo(f"run: {run_train(cfg, _world())}")
 

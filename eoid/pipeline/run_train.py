@@ -115,11 +115,10 @@ def _train(cfg: TrainConfig, world: World, out: Path) -> Path:
                           "or choose another --out.")
     if world.is_main:
         (out / "config.toml").write_text(dumps_toml(cfg))
-        if data.num_bad:
+        if data.num_problems:
             (out / "bad_records.json").write_text(json.dumps(data.bad_report, indent=1))
-            skipped = len({(b.get("file"), b.get("index")) for b in data.bad_report})
-            log.warning("skipped %d bad record(s) (%d problem(s)); listed in %s", skipped,
-                        data.num_bad, out / "bad_records.json")
+            log.warning("skipped %d bad record(s) (%d problem(s)); listed in %s", data.num_skipped,
+                        data.num_problems, out / "bad_records.json")
 
     torch.manual_seed(cfg.optim.seed)  # same initial weights on every rank
     model = build_model(cfg.student, vocab, world.device)

@@ -19,7 +19,8 @@ class TrainingSet:
     records: list[ImageRecord]                 # seen labels only
     val_records: list[ImageRecord]             # held out for model selection (seen labels only)
     annotated_pairs: dict[str, np.ndarray]     # key -> (K, 2) box pairs of annotated HOIs before the filter
-    num_bad: int                               # records skipped with --skip-bad
+    num_skipped: int                           # records skipped with --skip-bad
+    num_problems: int                          # problems found in them (a record may have several)
     bad_report: list[dict]                     # what was skipped and why
 
 
@@ -58,7 +59,8 @@ def prepare_training_set(data: DataConfig, vocab: Vocabulary) -> TrainingSet:
         val = [r for i, r in enumerate(records) if i in held]
         records = [r for i, r in enumerate(records) if i not in held]
     bad = [b if isinstance(b, dict) else getattr(b, "__dict__", {"record": str(b)}) for b in result.bad]
-    return TrainingSet(records, val, annotated, len(result.bad), json.loads(json.dumps(bad, default=str)))
+    return TrainingSet(records, val, annotated, result.num_skipped, len(result.bad),
+                       json.loads(json.dumps(bad, default=str)))
 
 
 def _first_boxes(rec: ImageRecord, max_boxes: int) -> ImageRecord:
