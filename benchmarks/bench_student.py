@@ -1,7 +1,13 @@
-"""Forward + backward time and peak memory of a student preset (default: CDN-S, 512x512, batch 2).
+"""Training and inference speed (images/s) and peak memory of a student preset (default CDN-S).
 
-    python benchmarks/bench_student.py                       # CPU, writes benchmarks/results/...
-    python benchmarks/bench_student.py --device cuda --batch 4 --size 800
+    python benchmarks/bench_student.py                       # CPU, 512x512, batch 2
+    python benchmarks/bench_student.py --height 800 --width 1066 --batch 1 --repeats 2 \
+        --out benchmarks/results/bench_student_800.json      # the paper's scale (640x480 -> 800x1066)
+    python benchmarks/bench_student.py --device cuda --batch 4 --height 800 --width 1333 --amp
+
+Training images/s = batch / (forward + losses + backward) and inference images/s = batch /
+(forward under inference_mode, eval mode) are both reported; --amp runs the forward in bf16
+autocast on CUDA, as `optim.amp` does in training.
 
 One step = forward, two-stage matching + all losses (final + aux layers) on synthetic targets
 (4 labelled + 6 unknown pairs per image, teacher rows present), backward. No optimizer step.
@@ -48,6 +54,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="cdn-s")
     ap.add_argument("--size", type=int, default=512, help="square input side, px")
+    ap.add_argument("--height", type=int, default=0, help="input height, px (default --size)")
+    ap.add_argument("--width", type=int, default=0, help="input width, px (default --size)")
+    ap.add_argument("--amp", action="store_true", help="bf16 autocast forward (CUDA only)")
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3, help="timed steps after one warm-up step")
     ap.add_argument("--device", default="cpu")
@@ -59,8 +68,10 @@ def main() -> None:
     rss_start = peak_rss_mib()
     model = build_student(args.preset, NUM_OBJECTS, NUM_VERBS).to(device).train()
     rss_model = peak_rss_mib()
-    images = torch.randn(args.batch, 3, args.size, args.size, generator=gen).to(device)
-    mask = torch.zeros(args.batch, args.size, args.size, dtype=torch.bool, device=device)
+    height, width = args.height or args.size, args.width or args.size
+    images = torch.randn(args.batch, 3, height, width, generator=gen).to(device)
+    mask = torch.zeros(args.batch, height, width, dtype=torch.bool, device=device)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.amp and device.type == "cuda")
     targets = [synthetic_targets(4, 6, gen).to(device) for _ in range(args.batch)]
     all_verbs = torch.ones(NUM_VERBS, dtype=torch.bool)
 
@@ -68,7 +79,9 @@ def main() -> None:
         sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
         sync()
         t0 = time.perf_counter()
-        out = model(images, mask)
+        with amp:
+            out = model(images, mask)
+        out = type(out)(*(o.float() if torch.is_tensor(o) else o for o in out))
         sync()
         t1 = time.perf_counter()
         terms, _ = compute_losses(out, targets, distill_verb_mask=all_verbs)
@@ -85,14 +98,31 @@ def main() -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     runs = [step() for _ in range(args.repeats)]
+    model.eval()
+
+    def infer() -> float:
+        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        sync()
+        t0 = time.perf_counter()
+        with torch.inference_mode(), amp:
+            model(images, mask)
+        sync()
+        return time.perf_counter() - t0
+
+    infer()
+    infer_s = statistics.median(infer() for _ in range(args.repeats))
     result = {
-        "preset": args.preset, "size": args.size, "batch": args.batch, "device": str(device),
+        "preset": args.preset, "size": f"{height}x{width}", "batch": args.batch, "device": str(device),
+        "amp_bf16": bool(args.amp and device.type == "cuda"),
         "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
                         else platform.processor() or platform.machine()),
         "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
         "params_total_m": sum(p.numel() for p in model.parameters()) / 1e6,
         "params_trainable_m": sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6,
         **{f"median_{k}": statistics.median(r[k] for r in runs) for k in runs[0]},
+        "train_images_per_s": args.batch / statistics.median(r["step_s"] for r in runs),
+        "median_inference_s": infer_s, "inference_images_per_s": args.batch / infer_s,
+        "date": time.strftime("%Y-%m-%d"),
         "peak_rss_mib": peak_rss_mib(), "rss_before_model_mib": rss_start,
         "rss_after_model_mib": rss_model,
     }

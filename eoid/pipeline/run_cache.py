@@ -11,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import signal
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -141,11 +143,60 @@ class SegmentCrops(torch.utils.data.Dataset):
         return lo, union_crops(image, self.human[lo:hi], self.object[lo:hi], self.spec)
 
 
-def crop_stream(dataset: SegmentCrops, num_workers: int) -> Iterator[tuple[int, torch.Tensor]]:
+def prefetch_items(pairs_per_image: float, batch_size: int, num_workers: int) -> int:
+    """Segments each worker keeps ready: about two encoder batches of crops in flight (2..32).
+
+    DataLoader's default (2 per worker) holds ~4 images, less than one batch of 64 crops, so the
+    encoder would wait on decoding at every batch.
+    """
+    per_worker = 2 * batch_size / max(pairs_per_image, 1.0) / max(num_workers, 1)
+    return int(min(32, max(2, math.ceil(per_worker))))
+
+
+def crop_stream(dataset: SegmentCrops, num_workers: int, prefetch: int = 2
+                ) -> Iterator[tuple[int, torch.Tensor]]:
+    # no pin_memory here: the main process copies each batch once, into pinned memory (_batch_rows)
     loader = torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False,
-                                         num_workers=num_workers, pin_memory=torch.cuda.is_available(),
-                                         persistent_workers=False)
+                                         num_workers=num_workers, persistent_workers=False,
+                                         prefetch_factor=prefetch if num_workers > 0 else None)
     yield from loader
+
+
+def _batch_rows(parts: list[torch.Tensor], pin: bool) -> torch.Tensor:
+    """The crops of one encoder batch in one tensor; pinned (for an async host-to-GPU copy) if `pin`."""
+    rows = torch.empty((sum(len(p) for p in parts), *parts[0].shape[1:]), dtype=parts[0].dtype,
+                       pin_memory=pin)
+    return torch.cat(parts, out=rows)
+
+
+class _BackgroundWriter:
+    """Store writes on one thread, in submission order, so the encoder never waits on the disk.
+
+    Each shard still has exactly one writer (this thread); a failed write is raised in the main
+    thread at the next submit or at exit. On exit every pending write is finished first, so a
+    stop (Interrupted) still leaves every finished block saved.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eoid-cache-writer")
+        self._pending: list[Future] = []
+
+    def submit(self, fn: Any, *args: Any) -> None:
+        while self._pending and self._pending[0].done():
+            self._pending.pop(0).result()
+        self._pending.append(self._pool.submit(fn, *args))
+
+    def __enter__(self) -> "_BackgroundWriter":
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: object) -> None:
+        try:
+            errors = [f.exception() for f in self._pending]   # waits for each
+            first = next((e for e in errors if e is not None), None)
+            if first is not None and exc_type is None:
+                raise first
+        finally:
+            self._pool.shutdown(wait=True)
 
 
 # ---------------------------------------------------------------- the run
@@ -258,38 +309,43 @@ def compute_shards(run: Run, teacher: Teacher, text_emb: np.ndarray, shards: lis
     valid = torch.from_numpy(valid_hoi_table(vocab.hoi_to_object, vocab.hoi_to_verb,
                                              vocab.num_objects, excluded))
     hoi_to_verb, text = torch.from_numpy(vocab.hoi_to_verb), torch.from_numpy(text_emb)
-    stream = crop_stream(SegmentCrops(segments_for(plan.image_offsets, ranges), run.paths,
-                                      plan.image_keys, plan, teacher.crop_spec), num_workers)
+    segments = segments_for(plan.image_offsets, ranges)
+    prefetch = prefetch_items(sum(hi - lo for _, lo, hi in segments) / max(len(segments), 1),
+                              batch_size, num_workers)
+    stream = crop_stream(SegmentCrops(segments, run.paths, plan.image_keys, plan, teacher.crop_spec),
+                         num_workers, prefetch)
+    pin = teacher.device.type == "cuda"
     buffer: list[tuple[int, torch.Tensor]] = []
     block_emb: list[torch.Tensor] = []
     bar = tqdm(total=sum(hi - lo for _, lo, hi in ranges), unit="crop", disable=not show_progress,
                desc=f"teacher {teacher.model_name}", smoothing=0.1)
     block_of = {(s, blo): bhi for s in shards for blo, bhi in layout.blocks(s)}
-    with _StopFlag() as flag:
+    with _StopFlag() as flag, _BackgroundWriter() as writer:
         for shard, lo, hi in ranges:
             while not buffer or buffer[-1][0] + len(buffer[-1][1]) < hi:
                 buffer.append(next(stream))
-            rows = torch.cat([c[max(lo - s0, 0): hi - s0] for s0, c in buffer
-                              if s0 < hi and s0 + len(c) > lo])
+            rows = _batch_rows([c[max(lo - s0, 0): hi - s0] for s0, c in buffer
+                                if s0 < hi and s0 + len(c) > lo], pin)
             while buffer and buffer[0][0] + len(buffer[0][1]) <= hi:
                 buffer.pop(0)
-            block_emb.append(teacher.encode_images(rows).cpu())
+            # embeddings stay on the device until the block ends: no GPU sync per batch
+            block_emb.append(teacher.encode_images(rows))
             bar.update(hi - lo)
             blo = _block_start(layout, lo)
             if (shard, blo) in block_of and block_of[(shard, blo)] == hi:
-                emb = torch.cat(block_emb)
+                emb = torch.cat(block_emb).cpu()
                 block_emb = []
                 probs = pair_verb_probs(emb, text, torch.from_numpy(plan.object_class[blo:hi].astype(np.int64)),
                                         valid, hoi_to_verb, vocab.num_verbs, gamma)
                 saved[blo] = (emb.numpy().astype(np.float16), probs.numpy().astype(np.float16))
                 if len(layout.blocks(shard)) > 1:
-                    store.save_block(out, shard, blo, *saved[blo])
-                _write_if_full(out, layout, shard, saved)
+                    writer.submit(store.save_block, out, shard, blo, *saved[blo])
+                _write_if_full(out, layout, shard, saved, writer.submit)
                 if flag.stop:
                     raise Interrupted(f"{out}: stopped by a signal after rows {blo}:{hi}; finished "
                                       "blocks are saved. Run the same command again to resume.")
-    for s in shards:
-        _write_if_full(out, layout, s, saved)
+        for s in shards:
+            _write_if_full(out, layout, s, saved, writer.submit)
     bar.close()
 
 
@@ -299,13 +355,14 @@ def _block_start(layout: store.Layout, row: int) -> int:
 
 
 def _write_if_full(out: Path, layout: store.Layout, shard: int,
-                   saved: dict[int, tuple[np.ndarray, np.ndarray]]) -> None:
+                   saved: dict[int, tuple[np.ndarray, np.ndarray]], submit: Any) -> None:
+    """Hand a shard whose blocks are all computed to `submit` (the writer); its blocks leave `saved`."""
     blocks = layout.blocks(shard)
     if shard in store.done_shards(out) or not all(blo in saved for blo, _ in blocks):
         return
     emb = np.concatenate([saved[blo][0] for blo, _ in blocks])
     probs = np.concatenate([saved[blo][1] for blo, _ in blocks])
-    store.write_shard(out, layout, shard, emb, probs)
+    submit(store.write_shard, out, layout, shard, emb, probs)
     for blo, _ in blocks:
         saved.pop(blo, None)
 

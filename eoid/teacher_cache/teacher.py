@@ -40,11 +40,14 @@ class Teacher:
     model_name: str
     weights_id: str                  # "tag:<tag>", "sha256:<hex>" or "random-init": for the fingerprint
     autocast_dtype: torch.dtype | None = None   # bf16/fp16 autocast on GPU; None = float32
+    channels_last: bool = False      # NHWC convolutions (faster ResNet towers on GPU tensor cores)
 
     @torch.inference_mode()
     def encode_images(self, crops: Tensor) -> Tensor:
         """(B, 3, S, S) normalised crops -> (B, D) float32 unit-length image embeddings."""
         crops = crops.to(self.device, non_blocking=True)
+        if self.channels_last:
+            crops = crops.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
                             enabled=self.autocast_dtype is not None):
             emb = self.model.encode_image(crops)
@@ -199,6 +202,10 @@ def load_teacher(model_name: str, weights: str, device: str | torch.device = "cp
     autocast = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
     if precision not in autocast:
         raise ConfigError(f"teacher precision {precision!r}: expected one of {sorted(autocast)}")
+    channels_last = device.type == "cuda"   # CPU keeps NCHW: its cache bytes stay as before
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     return Teacher(model=model, tokenizer=open_clip.get_tokenizer(name), crop_spec=_crop_spec(model),
                    device=device, model_name=name, weights_id=weights_id,
-                   autocast_dtype=autocast[precision] if device.type == "cuda" else None)
+                   autocast_dtype=autocast[precision] if device.type == "cuda" else None,
+                   channels_last=channels_last)
