@@ -250,8 +250,14 @@ def write_shard(path: Path, layout: Layout, shard: int, image_emb: np.ndarray,
     with _writing(path, f"teacher shard {shard} (rows {lo}:{hi})"), _every_chunk_written():
         group = zarr.open_group(str(path), mode="r+")
         for name, data in (("image_emb", image_emb), ("verb_probs", verb_probs)):
-            group[name][lo:hi] = data.astype(np.float16)
             shard_file = path / name / "c" / str(shard)
+            # a kill may have left this shard half written: start it afresh, or zarr would merge
+            # the new rows into the old file and the bytes would depend on where the kill fell
+            if shard_file.is_dir():
+                shutil.rmtree(shard_file)
+            else:
+                shard_file.unlink(missing_ok=True)
+            group[name][lo:hi] = data.astype(np.float16)
             for f in ([shard_file] if shard_file.is_file() else sorted(shard_file.rglob("*"))):
                 if f.is_file():
                     with open(f, "rb") as fh:

@@ -192,6 +192,24 @@ def test_a_run_stopped_after_some_shards_resumes_to_the_same_bytes(reference, wo
     assert cache_bytes(out) == cache_bytes(reference)
 
 
+def test_a_half_written_shard_left_by_a_kill_is_rewritten_from_scratch(reference, world, weights,
+                                                                        tmp_path, monkeypatch):
+    from eoid.teacher_cache import store
+    out = tmp_path / "cache"
+    _crash_after_shards(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        run_cache(config(world, weights, out), WORLD)
+    monkeypatch.undo()
+    # a kill inside zarr's write of the next shard leaves its file cut short and not marked done
+    undone = min(set(range(7)) - store.done_shards(out))
+    for name in ("image_emb", "verb_probs"):
+        torn = out / name / "c" / str(undone) / "0"
+        torn.parent.mkdir(parents=True, exist_ok=True)
+        torn.write_bytes(b"\x28\xb5\x2f\xfd torn shard")
+    run_cache(config(world, weights, out), WORLD)
+    assert cache_bytes(out) == cache_bytes(reference)
+
+
 def test_sigint_stops_at_the_next_block_saying_how_to_resume(reference, world, weights, tmp_path,
                                                               monkeypatch):
     from eoid.errors import Interrupted
