@@ -167,7 +167,9 @@ def _slot_shift(rng: np.random.Generator, pose: Pose, size: int, slot: int, num_
     cx = size * (slot + 0.5) / num_slots + rng.uniform(-0.04, 0.04) * size
     ground = size * rng.uniform(0.9, 0.94)
     ext = pose.extent_xyxy()
-    dx, dy = cx, ground - pose.h
+    # slide along the ground line, or lower the feet, just enough for the extent to fit
+    dx = min(max(cx, 2 - ext[0]), size - 2 - ext[2])
+    dy = max(ground - pose.h, 2 - ext[1])
     box = (ext[0] + dx, ext[1] + dy, ext[2] + dx, ext[3] + dy)
     if box[0] < 2 or box[1] < 2 or box[2] > size - 2 or box[3] > size - 2 or _overlaps(box, taken, 3.0):
         return None

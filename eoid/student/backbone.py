@@ -23,15 +23,16 @@ _TRAINABLE = ("layer2", "layer3", "layer4")   # DETR: stem and layer1 stay froze
 class ConvStem(nn.Module):
     """Small CPU backbone: stride-2 3x3 convolutions (GroupNorm + ReLU), stride 2**len(widths).
 
-    The default is four stages (stride 16: a 10 x 10 map for the quickstart's 160 px images;
-    stride 32 left 5 x 5 cells for objects of 15-40 px). `coord_channels` appends the
+    The default is three stages (stride 8: a 20 x 20 map for the quickstart's 160 px images;
+    stride 32 left 5 x 5 cells for objects of 10-40 px, and stride 16 put a 10-15 px ball
+    inside one cell). `coord_channels` appends the
     (x, y) position of each cell in the unpadded image to the features (see
     `coordinate_channels`), so the values the decoder attends to say where they are:
     DETR adds positions to queries and keys only, and a shallow stem cannot learn absolute
     position from zero padding, which left the tiny student unable to localise.
     """
 
-    def __init__(self, widths: tuple[int, ...] = (32, 64, 96, 128), coord_channels: bool = True):
+    def __init__(self, widths: tuple[int, ...] = (32, 64, 96), coord_channels: bool = True):
         super().__init__()
         layers: list[nn.Module] = []
         in_ch = 3

@@ -60,7 +60,7 @@ class CDN(nn.Module):
     """
 
     def __init__(self, backbone: Backbone, transformer: CascadeTransformer, num_objects: int,
-                 num_verbs: int, num_queries: int, is_head: str = "interaction"):
+                 num_verbs: int, num_queries: int, is_head: str = "interaction", box_anchors: bool = False):
         super().__init__()
         if is_head not in IS_HEADS:
             raise ConfigError(f"student.is_head = {is_head!r}; choose one of {IS_HEADS}")
@@ -75,6 +75,21 @@ class CDN(nn.Module):
         self.is_embed = nn.Linear(d, 2)
         self.is_head = is_head
         self.num_objects, self.num_verbs, self.num_queries = num_objects, num_verbs, num_queries
+        self.box_anchors = box_anchors
+        if box_anchors:
+            # a learned reference box per query (logit space); the heads predict offsets from it,
+            # so queries start spread over the image instead of all predicting the mean box
+            # (Anchor-/DAB-DETR's remedy for slow convergence; used by the tiny preset).
+            self.human_anchor = nn.Embedding(num_queries, 4)
+            self.object_anchor = nn.Embedding(num_queries, 4)
+            with torch.no_grad():
+                for anchor in (self.human_anchor, self.object_anchor):
+                    anchor.weight[:, :2].uniform_(0.1, 0.9)
+                    anchor.weight[:, 2:].fill_(0.25)
+                    anchor.weight.copy_(torch.logit(anchor.weight))
+                for head in (self.sub_bbox_embed, self.obj_bbox_embed):
+                    nn.init.zeros_(head.layers[-1].weight)
+                    nn.init.zeros_(head.layers[-1].bias)
 
     def forward(self, images: Tensor, padding_mask: Tensor) -> StudentOutput:
         features, mask = self.backbone(images, padding_mask)
@@ -85,7 +100,10 @@ class CDN(nn.Module):
         depth = min(len(ho_out), len(int_out))
         ho_out, int_out = ho_out[-depth:], int_out[-depth:]
         is_source = int_out if self.is_head == "interaction" else ho_out
-        layers = [StudentOutput(self.sub_bbox_embed(h).sigmoid(), self.obj_bbox_embed(h).sigmoid(),
+        human_ref = self.human_anchor.weight if self.box_anchors else 0.0
+        object_ref = self.object_anchor.weight if self.box_anchors else 0.0
+        layers = [StudentOutput((self.sub_bbox_embed(h) + human_ref).sigmoid(),
+                                (self.obj_bbox_embed(h) + object_ref).sigmoid(),
                                 self.obj_class_embed(h), self.verb_class_embed(i),
                                 self.is_embed(s))
                   for h, i, s in zip(ho_out, int_out, is_source)]
@@ -107,7 +125,7 @@ def build_student(preset: str, num_objects: int, num_verbs: int, num_queries: in
     backbone = Backbone(p.backbone, backbone_weights or None)
     transformer = CascadeTransformer(p.hidden_dim, p.num_heads, p.ffn_dim, p.dropout, p.enc_layers,
                                      p.dec_layers_ho, p.dec_layers_interaction, detach)
-    return CDN(backbone, transformer, num_objects, num_verbs, num_queries, is_head)
+    return CDN(backbone, transformer, num_objects, num_verbs, num_queries, is_head, p.box_anchors)
 
 
 DETR_NO_OBJECT_ROW = 91   # DETR's class_embed has 92 rows: COCO ids 0..90, then no-object
