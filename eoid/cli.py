@@ -286,11 +286,13 @@ def data_check(annotations, images, dataset) -> None:
 @click.option("--out", type=PATH, required=True, help="Folder of the generated world.")
 @click.option("--images", "num_images", default=400, show_default=True, help="Images to generate.")
 @click.option("--seed", default=0, show_default=True, help="Seed (same seed, same bytes).")
+@click.option("--layout", type=click.Choice(["free", "quickstart"]), default="free", show_default=True,
+              help="free: people anywhere (the teacher's world); quickstart: people in columns.")
 @user_errors
-def synth(out, num_images, seed) -> None:
+def synth(out, num_images, seed, layout) -> None:
     """Generate the built-in synthetic HOI world (HICO-DET format + its vocabulary)."""
-    from eoid.pipeline.synth_world import generate_world
-    click.echo(generate_world(out, num_images, seed))
+    from eoid.pipeline.synth_world import FREE, QUICKSTART, generate_world
+    click.echo(generate_world(out, num_images, seed, layout=QUICKSTART if layout == "quickstart" else FREE))
 
 
 @main.command("synth-teacher")
