@@ -18,16 +18,15 @@ evaluation on the source dataset, added ones the *Unseen* (Table 6).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from eoid.errors import DataError
 from eoid.pipeline.records import ImageRecord
-from eoid.pipeline.vocab import BUILTIN, Setting, Vocabulary, load_vocabulary, vocabulary_from_json
+from eoid.pipeline.vocab import (BUILTIN, Setting, Vocabulary, load_vocabulary, read_named_json,
+                                 vocabulary_from_json)
 
 BUILTIN_MAPPINGS = {"vcoco-to-hico-det": "vcoco_to_hico_det.json"}
 NEW_VERBS_SETTING = "new-verbs"
@@ -92,18 +91,9 @@ def verb_mapping_from_json(raw: dict, where: str, folder: Path | None = None) ->
 
 def load_verb_mapping(name: str | Path) -> VerbMapping:
     """A built-in mapping ("vcoco-to-hico-det") or a mapping JSON file."""
-    if str(name) in BUILTIN_MAPPINGS:
-        text = resources.files("eoid.data").joinpath(BUILTIN_MAPPINGS[str(name)]).read_text()
-        return verb_mapping_from_json(json.loads(text), f"built-in verb mapping {name!r}")
-    path = Path(name)
-    if not path.is_file():
-        raise DataError(f"{path}: no such verb mapping file, and not a built-in name "
-                        f"({', '.join(BUILTIN_MAPPINGS)}). Pass --mapping vcoco-to-hico-det or a JSON file.")
-    try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path}: not valid JSON ({err}).") from None
-    return verb_mapping_from_json(raw, str(path), path.parent)
+    raw, where, folder = read_named_json(name, BUILTIN_MAPPINGS, "verb mapping",
+                                         "--mapping vcoco-to-hico-det or a JSON file")
+    return verb_mapping_from_json(raw, where, folder)
 
 
 def merge_vocabularies(base: Vocabulary, source: Vocabulary, mapping: VerbMapping) -> MixedVocabulary:

@@ -169,17 +169,27 @@ def vocabulary_from_json(raw: dict, where: str) -> Vocabulary:
     return vocab
 
 
-def load_vocabulary(name: str | Path) -> Vocabulary:
-    """A built-in vocabulary ("hico-det", "v-coco") or a vocabulary JSON file."""
-    if str(name) in BUILTIN:
-        text = resources.files("eoid.data").joinpath(BUILTIN[str(name)]).read_text()
-        return vocabulary_from_json(json.loads(text), f"built-in vocabulary {name!r}")
+def read_named_json(name: str | Path, builtin: dict[str, str], what: str, flag: str
+                    ) -> tuple[dict, str, Path | None]:
+    """A built-in data file of eoid (`builtin` name -> package file) or a user's JSON file.
+
+    Returns (parsed JSON, where to name it in messages, the file's folder or None if built in).
+    """
+    if str(name) in builtin:
+        text = resources.files("eoid.data").joinpath(builtin[str(name)]).read_text()
+        return json.loads(text), f"built-in {what} {name!r}", None
     path = Path(name)
     if not path.is_file():
-        raise DataError(f"{path}: no such vocabulary file, and not a built-in name "
-                        f"({', '.join(BUILTIN)}). Pass --dataset hico-det, v-coco or a vocabulary JSON.")
+        raise DataError(f"{path}: no such {what} file, and not a built-in name "
+                        f"({', '.join(builtin)}). Pass {flag}.")
     try:
-        raw = json.loads(path.read_text())
+        return json.loads(path.read_text()), str(path), path.parent
     except json.JSONDecodeError as err:
         raise DataError(f"{path}: not valid JSON ({err}).") from None
-    return vocabulary_from_json(raw, str(path))
+
+
+def load_vocabulary(name: str | Path) -> Vocabulary:
+    """A built-in vocabulary ("hico-det", "v-coco") or a vocabulary JSON file."""
+    raw, where, _ = read_named_json(name, BUILTIN, "vocabulary",
+                                    "--dataset hico-det, v-coco or a vocabulary JSON")
+    return vocabulary_from_json(raw, where)
