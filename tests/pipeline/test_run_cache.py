@@ -59,13 +59,8 @@ def make_world(root: Path, num_images: int = 6, seed: int = 0) -> tuple[Path, Pa
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    import open_clip
-    open_clip.add_model_config(str(TINY_CONFIG))
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "tiny-clip.pt"
-    torch.save(open_clip.create_model("tiny-clip", pretrained=None).state_dict(), path)
-    return path
+def weights(tiny_weights) -> Path:
+    return tiny_weights
 
 
 @pytest.fixture(scope="module")

@@ -38,15 +38,8 @@ def inprocess_reference(synth, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def clip_weights(tmp_path_factory) -> Path:
-    import open_clip
-    import torch
-    from tiny_train import TINY_CLIP
-    open_clip.add_model_config(str(TINY_CLIP))
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("clip") / "tiny-clip.pt"
-    torch.save(open_clip.create_model("tiny-clip", pretrained=None).state_dict(), path)
-    return path
+def clip_weights(tiny_weights) -> Path:
+    return tiny_weights
 
 
 @pytest.fixture(scope="session")
