@@ -21,6 +21,7 @@ A failed write (disk full) is an EoidError; the files written before it stay val
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -124,10 +125,10 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
+def write_bytes_atomic(path: Path, data: bytes, what: str = "a cache file") -> None:
     """Write to a temporary name, fsync, rename over `path`, fsync the folder."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with _writing(path, "a cache file"):
+    with _writing(path, what):
         try:
             with open(tmp, "wb") as f:
                 f.write(data)
@@ -218,17 +219,9 @@ def save_block(path: Path, shard: int, block_lo: int, image_emb: np.ndarray,
     """Keep a finished block of an unfinished shard (float16), atomically."""
     target = block_path(path, shard, block_lo)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    with _writing(target, "a block of teacher rows"):
-        try:
-            with open(tmp, "wb") as f:
-                np.savez(f, image_emb=image_emb.astype(np.float16), verb_probs=verb_probs.astype(np.float16))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
-        fsync_dir(target.parent)
+    buffer = io.BytesIO()
+    np.savez(buffer, image_emb=image_emb.astype(np.float16), verb_probs=verb_probs.astype(np.float16))
+    write_bytes_atomic(target, buffer.getvalue(), "a block of teacher rows")
 
 
 def load_block(path: Path, shard: int, block_lo: int, rows: int) -> tuple[np.ndarray, np.ndarray] | None:
