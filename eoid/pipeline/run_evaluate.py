@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from eoid.boxes import cxcywh_to_xyxy
 from eoid.config import AugmentConfig, DataConfig, EvalConfig, PostprocessConfig, dumps_toml
 from eoid.errors import ConfigError
 from eoid.pipeline.evaluate_map import gt_from_records, hoi_map_from_matches, match_detections
@@ -40,20 +41,17 @@ def predict_images(model, paths: list[Path], keys: list[str], vocab: Vocabulary,
         outputs = model(images.to(device), masks.to(device))
         sizes_hw = torch.tensor([[h, w] for w, h in sizes])
         preds = postprocess(outputs, sizes_hw, valid_object_verb=valid, **postprocess_kwargs(post))
-        all_pairs = postprocess(outputs, sizes_hw, top_k=outputs.verb_logits.shape[1] * vocab.num_verbs,
-                                use_nms=False)
+        # every query's pair in original pixels, for U-R@K (ranked by interactive score)
+        scale = torch.tensor([[w, h, w, h] for w, h in sizes], dtype=torch.float32)[:, None, :]
+        human = (cxcywh_to_xyxy(outputs.human_boxes_cxcywh.float().cpu()) * scale).double().numpy()
+        obj = (cxcywh_to_xyxy(outputs.object_boxes_cxcywh.float().cpu()) * scale).double().numpy()
         is_prob = outputs.interactive_prob().float().cpu().numpy()
         for b, key in enumerate(batch_keys):
             p = preds[b]
             triplets[key] = ImageTriplets(p.human_boxes_xyxy_px.astype(np.float64),
                                           p.object_boxes_xyxy_px.astype(np.float64),
                                           p.object_classes, p.verbs, p.scores.astype(np.float64))
-            a = all_pairs[b]
-            first = np.unique(a.query_idx, return_index=True)[1]  # one row per query
-            q = a.query_idx[first]
-            ranked[key] = RankedPairs(a.human_boxes_xyxy_px[first].astype(np.float64),
-                                      a.object_boxes_xyxy_px[first].astype(np.float64),
-                                      is_prob[b, q].astype(np.float64))
+            ranked[key] = RankedPairs(human[b], obj[b], is_prob[b].astype(np.float64))
     return triplets, ranked
 
 
