@@ -43,16 +43,6 @@ def init_world(device: str | None = None) -> World:
     return World(rank=rank, local_rank=local_rank, world_size=world_size, device=device)
 
 
-def all_reduce_sum(value: float, world: World) -> float:
-    """Sum of a Python number over all ranks (the number itself in a one-process world)."""
-    if not world.distributed:
-        return float(value)
-    t = torch.tensor([float(value)], dtype=torch.float64,
-                     device=world.device if world.device.startswith("cuda") else "cpu")
-    dist.all_reduce(t)
-    return float(t.item())
-
-
 def average_over_ranks(values: dict[str, float], world: World) -> dict[str, float]:
     """Mean of each number over all ranks (one all-reduce); the input itself in a one-process world."""
     if not world.distributed:
@@ -68,12 +58,3 @@ def barrier(world: World) -> None:
     """Wait for every rank (no-op in a one-process world)."""
     if world.distributed:
         dist.barrier()
-
-
-def broadcast_object(obj: object, world: World) -> object:
-    """Rank 0's Python object on every rank."""
-    if not world.distributed:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
