@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from eoid.errors import CheckpointError, ConfigError, WeightsNotFoundError
-from eoid.student.backbone import Backbone
+from eoid.student.backbone import Backbone, coordinate_channels
 from eoid.student.presets import get_preset
 from eoid.student.transformer import CascadeTransformer, sine_position_encoding
 
@@ -60,10 +60,13 @@ class CDN(nn.Module):
     """
 
     def __init__(self, backbone: Backbone, transformer: CascadeTransformer, num_objects: int,
-                 num_verbs: int, num_queries: int, is_head: str = "interaction", box_anchors: bool = False):
+                 num_verbs: int, num_queries: int, is_head: str = "interaction", box_anchors: bool = False,
+                 local_attention: bool = False):
         super().__init__()
         if is_head not in IS_HEADS:
             raise ConfigError(f"student.is_head = {is_head!r}; choose one of {IS_HEADS}")
+        if local_attention and not box_anchors:
+            raise ConfigError("local_attention needs box_anchors (it centres attention on the anchors)")
         d = transformer.decoder.norm.normalized_shape[0]
         self.backbone, self.transformer = backbone, transformer
         self.input_proj = nn.Conv2d(backbone.num_channels, d, kernel_size=1)
@@ -75,7 +78,8 @@ class CDN(nn.Module):
         self.is_embed = nn.Linear(d, 2)
         self.is_head = is_head
         self.num_objects, self.num_verbs, self.num_queries = num_objects, num_verbs, num_queries
-        self.box_anchors = box_anchors
+        self.box_anchors, self.local_attention = box_anchors, local_attention
+        self.num_heads = transformer.decoder.layers[0].multihead_attn.num_heads
         if box_anchors:
             # a learned reference box per query (logit space); the heads predict offsets from it,
             # so queries start spread over the image instead of all predicting the mean box
@@ -95,7 +99,9 @@ class CDN(nn.Module):
         features, mask = self.backbone(images, padding_mask)
         src = self.input_proj(features)
         pos = sine_position_encoding(mask, src.shape[1] // 2).to(src.dtype)
-        ho_out, int_out = self.transformer(src, mask, self.query_embed.weight, pos)
+        bias = (anchor_attention_bias(self.human_anchor.weight, self.object_anchor.weight, mask,
+                                      self.num_heads).to(src.dtype) if self.local_attention else None)
+        ho_out, int_out = self.transformer(src, mask, self.query_embed.weight, pos, bias)
         # CDN pairs the last min(L_ho, L_int) layers of both decoders, i-th with i-th.
         depth = min(len(ho_out), len(int_out))
         ho_out, int_out = ho_out[-depth:], int_out[-depth:]
@@ -108,6 +114,30 @@ class CDN(nn.Module):
                                 self.is_embed(s))
                   for h, i, s in zip(ho_out, int_out, is_source)]
         return layers[-1]._replace(aux=tuple(layers[:-1]))
+
+
+def anchor_attention_bias(human_anchor: Tensor, object_anchor: Tensor, mask: Tensor, heads: int
+                          ) -> Tensor:
+    """Cross-attention bias putting a Gaussian around each query's anchor boxes (SMCA-DETR's prior).
+
+    human_anchor, object_anchor (Q, 4) cxcywh logits; mask (B, h, w) True = padding.
+    The first half of the heads look around the human anchor, the rest around the object
+    anchor: log N(cell; centre, sigma) with sigma = half the anchor's size + 0.05 per axis,
+    -inf at padded cells. Returns (B * heads, Q, h * w). A decoder whose attention is not
+    tied to positions can settle on the same answer for every image (the mean scene);
+    this prior makes each query read the features around where its boxes are.
+    """
+    cells = coordinate_channels(mask).flatten(2).transpose(1, 2)             # (B, S, 2)
+    biases = []
+    for anchor in (human_anchor, object_anchor):
+        box = anchor.sigmoid()
+        sigma = box[:, 2:] / 2 + 0.05                                          # (Q, 2)
+        d = (cells[:, None, :, :] - box[None, :, None, :2]) / sigma[None, :, None, :]
+        biases.append(-0.5 * d.pow(2).sum(-1))                                 # (B, Q, S)
+    human_heads = heads // 2
+    bias = torch.stack([biases[0]] * human_heads + [biases[1]] * (heads - human_heads), dim=1)
+    bias = bias.masked_fill(mask.flatten(1)[:, None, None, :], float("-inf"))
+    return bias.flatten(0, 1)
 
 
 def build_student(preset: str, num_objects: int, num_verbs: int, num_queries: int = 64,
@@ -125,7 +155,8 @@ def build_student(preset: str, num_objects: int, num_verbs: int, num_queries: in
     backbone = Backbone(p.backbone, backbone_weights or None)
     transformer = CascadeTransformer(p.hidden_dim, p.num_heads, p.ffn_dim, p.dropout, p.enc_layers,
                                      p.dec_layers_ho, p.dec_layers_interaction, detach)
-    return CDN(backbone, transformer, num_objects, num_verbs, num_queries, is_head, p.box_anchors)
+    return CDN(backbone, transformer, num_objects, num_verbs, num_queries, is_head, p.box_anchors,
+               p.local_attention)
 
 
 DETR_NO_OBJECT_ROW = 91   # DETR's class_embed has 92 rows: COCO ids 0..90, then no-object

@@ -61,11 +61,14 @@ class DecoderLayer(nn.Module):
         self.dropout1, self.dropout2, self.dropout3 = (nn.Dropout(dropout) for _ in range(3))
 
     def forward(self, tgt: Tensor, memory: Tensor, memory_padding_mask: Tensor, pos: Tensor,
-                query_pos: Tensor) -> Tensor:
+                query_pos: Tensor, attn_bias: Tensor | None = None) -> Tensor:
+        """attn_bias (B * heads, Q, S): added to the cross-attention logits; it must then hold
+        -inf at padded keys itself (memory_padding_mask is not used)."""
         q = k = tgt + query_pos
         tgt = self.norm1(tgt + self.dropout1(self.self_attn(q, k, tgt, need_weights=False)[0]))
         attn = self.multihead_attn(tgt + query_pos, memory + pos, memory,
-                                   key_padding_mask=memory_padding_mask, need_weights=False)[0]
+                                   key_padding_mask=memory_padding_mask if attn_bias is None else None,
+                                   attn_mask=attn_bias, need_weights=False)[0]
         tgt = self.norm2(tgt + self.dropout2(attn))
         ffn = self.linear2(self.dropout(torch.relu(self.linear1(tgt))))
         return self.norm3(tgt + self.dropout3(ffn))
@@ -91,12 +94,12 @@ class Decoder(nn.Module):
         self.norm = nn.LayerNorm(d)
 
     def forward(self, memory: Tensor, memory_padding_mask: Tensor, pos: Tensor,
-                query_pos: Tensor) -> Tensor:
+                query_pos: Tensor, attn_bias: Tensor | None = None) -> Tensor:
         """memory (B, S, D), query_pos (B, Q, D) -> (L, B, Q, D) intermediate outputs."""
         tgt = torch.zeros_like(query_pos)
         outs = []
         for layer in self.layers:
-            tgt = layer(tgt, memory, memory_padding_mask, pos, query_pos)
+            tgt = layer(tgt, memory, memory_padding_mask, pos, query_pos, attn_bias)
             outs.append(self.norm(tgt))
         return torch.stack(outs)
 
@@ -115,9 +118,10 @@ class CascadeTransformer(nn.Module):
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
 
-    def forward(self, src: Tensor, mask: Tensor, query_embed: Tensor, pos: Tensor
-                ) -> tuple[Tensor, Tensor]:
-        """src, pos (B, D, h, w); mask (B, h, w) True = padding; query_embed (Q, D).
+    def forward(self, src: Tensor, mask: Tensor, query_embed: Tensor, pos: Tensor,
+                attn_bias: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """src, pos (B, D, h, w); mask (B, h, w) True = padding; query_embed (Q, D);
+        attn_bias: optional (B * heads, Q, h * w) cross-attention bias of both decoders.
 
         Returns (ho_out (L_ho, B, Q, D), interaction_out (L_int, B, Q, D)).
         """
@@ -127,7 +131,7 @@ class CascadeTransformer(nn.Module):
         mask = mask.flatten(1)
         memory = self.encoder(src, mask, pos)
         query_pos = query_embed[None].expand(batch, -1, -1)
-        ho_out = self.decoder(memory, mask, pos, query_pos)
+        ho_out = self.decoder(memory, mask, pos, query_pos, attn_bias)
         interaction_pos = ho_out[-1].detach() if self.detach else ho_out[-1]
-        interaction_out = self.interaction_decoder(memory, mask, pos, interaction_pos)
+        interaction_out = self.interaction_decoder(memory, mask, pos, interaction_pos, attn_bias)
         return ho_out, interaction_out

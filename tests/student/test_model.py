@@ -6,7 +6,7 @@ import torch
 
 from eoid.errors import CheckpointError, ConfigError, WeightsNotFoundError
 from eoid.student.backbone import Backbone
-from eoid.student.model import build_student, load_detr_init
+from eoid.student.model import anchor_attention_bias, build_student, load_detr_init
 from eoid.student.presets import PRESETS, get_preset
 from eoid.student.transformer import sine_position_encoding
 
@@ -107,6 +107,43 @@ def test_is_head_can_sit_on_the_human_object_decoder():
     assert model.transformer.interaction_decoder.layers[0].linear1.weight.grad is None
     with pytest.raises(ConfigError, match="is_head"):
         build_student("tiny", 3, 4, is_head="encoder")
+
+
+def test_anchor_bias_centres_human_heads_on_the_human_anchor_and_the_rest_on_the_object():
+    logit = torch.logit(torch.tensor([[0.25, 0.2, 0.2, 0.2], [0.75, 0.7, 0.2, 0.2]]))  # cx, cy, w, h
+    mask = torch.zeros(1, 8, 8, dtype=torch.bool)
+    mask[:, :, 6:] = True                                  # two padded columns
+    bias = anchor_attention_bias(logit[:1], logit[1:], mask, heads=4).view(1, 4, 1, 8, 8)
+    # cell centres run over the 6 unpadded columns; the peak sits on the cell nearest the anchor
+    best = [divmod(int(bias[0, h, 0, :, :6].argmax()), 6) for h in range(4)]
+    assert best[:2] == [(1, 1), (1, 1)] and best[2:] == [(5, 4), (5, 4)]
+    assert torch.isinf(bias[..., 6:]).all() and torch.isfinite(bias[..., :6]).all()
+
+
+def test_local_attention_makes_each_query_read_around_its_anchor():
+    # features changed under query 0's anchor move query 0's output of a decoder layer, not
+    # query 1's (one layer: its self-attention comes before the cross-attention)
+    torch.manual_seed(0)
+    model = build_student("tiny", 3, 4, num_queries=2).eval()
+    layer = model.transformer.decoder.layers[0]
+    anchors = torch.logit(torch.tensor([[0.2, 0.2, 0.15, 0.15], [0.8, 0.8, 0.15, 0.15]]))
+    mask = torch.zeros(1, 16, 16, dtype=torch.bool)
+    bias = anchor_attention_bias(anchors, anchors, mask, heads=4)
+    memory, pos = torch.randn(1, 256, 64), torch.zeros(1, 256, 64)
+    changed = memory.view(1, 16, 16, 64).clone()
+    changed[:, 1:5, 1:5] += 3.0                             # the cells around (0.2, 0.2)
+    query_pos = model.query_embed.weight[None]
+    with torch.no_grad():
+        tgt = torch.zeros_like(query_pos)
+        a = layer(tgt, memory, mask.flatten(1), pos, query_pos, bias)
+        b = layer(tgt, changed.view(1, 256, 64), mask.flatten(1), pos, query_pos, bias)
+        unbiased = layer(tgt, changed.view(1, 256, 64), mask.flatten(1), pos, query_pos)
+    moved = (a - b).abs().sum(-1)[0]
+    assert moved[0] > 20 * moved[1]
+    assert (a - unbiased).abs().sum(-1)[0, 1] > 20 * moved[1]   # without the bias both move
+    with pytest.raises(ConfigError, match="box_anchors"):
+        from eoid.student.model import CDN
+        CDN(model.backbone, model.transformer, 3, 4, 2, local_attention=True)
 
 
 def test_sine_encoding_ignores_padding():
