@@ -1,6 +1,7 @@
 """The synthetic world: deterministic, loadable, zero-shot settings as specified, verbs visible."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 from PIL import Image
 
 from eoid.errors import ConfigError
-from eoid.pipeline.synth_world import generate_world, synth_vocabulary
+from eoid.pipeline.synth_world import FREE, QUICKSTART, generate_world, synth_vocabulary
 from eoid.pipeline.vocab import load_vocabulary
 
 
@@ -71,6 +72,27 @@ def test_images_hold_one_to_three_people_and_some_unlabelled_cross_pairs(world):
     crowded = [r for r, n in zip(records, people) if n >= 2]
     assert crowded and all(len(r["hoi_annotation"]) < n * (len(r["annotations"]) - n)
                            for r, n in zip(crowded, [p for p in people if p >= 2]))
+
+
+def test_quickstart_layout_labels_carrying_pairs_hold_too_and_draws_the_same_images(tmp_path):
+    free = generate_world(tmp_path / "free", 40, seed=5, progress=False,
+                          layout=dataclasses.replace(QUICKSTART, implied=()))
+    implied = generate_world(tmp_path / "implied", 40, seed=5, progress=False, layout=QUICKSTART)
+    vocab = load_vocabulary(implied.vocabulary)
+    carry, hold = vocab.verb_ids[vocab.verbs.index("carry")], vocab.verb_ids[vocab.verbs.index("hold")]
+    added = 0
+    for a, b in zip(json.loads(free.train_json.read_text()), json.loads(implied.train_json.read_text())):
+        assert a["annotations"] == b["annotations"]
+        assert (free.image_dir / a["file_name"]).read_bytes() == (implied.image_dir / b["file_name"]).read_bytes()
+        pairs = {(h["subject_id"], h["object_id"]): set() for h in b["hoi_annotation"]}
+        for h in b["hoi_annotation"]:
+            pairs[h["subject_id"], h["object_id"]].add(h["category_id"])
+        for verbs in pairs.values():
+            assert carry not in verbs or hold in verbs       # every carrying pair also holds
+        added += len(b["hoi_annotation"]) - len(a["hoi_annotation"])
+    assert added == sum(h["category_id"] == carry for r in json.loads(free.train_json.read_text())
+                        for h in r["hoi_annotation"]) > 0
+    assert FREE.implied == ()    # the teacher's world keeps one verb per pair
 
 
 def test_every_hoi_and_every_unseen_verb_of_ua_appears_in_the_test_labels(world):
