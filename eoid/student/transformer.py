@@ -95,7 +95,9 @@ class Decoder(nn.Module):
 
     def forward(self, memory: Tensor, memory_padding_mask: Tensor, pos: Tensor,
                 query_pos: Tensor, attn_bias: Tensor | None = None) -> Tensor:
-        """memory (B, S, D), query_pos (B, Q, D) -> (L, B, Q, D) intermediate outputs."""
+        """memory (B, S, D), query_pos (B, Q, D) -> (L, B, Q, D) intermediate outputs.
+
+        attn_bias: optional (B * heads, Q, S) cross-attention bias of every layer (see DecoderLayer)."""
         tgt = torch.zeros_like(query_pos)
         outs = []
         for layer in self.layers:
