@@ -32,6 +32,7 @@ from eoid.pipeline.vocab import load_vocabulary
 from eoid.teacher_cache import manifest as mf
 from eoid.teacher_cache import store
 from eoid.teacher_cache.lookup import CacheReader
+from report import print_table, save_json
 
 RESULTS = Path(__file__).parent / "results"
 COLD_OPEN = """
@@ -156,12 +157,8 @@ def main() -> None:
             "pairs_per_image_mean": plan.num_pairs / plan.num_images,
             "date": time.strftime("%Y-%m-%d"),
         }
-    width = max(map(len, result))
-    for k, v in result.items():
-        print(f"{k:<{width}}  {v:.4g}" if isinstance(v, float) else f"{k:<{width}}  {v}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.json}")
+    print_table(result)
+    save_json(result, args.json)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ CUDA peak memory is torch.cuda.max_memory_allocated.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import resource
 import statistics
@@ -29,6 +28,7 @@ import torch
 from eoid.student.losses import compute_losses
 from eoid.student.model import build_student
 from eoid.student.targets import PairTargets
+from report import print_table, save_json
 
 NUM_OBJECTS, NUM_VERBS = 80, 117
 
@@ -128,12 +128,8 @@ def main() -> None:
     }
     if device.type == "cuda":
         result["cuda_peak_allocated_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
-    width = max(map(len, result))
-    for key, value in result.items():
-        print(f"{key:<{width}}  {value:.3f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    print_table(result, float_format=".3f")
+    save_json(result, args.out)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from eoid.pipeline.vocab import load_vocabulary
 from eoid.teacher_cache.crops import union_crops
 from eoid.teacher_cache.lookup import CacheReader
 from eoid.teacher_cache.teacher import Teacher, load_teacher
+from report import print_table, save_json
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -240,18 +241,12 @@ def main() -> None:
         "pairs_per_image_mean": num / args.images, "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%d"),
     }
-    width = max(len(k) for k in result)
-    for k, v in result.items():
-        if k in ("rounds", "variants"):
-            continue
-        print(f"{k:<{width}}  {v:.4g}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+    print_table(result, [k for k in result if k not in ("rounds", "variants")])
     print(f"{'variant':<10} {'crops/s':>9} {'TFLOP/s':>9} {'of peak':>8}")
     for name, v in variants.items():
         frac = f"{v['fraction_of_peak']:.1%}" if v["fraction_of_peak"] is not None else "-"
         print(f"{name:<10} {v['crops_per_s']:>9.2f} {v['achieved_tflops']:>9.4f} {frac:>8}")
-    out_json.parent.mkdir(parents=True, exist_ok=True)
-    out_json.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {out_json}")
+    save_json(result, out_json)
 
 
 if __name__ == "__main__":

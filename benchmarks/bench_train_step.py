@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import platform
 import statistics
 import tempfile
@@ -55,6 +54,7 @@ from eoid.student.model import build_student
 from eoid.teacher_cache import teacher as teacher_mod
 from eoid.teacher_cache.lookup import CacheReader
 from eoid.teacher_cache.online import online_teacher
+from report import print_table, save_json
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -265,12 +265,9 @@ def main() -> None:
     print(f"{'step':<20} {'s':>8} {'/ cache':>8} {'crops':>6} {'encode s':>9}")
     for k in steps:
         print(f"{k:<20} {med[k]:>8.3f} {med[k] / med['a_cache']:>8.2f} {crops[k]:>6} {enc_s[k]:>9.3f}")
-    for k, v in result.items():
-        if k.startswith(("cache_", "extrapolated", "loader", "matched", "candidate")):
-            print(f"{k:<44} {v:.4g}" if isinstance(v, float) else f"{k:<44} {v}")
-    out_json.parent.mkdir(parents=True, exist_ok=True)
-    out_json.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {out_json}")
+    print_table(result, [k for k in result
+                         if k.startswith(("cache_", "extrapolated", "loader", "matched", "candidate"))])
+    save_json(result, out_json)
 
 
 if __name__ == "__main__":
