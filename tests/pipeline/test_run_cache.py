@@ -145,10 +145,7 @@ def test_a_cache_folder_with_another_fingerprint_is_refused_naming_the_differenc
 
 def test_an_unfinished_cache_with_another_fingerprint_is_refused(world, weights, tmp_path, monkeypatch):
     out = tmp_path / "cache"
-    _crash_after_shards(monkeypatch, 1)
-    with pytest.raises(KeyboardInterrupt):
-        run_cache(config(world, weights, out), WORLD)
-    monkeypatch.undo()
+    _kill_after_shards(monkeypatch, 1, config(world, weights, out))
     with pytest.raises(CacheMismatchError, match="prompt template"):
         run_cache(config(world, weights, out, template="a photo of {verb_ing} {object}"), WORLD)
 
@@ -161,8 +158,8 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_lock(world, weight
             run_cache(config(world, weights, out), WORLD)
 
 
-def _crash_after_shards(monkeypatch, n: int) -> None:
-    """Simulate a kill: the (n+1)-th shard write raises before anything of it is written."""
+def _kill_after_shards(monkeypatch, n: int, cfg) -> None:
+    """Run `cfg` and simulate a kill: the (n+1)-th shard write raises before anything of it is written."""
     from eoid.teacher_cache import store
     real, count = store.write_shard, [0]
 
@@ -172,15 +169,15 @@ def _crash_after_shards(monkeypatch, n: int) -> None:
         count[0] += 1
         return real(*args, **kwargs)
     monkeypatch.setattr(store, "write_shard", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        run_cache(cfg, WORLD)
+    monkeypatch.undo()
 
 
 def test_a_run_stopped_after_some_shards_resumes_to_the_same_bytes(reference, world, weights, tmp_path,
                                                                     monkeypatch):
     out = tmp_path / "cache"
-    _crash_after_shards(monkeypatch, 2)
-    with pytest.raises(KeyboardInterrupt):
-        run_cache(config(world, weights, out), WORLD)
-    monkeypatch.undo()
+    _kill_after_shards(monkeypatch, 2, config(world, weights, out))
     with pytest.raises(CacheMismatchError, match="unfinished"):
         CacheReader(out)
     run_cache(config(world, weights, out), WORLD)
@@ -191,10 +188,7 @@ def test_a_half_written_shard_left_by_a_kill_is_rewritten_from_scratch(reference
                                                                         tmp_path, monkeypatch):
     from eoid.teacher_cache import store
     out = tmp_path / "cache"
-    _crash_after_shards(monkeypatch, 2)
-    with pytest.raises(KeyboardInterrupt):
-        run_cache(config(world, weights, out), WORLD)
-    monkeypatch.undo()
+    _kill_after_shards(monkeypatch, 2, config(world, weights, out))
     # a kill inside zarr's write of the next shard leaves its file cut short and not marked done
     undone = min(set(range(7)) - store.done_shards(out))
     for name in ("image_emb", "verb_probs"):
