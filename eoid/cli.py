@@ -167,10 +167,10 @@ def train(config_path, cache, out, annotations, images, setting, online_teacher,
 def evaluate(config_path, checkpoint, predictions, annotations, images, dataset, setting, mode, out,
              verb_classifier, clip, clip_weights, prior, overrides) -> None:
     """Score a student (or saved predictions) with the official HICO-DET protocol."""
-    cfg = load_config(EvalConfig, config_path, overrides, checkpoint=_s(checkpoint),
-                      predictions=_s(predictions), data__test_annotations=_s(annotations),
-                      data__test_images=_s(images), data__dataset=dataset, data__setting=setting,
-                      mode=mode, out=_s(out))
+    cfg = _load_under_checkpoint(EvalConfig, config_path, overrides, checkpoint=_s(checkpoint),
+                                 predictions=_s(predictions), data__test_annotations=_s(annotations),
+                                 data__test_images=_s(images), data__dataset=dataset,
+                                 data__setting=setting, mode=mode, out=_s(out))
     if verb_classifier == "clip":
         from eoid.pipeline.clip_classifier import run_clip_classifier
         teacher = load_config(TeacherConfig, None, (), model=clip, weights=clip_weights)
@@ -190,8 +190,8 @@ def evaluate(config_path, checkpoint, predictions, annotations, images, dataset,
 @user_errors
 def predict(images, config_path, checkpoint, out, top_k, overrides) -> None:
     """Detect HOI triplets in your own images (student only, CPU is fine)."""
-    cfg = load_config(PredictConfig, config_path, overrides, checkpoint=_s(checkpoint), out=_s(out),
-                      top_k=top_k)
+    cfg = _load_under_checkpoint(PredictConfig, config_path, overrides, checkpoint=_s(checkpoint),
+                                 out=_s(out), top_k=top_k)
     from eoid.pipeline.run_predict import run_predict
     click.echo(run_predict(cfg, list(images)))
 
@@ -315,6 +315,16 @@ def quickstart(out, seed) -> None:
     """Generate the world, cache the shipped teacher, train EoID and a no-teacher baseline, compare."""
     from eoid.pipeline.run_quickstart import run_quickstart
     click.echo(run_quickstart(out, seed=seed))
+
+
+def _load_under_checkpoint(cls, config_path, overrides, **flags):
+    """Load an evaluate/predict config whose [augment] and [post] default to the checkpoint's
+    training recipe (`test_recipe`) instead of the HICO-DET defaults."""
+    cfg = load_config(cls, config_path, overrides, **flags)
+    if not cfg.checkpoint:
+        return cfg
+    from eoid.pipeline.checkpoint import test_recipe
+    return load_config(cls, config_path, overrides, under=test_recipe(Path(cfg.checkpoint)), **flags)
 
 
 def _s(path: Path | None) -> str | None:

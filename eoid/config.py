@@ -5,6 +5,7 @@ No torch import here: the CLI loads configs before it pays for torch.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import tomllib
 import types
@@ -272,16 +273,17 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 
 def load_config(cls: type[T], path: Path | str | None = None, overrides: tuple[str, ...] = (),
-                **flags: Any) -> T:
-    """Defaults < TOML file (with `base = "other.toml"` chains) < named flags < --set overrides.
+                under: Mapping[str, Any] | None = None, **flags: Any) -> T:
+    """Defaults < `under` < TOML file (with `base = "other.toml"` chains) < named flags < --set.
 
+    `under`: raw sections that replace the dataclass defaults (e.g. a checkpoint's recipe);
     `flags` use dotted names as keys with `__` for the dot (e.g. `data__setting="ua"`);
     a flag whose value is None is not applied.
     """
-    raw: dict[str, Any] = {}
-    where = "defaults"
+    raw: dict[str, Any] = copy.deepcopy(dict(under or {}))
+    where = "defaults" if under is None else "defaults + checkpoint recipe"
     if path is not None:
-        raw = _read_with_base(Path(path), depth=0)
+        raw = _merge(raw, _read_with_base(Path(path), depth=0))
         where = str(path)
     for name, value in flags.items():
         if value is None:

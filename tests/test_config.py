@@ -60,6 +60,17 @@ def test_precedence_is_defaults_then_file_then_flags_then_set(tmp_path):
     assert cfg.loss.giou == 1.0              # untouched default
 
 
+def test_under_replaces_the_defaults_but_not_the_file_or_set(tmp_path):
+    f = tmp_path / "e.toml"
+    f.write_text("[augment]\nmax_size = 300\n")
+    under = {"augment": {"test_size": 160, "max_size": 256}, "post": {"top_k": 50}}
+    cfg = load_config(EvalConfig, f, ("post.top_k=7",), under=under)
+    assert cfg.augment.test_size == 160      # from `under` (a checkpoint's recipe)
+    assert cfg.augment.max_size == 300       # the file beats `under`
+    assert cfg.post.top_k == 7               # --set beats `under`
+    assert under["augment"] == {"test_size": 160, "max_size": 256}   # not mutated
+
+
 def test_base_file_is_read_first_and_overridden(tmp_path):
     (tmp_path / "base.toml").write_text("[optim]\nepochs = 90\nlr_drop = 60\n")
     (tmp_path / "child.toml").write_text("base = 'base.toml'\n[optim]\nepochs = 10\n")

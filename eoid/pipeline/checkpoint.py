@@ -58,13 +58,16 @@ def save_checkpoint(path: Path, *, model: dict, config: dict, vocabulary: dict,
     }, path)
 
 
-def load_checkpoint(path: Path) -> dict:
-    """Read and check an eoid checkpoint; anything else is a CheckpointError saying what is wrong."""
+def load_checkpoint(path: Path, mmap: bool = False) -> dict:
+    """Read and check an eoid checkpoint; anything else is a CheckpointError saying what is wrong.
+
+    mmap: map the tensors instead of reading them (cheap when only the config is wanted).
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint. Pass the checkpoint.pt of a run folder.")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as err:  # truncated zip, foreign pickle with code, ...
         raise CheckpointError(f"{path}: not a readable eoid checkpoint ({type(err).__name__}: "
                               f"{_first_line(err)}). It may be truncated or not "
@@ -76,6 +79,20 @@ def load_checkpoint(path: Path) -> dict:
         raise CheckpointError(f"{path}: checkpoint format version {ckpt.get('version')}, this eoid "
                               f"reads version {VERSION}. Use a matching eoid release.")
     return ckpt
+
+
+# sections of a run's recipe that say how its student reads test images
+TEST_SECTIONS = ("augment", "post")
+
+
+def test_recipe(path: Path) -> dict[str, Any]:
+    """The [augment] and [post] sections a checkpoint was trained and validated with.
+
+    `evaluate` and `predict` start from these, so a student trained at 160 px is tested at
+    160 px unless the user's config or --set says otherwise.
+    """
+    config = load_checkpoint(path, mmap=True).get("config", {})
+    return {name: dict(config[name]) for name in TEST_SECTIONS if isinstance(config.get(name), dict)}
 
 
 # student fields that change the shape or meaning of the weights

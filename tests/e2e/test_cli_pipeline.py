@@ -34,6 +34,9 @@ def test_cache_train_evaluate_predict_report_run_end_to_end(world, tmp_path):
     results = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert set(results["mAP"]) == {"full", "rare", "non_rare", "seen", "unseen"}
     assert "Full" in result.output or "full" in result.output
+    # no --config: the student is tested at the resolution it was trained for, not at 800 px
+    used = (tmp_path / "eval" / "eval_config.toml").read_text()
+    assert "test_size = 112" in used and "test_size = 800" not in used
 
     # the saved predictions score the same without the model
     result = runner.invoke(main, ["evaluate", "--predictions", str(tmp_path / "eval" / "predictions.json"),
@@ -50,6 +53,14 @@ def test_cache_train_evaluate_predict_report_run_end_to_end(world, tmp_path):
     listing = json.loads((tmp_path / "pred" / "predictions.json").read_text())
     assert len(listing) == 2 and all(len(item["triplets"]) <= 3 for item in listing)
     assert len(list((tmp_path / "pred").glob("*.png"))) == 2
+    used = (tmp_path / "pred" / "predict_config.toml").read_text()
+    assert "test_size = 112" in used
+
+    # an explicit --set still beats the checkpoint's recipe
+    result = runner.invoke(main, ["predict", str(images[0]), "--checkpoint", str(run / "checkpoint.pt"),
+                                  "--out", str(tmp_path / "pred96"), "--set", "augment.test_size=96"])
+    assert result.exit_code == 0, result.output
+    assert "test_size = 96" in (tmp_path / "pred96" / "predict_config.toml").read_text()
 
     result = runner.invoke(main, ["report", str(run)])
     assert result.exit_code == 0, result.output
