@@ -96,6 +96,7 @@ class LossConfig:
     distill_norm: str = "tensor"     # "tensor": mean over batch x queries x verbs (original; strength depends on the per-GPU batch); "pairs": sum / matched pairs
     interactive: float = 1.0         # weight of the interactive-score cross entropy
     a_u_only: bool = False           # keep teacher mass on unseen verbs only (the paper's "A_U only", UA)
+    teacher_on_no_interaction: bool = True   # teacher fills pairs labelled only no_interaction too (the original); false keeps their 0s
 
 
 @dataclass(frozen=True)

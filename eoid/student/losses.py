@@ -37,12 +37,15 @@ DISTILL_NORMS = ("tensor", "pairs")
 # ---------------------------------------------------------------- targets
 
 def verb_targets(target: PairTargets, target_idx: Tensor, distill: bool,
-                 distill_verb_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+                 distill_verb_mask: Tensor, teacher_on_no_interaction: bool = True
+                 ) -> tuple[Tensor, Tensor, Tensor]:
     """Verb targets of matched pairs: 1 where a seen verb is labelled, else the teacher prob.
 
     target_idx (P,) rows of `target`; distill_verb_mask (V,) bool: verbs the teacher may fill
     (all, or the unseen ones for A_U only); others keep their hard label. A pair without a
     teacher row (`teacher_hit` False) gets no loss on the entries the teacher would fill.
+    teacher_on_no_interaction False: pairs labelled only no_interaction keep their hard 0s
+    (the teacher's softmax has no no_interaction entry, so it must put their mass on a verb).
     Returns (targets (P, V) float, loss_mask (P, V) bool, no_teacher (P,) bool: pairs that
     lost a distillation term).
     """
@@ -51,6 +54,8 @@ def verb_targets(target: PairTargets, target_idx: Tensor, distill: bool,
         return hard, torch.ones_like(hard, dtype=torch.bool), torch.zeros(len(hard), dtype=torch.bool,
                                                                           device=hard.device)
     fill = distill_verb_mask.to(hard.device)[None, :] & (hard != 1)
+    if not teacher_on_no_interaction:
+        fill &= ~(target.labelled & ~target.interactive)[target_idx][:, None]
     hit = target.teacher_hit[target_idx][:, None]
     soft = torch.where(fill & hit, target.teacher_verb_probs[target_idx].to(hard.dtype), hard)
     no_teacher = ~target.teacher_hit[target_idx] & fill.any(1)
@@ -119,7 +124,8 @@ def distill_verb_sum(logits: Tensor, y: Tensor, mask: Tensor) -> Tensor:
 
 def layer_losses(out: StudentOutput, targets: list[PairTargets], matches: list[ImageMatch], *,
                  no_object_weight: float, focal_alpha: float, focal_gamma: float,
-                 distill: bool, distill_verb_mask: Tensor, is_iou: float
+                 distill: bool, distill_verb_mask: Tensor, is_iou: float,
+                 teacher_on_no_interaction: bool = True
                  ) -> tuple[dict[str, Tensor], dict[str, float], dict[str, int]]:
     """Summed loss terms of one decoder layer given its matching, their counts, and stats.
 
@@ -138,7 +144,7 @@ def layer_losses(out: StudentOutput, targets: list[PairTargets], matches: list[I
         tgt = tgt.to(device)
         q, t = m.query_idx.to(device), m.target_idx.to(device)
         obj_target[b, q] = tgt.object_classes[t]
-        y, mask, no_teacher = verb_targets(tgt, t, distill, distill_verb_mask)
+        y, mask, no_teacher = verb_targets(tgt, t, distill, distill_verb_mask, teacher_on_no_interaction)
         verb_y[b, q], verb_mask[b, q] = y, mask
         num_no_teacher += int(no_teacher.sum())
         is_y[b] = interactive_targets(out.human_boxes_cxcywh[b], out.object_boxes_cxcywh[b], tgt, m,
@@ -225,6 +231,7 @@ def compute_losses(outputs: StudentOutput, targets: list[PairTargets], *, distil
                    cost_giou: float = 1.0, cost_object: float = 1.0, cost_verb: float = 1.0,
                    topk: int = 3, thres_is: float = 0.5, is_iou: float = 0.5,
                    no_object_weight: float = 0.1, focal_alpha: float = 0.5, focal_gamma: float = 2.0,
+                   teacher_on_no_interaction: bool = True,
                    average_counts: Callable[[dict[str, float]], dict[str, float]] | None = None,
                    matches: list[list[ImageMatch]] | None = None
                    ) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -247,7 +254,8 @@ def compute_losses(outputs: StudentOutput, targets: list[PairTargets], *, distil
     for (suffix, out), layer_matches in zip(decoder_layers(outputs), matches):
         layer_sums, layer_counts, layer_stats = layer_losses(
             out, targets, layer_matches, no_object_weight=no_object_weight, focal_alpha=focal_alpha,
-            focal_gamma=focal_gamma, distill=distill, distill_verb_mask=mask, is_iou=is_iou)
+            focal_gamma=focal_gamma, distill=distill, distill_verb_mask=mask, is_iou=is_iou,
+            teacher_on_no_interaction=teacher_on_no_interaction)
         sums.update({k + suffix: v for k, v in layer_sums.items()})
         counts.update({k + suffix: v for k, v in layer_counts.items()})
         if suffix == "":
@@ -306,13 +314,15 @@ class Criterion:
     no_object_weight: float = 0.1
     focal_alpha: float = 0.5
     focal_gamma: float = 2.0
+    teacher_on_no_interaction: bool = True
 
     def _values(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def match(self, outputs: StudentOutput, targets: list[PairTargets]) -> list[list[ImageMatch]]:
         v = self._values()
-        for name in ("distill_norm", "no_object_weight", "focal_alpha", "focal_gamma"):
+        for name in ("distill_norm", "no_object_weight", "focal_alpha", "focal_gamma",
+                     "teacher_on_no_interaction"):
             v.pop(name)
         return match_layers(outputs, targets, **v)
 
@@ -340,4 +350,5 @@ def build_criterion(matcher: MatcherConfig, loss: LossConfig, num_verbs: int,
                      cost_object=matcher.cost_object, cost_verb=matcher.cost_verb,
                      topk=matcher.topk, thres_is=matcher.thres_is, is_iou=matcher.is_iou,
                      no_object_weight=loss.no_object_weight, focal_alpha=loss.focal_alpha,
-                     focal_gamma=loss.focal_gamma)
+                     focal_gamma=loss.focal_gamma,
+                     teacher_on_no_interaction=loss.teacher_on_no_interaction)

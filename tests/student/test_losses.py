@@ -71,6 +71,21 @@ def test_verb_targets_fill_unlabelled_entries_with_the_teacher():
     assert torch.equal(y, verbs) and mask.all()
 
 
+def test_teacher_can_leave_no_interaction_pairs_alone():
+    # verb 0 = no_interaction; pair 0 is labelled no_interaction only, pair 1 is unknown,
+    # pair 2 is interactive with verb 1
+    verbs = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    teacher = torch.tensor([[0.0, 0.4, 0.6], [0.0, 0.3, 0.7], [0.0, 0.9, 0.1]])
+    tgt = _targets([True, False, True], [False, False, True], verbs, teacher)
+    unseen = torch.tensor([False, False, True])
+    pairs = torch.tensor([0, 1, 2])
+    y, mask, _ = verb_targets(tgt, pairs, True, unseen)                  # the original
+    assert y[:, 2].tolist() == pytest.approx([0.6, 0.7, 0.1])
+    y, mask, _ = verb_targets(tgt, pairs, True, unseen, teacher_on_no_interaction=False)
+    assert y[:, 2].tolist() == pytest.approx([0.0, 0.7, 0.1])            # only pair 0 changes
+    assert mask.all()                                                    # its 0 is a hard negative
+
+
 def test_focal_loss_matches_the_formula_on_one_entry_each():
     # logit 0 -> p = .5; positive: .5 * log(.5) * .25; negative: same; / 1 positive.
     logits = torch.zeros(1, 1, 2)
