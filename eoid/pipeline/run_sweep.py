@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eoid.config import CacheConfig, TrainConfig, load_config, read_toml, to_dict
+from eoid.config import CacheConfig, TrainConfig, from_dict, load_config, read_toml, to_dict
 from eoid.errors import CacheMismatchError, ConfigError, TrainingDiverged
 from eoid.pipeline.distributed import World
 from eoid.pipeline.run_cache import run_cache
@@ -336,7 +336,8 @@ def check_same_config(run: PlannedRun) -> None:
     path = run.folder / "config.toml"
     if not path.is_file():
         return
-    old, new = _flat(read_toml(path)), _flat(to_dict(run.cfg))
+    # read through the dataclass: a field added by a later eoid takes its default, not a difference
+    old, new = _flat(to_dict(from_dict(type(run.cfg), read_toml(path), str(path)))), _flat(to_dict(run.cfg))
     diff = sorted(k for k in old.keys() | new.keys()
                   if k not in ("resume", "break_lock") and old.get(k) != new.get(k))
     if diff:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from eoid.config import TrainConfig
+from eoid.config import TrainConfig, dumps_toml
 from eoid.errors import CacheMismatchError, ConfigError
 from eoid.pipeline import run_sweep as sweep
 from eoid.pipeline.distributed import init_world
@@ -119,6 +119,16 @@ def test_a_run_folder_made_by_another_config_is_refused_not_skipped(tmp_path):
     (run.folder / "config.toml").write_text('out = "elsewhere"\n[matcher]\ntopk = 10\n')
     with pytest.raises(ConfigError, match="trained with another config"):
         sweep.check_same_config(run)
+
+
+def test_a_run_folder_written_before_a_field_was_added_is_still_the_same_config(tmp_path):
+    path = _study(tmp_path, '[[variants]]\nname = "v"\n')
+    (run,) = sweep.plan_study(sweep.read_study(path), tmp_path / "out")
+    run.folder.mkdir(parents=True)
+    text = dumps_toml(run.cfg)
+    assert "teacher_on_no_interaction = true\n" in text
+    (run.folder / "config.toml").write_text(text.replace("teacher_on_no_interaction = true\n", ""))
+    sweep.check_same_config(run)       # the missing field has its default: nothing to refuse
 
 
 def test_a_variant_whose_cache_was_built_from_other_annotations_is_refused(tmp_path):
