@@ -319,12 +319,12 @@ def quickstart(out, seed) -> None:
 
 def _load_under_checkpoint(cls, config_path, overrides, **flags):
     """Load an evaluate/predict config whose [augment] and [post] default to the checkpoint's
-    training recipe (`test_recipe`) instead of the HICO-DET defaults."""
+    training recipe (`evaluation_recipe`) instead of the HICO-DET defaults."""
     cfg = load_config(cls, config_path, overrides, **flags)
     if not cfg.checkpoint:
         return cfg
-    from eoid.pipeline.checkpoint import test_recipe
-    return load_config(cls, config_path, overrides, under=test_recipe(Path(cfg.checkpoint)), **flags)
+    from eoid.pipeline.checkpoint import evaluation_recipe
+    return load_config(cls, config_path, overrides, under=evaluation_recipe(Path(cfg.checkpoint)), **flags)
 
 
 def _s(path: Path | None) -> str | None:

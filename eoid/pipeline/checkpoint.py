@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from eoid.config import AugmentConfig, PostprocessConfig, from_dict, to_dict
 from eoid.errors import CheckpointError
 
 FORMAT = "eoid-checkpoint"
@@ -81,18 +82,17 @@ def load_checkpoint(path: Path, mmap: bool = False) -> dict:
     return ckpt
 
 
-# sections of a run's recipe that say how its student reads test images
-TEST_SECTIONS = ("augment", "post")
-
-
-def test_recipe(path: Path) -> dict[str, Any]:
+def evaluation_recipe(path: Path) -> dict[str, Any]:
     """The [augment] and [post] sections a checkpoint was trained and validated with.
 
     `evaluate` and `predict` start from these, so a student trained at 160 px is tested at
-    160 px unless the user's config or --set says otherwise.
+    160 px unless the user's config or --set says otherwise. A section this eoid cannot read
+    is a ConfigError naming the checkpoint.
     """
     config = load_checkpoint(path, mmap=True).get("config", {})
-    return {name: dict(config[name]) for name in TEST_SECTIONS if isinstance(config.get(name), dict)}
+    sections = {"augment": AugmentConfig, "post": PostprocessConfig}
+    return {name: to_dict(from_dict(cls, config[name], f"{path} [{name}]"))
+            for name, cls in sections.items() if name in config}
 
 
 # student fields that change the shape or meaning of the weights

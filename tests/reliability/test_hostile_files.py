@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from eoid.errors import CacheMismatchError, CheckpointError, DataError
+from eoid.errors import CacheMismatchError, CheckpointError, ConfigError, DataError
 from eoid.pipeline.checkpoint import load_checkpoint, save_checkpoint
 from eoid.pipeline.run_train import run_train
 from tiny_train import WORLD, train_config
@@ -106,6 +106,19 @@ def test_an_edited_checkpoint_is_refused_when_evaluating(one_epoch_run, tmp_path
     torch.save(ckpt, tmp_path / "edited.pt")
     with pytest.raises(CheckpointError, match="weights do not fit"):
         model_from_checkpoint(tmp_path / "edited.pt", "cpu")
+
+
+def test_a_checkpoint_recipe_this_eoid_cannot_read_is_refused_naming_the_checkpoint(tmp_path):
+    from eoid.pipeline.checkpoint import evaluation_recipe
+    path = tmp_path / "other.pt"
+    save_checkpoint(path, model={}, config={"augment": {"test_size": 160, "zoom": 2}}, vocabulary={},
+                    epoch=1, iteration=1)
+    with pytest.raises(ConfigError, match=r"other\.pt \[augment\].*zoom"):
+        evaluation_recipe(path)
+    save_checkpoint(path, model={}, config={"augment": {"test_size": 160}}, vocabulary={}, epoch=1,
+                    iteration=1)
+    recipe = evaluation_recipe(path)
+    assert recipe["augment"]["test_size"] == 160 and "post" not in recipe
 
 
 # ------------------------------------------------------------------------------------------ caches
