@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eoid.pipeline.vocab import load_vocabulary
+from eoid.pipeline.data.vocab import load_vocabulary
 from eoid.teacher_cache import manifest as mf
 from eoid.teacher_cache import store
 from eoid.teacher_cache.lookup import CacheReader

@@ -35,9 +35,9 @@ from PIL import Image
 
 from eoid.config import CacheConfig, DataConfig, TeacherConfig
 from eoid.pipeline import run_cache as run_cache_mod
-from eoid.pipeline.distributed import World
+from eoid.pipeline.training.distributed import World
 from eoid.pipeline.run_cache import build_plan, read_records, run_cache
-from eoid.pipeline.vocab import load_vocabulary
+from eoid.pipeline.data.vocab import load_vocabulary
 from eoid.teacher_cache.crops import union_crops
 from eoid.teacher_cache.lookup import CacheReader
 from eoid.teacher_cache.teacher import Teacher, load_teacher
@@ -132,7 +132,7 @@ def main() -> None:
         root = Path(tmp)
         dataset = args.vocabulary
         if dataset == "synth":
-            from eoid.pipeline.synth_world import synth_vocabulary_json
+            from eoid.pipeline.synth.world import synth_vocabulary_json
             dataset = str(root / "vocabulary.json")
             Path(dataset).write_text(json.dumps(synth_vocabulary_json()))
         vocab = load_vocabulary(dataset)

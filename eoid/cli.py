@@ -32,7 +32,7 @@ def _logging() -> None:
 
 
 def _world():
-    from eoid.pipeline.distributed import init_world
+    from eoid.pipeline.training.distributed import init_world
     return init_world()
 
 
@@ -172,7 +172,7 @@ def evaluate(config_path, checkpoint, predictions, annotations, images, dataset,
                                  data__test_images=_s(images), data__dataset=dataset,
                                  data__setting=setting, mode=mode, out=_s(out))
     if verb_classifier == "clip":
-        from eoid.pipeline.clip_classifier import run_clip_classifier
+        from eoid.pipeline.run_evaluate_clip import run_clip_classifier
         teacher = load_config(TeacherConfig, None, (), model=clip, weights=clip_weights)
         click.echo(run_clip_classifier(cfg, teacher, prior))
         return
@@ -274,8 +274,8 @@ def data_group() -> None:
 @user_errors
 def data_check(annotations, images, dataset) -> None:
     """Report every problem of a dataset at once, with counts; exit 1 if there is any."""
-    from eoid.pipeline.readers import check_dataset, format_report
-    from eoid.pipeline.vocab import load_vocabulary
+    from eoid.pipeline.data.readers import check_dataset, format_report
+    from eoid.pipeline.data.vocab import load_vocabulary
     report = check_dataset(annotations, images, load_vocabulary(dataset))
     click.echo(format_report(report))
     if not report.ok:
@@ -291,7 +291,7 @@ def data_check(annotations, images, dataset) -> None:
 @user_errors
 def synth(out, num_images, seed, layout) -> None:
     """Generate the built-in synthetic HOI world (HICO-DET format + its vocabulary)."""
-    from eoid.pipeline.synth_world import FREE, QUICKSTART, generate_world
+    from eoid.pipeline.synth.world import FREE, QUICKSTART, generate_world
     click.echo(generate_world(out, num_images, seed, layout=QUICKSTART if layout == "quickstart" else FREE))
 
 
@@ -303,7 +303,7 @@ def synth(out, num_images, seed, layout) -> None:
 def synth_teacher(out, seed, steps) -> None:
     """Retrain the synthetic world's small CLIP teacher reproducibly (the shipped one: seed 0, 500 steps)."""
     import json
-    from eoid.pipeline.synth_teacher import train_synth_teacher
+    from eoid.pipeline.synth.teacher import train_synth_teacher
     click.echo(json.dumps(train_synth_teacher(out, seed=seed, steps=steps), indent=1))
 
 
@@ -323,7 +323,7 @@ def _load_under_checkpoint(cls, config_path, overrides, **flags):
     cfg = load_config(cls, config_path, overrides, **flags)
     if not cfg.checkpoint:
         return cfg
-    from eoid.pipeline.checkpoint import evaluation_recipe
+    from eoid.pipeline.training.checkpoint import evaluation_recipe
     return load_config(cls, config_path, overrides, under=evaluation_recipe(Path(cfg.checkpoint)), **flags)
 
 

@@ -25,8 +25,8 @@ from PIL import Image
 
 from eoid.config import CacheConfig, to_dict
 from eoid.errors import CacheMismatchError, ConfigError, DataError, Interrupted
-from eoid.pipeline.records import ImageRecord
-from eoid.pipeline.vocab import Vocabulary, load_vocabulary
+from eoid.pipeline.data.records import ImageRecord
+from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary
 from eoid.teacher_cache import manifest as mf
 from eoid.teacher_cache import store
 from eoid.teacher_cache.candidates import candidate_pairs, labelled_mask
@@ -368,7 +368,7 @@ def _write_if_full(out: Path, layout: store.Layout, shard: int,
 
 
 def read_records(cfg: CacheConfig, vocab: Vocabulary) -> tuple[list[ImageRecord], list]:
-    from eoid.pipeline.readers import read_annotations
+    from eoid.pipeline.data.readers import read_annotations
     if not cfg.data.train_annotations or not cfg.data.train_images:
         raise ConfigError("cache-teacher needs --annotations FILE and --images DIR "
                           "(data.train_annotations, data.train_images).")

@@ -18,7 +18,7 @@ import torch
 
 from eoid.errors import CacheMismatchError
 from eoid.pipeline.run_cache import build_plan, read_records
-from eoid.pipeline.vocab import Vocabulary, load_vocabulary, vocabulary_from_json
+from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary, vocabulary_from_json
 from eoid.teacher_cache import manifest as mf
 from eoid.teacher_cache import store
 from eoid.teacher_cache.crops import crop_region, pad_to_square, union_boxes_np

@@ -11,15 +11,15 @@ from tqdm import tqdm
 from eoid.boxes import cxcywh_to_xyxy
 from eoid.config import AugmentConfig, DataConfig, EvalConfig, PostprocessConfig, dumps_toml
 from eoid.errors import ConfigError
-from eoid.pipeline.evaluate_map import gt_from_records, hoi_map_from_matches, match_detections
-from eoid.pipeline.predictions_io import (ImageTriplets, format_table, read_predictions, results_to_json,
+from eoid.pipeline.evaluation.hico_map import gt_from_records, hoi_map_from_matches, match_detections
+from eoid.pipeline.evaluation.predictions_io import (ImageTriplets, format_table, read_predictions, results_to_json,
                                           to_detections, write_predictions, write_results)
-from eoid.pipeline.records import ImageRecord
-from eoid.pipeline.student_setup import augment_params, model_from_checkpoint
-from eoid.pipeline.train_data import EvalDataset, collate_eval
-from eoid.pipeline.training_set import read_records, require
-from eoid.pipeline.unseen_recall import RankedPairs, unseen_pair_recall, unseen_pairs_from_records
-from eoid.pipeline.vocab import Vocabulary, load_vocabulary
+from eoid.pipeline.data.records import ImageRecord
+from eoid.pipeline.training.builders import augment_params, model_from_checkpoint
+from eoid.pipeline.training.dataset import EvalDataset, collate_eval
+from eoid.pipeline.training.training_set import read_records, require
+from eoid.pipeline.evaluation.unseen_recall import RankedPairs, unseen_pair_recall, unseen_pairs_from_records
+from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary
 from eoid.student.postprocess import postprocess, postprocess_kwargs
 
 log = logging.getLogger(__name__)
@@ -130,5 +130,5 @@ def run_evaluate(cfg: EvalConfig) -> str:
 def read_records_for_scoring(ann: Path, images: Path, vocab: Vocabulary, check_images: bool
                              ) -> list[ImageRecord]:
     """Ground truth for scoring saved predictions: images are opened only when a folder is given."""
-    from eoid.pipeline.readers import read_annotations
+    from eoid.pipeline.data.readers import read_annotations
     return read_annotations(ann, images, vocab, check_images=check_images).records

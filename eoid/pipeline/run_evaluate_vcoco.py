@@ -15,13 +15,13 @@ from tqdm import tqdm
 
 from eoid.config import AugmentConfig, from_dict
 from eoid.errors import CheckpointError
-from eoid.pipeline.mixed_vocab import load_mixed_vocabulary, load_verb_mapping
-from eoid.pipeline.readers import read_annotations
+from eoid.pipeline.data.mixed_vocab import load_mixed_vocabulary, load_verb_mapping
+from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.run_pseudo_label import dense_scores
-from eoid.pipeline.student_setup import augment_params, model_from_checkpoint
-from eoid.pipeline.train_data import EvalDataset, collate_eval
-from eoid.pipeline.vcoco_eval import evaluate_vcoco
-from eoid.pipeline.vcoco_scoring import (objectless_labels, role_map_summary, source_scores, vcoco_detections,
+from eoid.pipeline.training.builders import augment_params, model_from_checkpoint
+from eoid.pipeline.training.dataset import EvalDataset, collate_eval
+from eoid.pipeline.evaluation.vcoco_map import evaluate_vcoco
+from eoid.pipeline.evaluation.vcoco_scoring import (objectless_labels, role_map_summary, source_scores, vcoco_detections,
                                          vcoco_gt_from_records, vcoco_structure)
 from eoid.student.postprocess import postprocess
 

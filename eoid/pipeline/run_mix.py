@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eoid.errors import ConfigError, DataError
-from eoid.pipeline.mixed_vocab import load_mixed_vocabulary, record_to_hico_json, remap_record
-from eoid.pipeline.readers import read_annotations
-from eoid.pipeline.vocab import load_vocabulary
+from eoid.pipeline.data.mixed_vocab import load_mixed_vocabulary, record_to_hico_json, remap_record
+from eoid.pipeline.data.readers import read_annotations
+from eoid.pipeline.data.vocab import load_vocabulary
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from PIL import Image, ImageDraw
 from eoid.config import PredictConfig, dumps_toml
 from eoid.errors import DataError
 from eoid.pipeline.run_evaluate import predict_images
-from eoid.pipeline.student_setup import model_from_checkpoint
-from eoid.pipeline.training_set import require
+from eoid.pipeline.training.builders import model_from_checkpoint
+from eoid.pipeline.training.training_set import require
 
 COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45"]
 

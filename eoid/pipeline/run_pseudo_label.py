@@ -27,11 +27,11 @@ from tqdm import tqdm
 from eoid.boxes import box_iou_np
 from eoid.config import AugmentConfig, from_dict
 from eoid.errors import ConfigError
-from eoid.pipeline.mixed_vocab import record_to_hico_json
-from eoid.pipeline.readers import read_annotations
-from eoid.pipeline.records import ImageRecord
-from eoid.pipeline.student_setup import augment_params, model_from_checkpoint
-from eoid.pipeline.train_data import EvalDataset, collate_eval
+from eoid.pipeline.data.mixed_vocab import record_to_hico_json
+from eoid.pipeline.data.readers import read_annotations
+from eoid.pipeline.data.records import ImageRecord
+from eoid.pipeline.training.builders import augment_params, model_from_checkpoint
+from eoid.pipeline.training.dataset import EvalDataset, collate_eval
 from eoid.teacher_cache.manifest import file_sha256
 from eoid.student.postprocess import postprocess
 

@@ -19,10 +19,10 @@ import numpy as np
 
 from eoid.config import CacheConfig, DataConfig, TeacherConfig, TrainConfig, load_config
 from eoid.errors import EoidError
-from eoid.pipeline.distributed import World
-from eoid.pipeline.readers import read_annotations
-from eoid.pipeline.records import ImageRecord
-from eoid.pipeline.vocab import Vocabulary, load_vocabulary
+from eoid.pipeline.training.distributed import World
+from eoid.pipeline.data.readers import read_annotations
+from eoid.pipeline.data.records import ImageRecord
+from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary
 
 TEACHER = TeacherConfig(model="eoid-synth-clip", weights="bundled", batch_size=128, num_workers=0)
 
@@ -87,7 +87,7 @@ def run_quickstart(out: Path, seed: int = 0, num_images: int = 600, epochs: int 
     from eoid.pipeline.run_predict import run_predict
     from eoid.pipeline.run_report import run_report
     from eoid.pipeline.run_train import run_train
-    from eoid.pipeline.synth_world import QUICKSTART, generate_world
+    from eoid.pipeline.synth.world import QUICKSTART, generate_world
     from eoid.config import PredictConfig
     from eoid.teacher_cache.lookup import CacheReader
 

@@ -50,12 +50,12 @@ from typing import Any
 
 from eoid.config import CacheConfig, TrainConfig, from_dict, load_config, read_toml, to_dict
 from eoid.errors import CacheMismatchError, ConfigError, TrainingDiverged
-from eoid.pipeline.distributed import World
+from eoid.pipeline.training.distributed import World
 from eoid.pipeline.run_cache import run_cache
 from eoid.pipeline.run_train import run_train
-from eoid.pipeline.sweep_tables import collect_rows, markdown_table, write_tables
+from eoid.pipeline.study_tables import collect_rows, markdown_table, write_tables
 from eoid.teacher_cache.manifest import file_sha256
-from eoid.pipeline.vocab import load_vocabulary
+from eoid.pipeline.data.vocab import load_vocabulary
 from eoid.teacher_cache.lookup import check_complete
 from eoid.teacher_cache.manifest import require_match
 from eoid.teacher_cache.store import read_json

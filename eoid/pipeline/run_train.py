@@ -21,13 +21,13 @@ from tqdm import tqdm
 
 from eoid.config import TrainConfig, dumps_toml, to_dict
 from eoid.errors import ConfigError, Interrupted, TrainingDiverged
-from eoid.pipeline.checkpoint import load_checkpoint, require_fits, save_checkpoint
-from eoid.pipeline.distributed import World, average_over_ranks, barrier
-from eoid.pipeline.student_setup import augment_params, build_loss, build_model
-from eoid.pipeline.teacher_setup import open_teacher_for_training
-from eoid.pipeline.train_data import TrainDataset, collate
-from eoid.pipeline.training_set import prepare_training_set
-from eoid.pipeline.vocab import load_vocabulary
+from eoid.pipeline.training.checkpoint import load_checkpoint, require_fits, save_checkpoint
+from eoid.pipeline.training.distributed import World, average_over_ranks, barrier
+from eoid.pipeline.training.builders import augment_params, build_loss, build_model
+from eoid.pipeline.training.teacher_source import open_teacher_for_training
+from eoid.pipeline.training.dataset import TrainDataset, collate
+from eoid.pipeline.training.training_set import prepare_training_set
+from eoid.pipeline.data.vocab import load_vocabulary
 from eoid.student.losses import weighted_sum
 from eoid.teacher_cache.lock import FolderLock
 

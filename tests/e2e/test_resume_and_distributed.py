@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from eoid.config import TrainConfig, load_config
-from eoid.pipeline.distributed import World
+from eoid.pipeline.training.distributed import World
 from eoid.pipeline.run_train import run_train
 
 

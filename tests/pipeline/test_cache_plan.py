@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from eoid.errors import ConfigError
-from eoid.pipeline.distributed import World
+from eoid.pipeline.training.distributed import World
 from eoid.pipeline.run_cache import batch_ranges, parse_part, segments_for, shard_for
 from eoid.teacher_cache.store import Layout, load_block, make_layout, save_block
 

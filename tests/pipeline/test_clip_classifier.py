@@ -7,14 +7,14 @@ import torch
 
 from eoid.config import AugmentConfig, EvalConfig, PostprocessConfig, StudentConfig, TeacherConfig, TrainConfig, \
     load_config, to_dict
-from eoid.pipeline.checkpoint import save_checkpoint
-from eoid.pipeline.clip_classifier import (classifier_hoi_table, predict_with_clip_verbs, run_clip_classifier,
+from eoid.pipeline.training.checkpoint import save_checkpoint
+from eoid.pipeline.run_evaluate_clip import (classifier_hoi_table, predict_with_clip_verbs, run_clip_classifier,
                                            with_verb_probs)
 from eoid.pipeline.run_evaluate import score
-from eoid.pipeline.student_setup import build_model
-from eoid.pipeline.synth_world import generate_world, synth_vocabulary
-from eoid.pipeline.train_data import load_rgb
-from eoid.pipeline.training_set import read_records
+from eoid.pipeline.training.builders import build_model
+from eoid.pipeline.synth.world import generate_world, synth_vocabulary
+from eoid.pipeline.training.dataset import load_rgb
+from eoid.pipeline.training.training_set import read_records
 from eoid.student.model import StudentOutput
 from eoid.student.postprocess import postprocess
 from eoid.teacher_cache.distribution import valid_hoi_table

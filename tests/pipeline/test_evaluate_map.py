@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eoid.errors import DataError
-from eoid.pipeline.evaluate_map import (ImageDetections, ImageGT, average_precision,
+from eoid.pipeline.evaluation.hico_map import (ImageDetections, ImageGT, average_precision,
                                         detections_from_triplets, evaluate_hoi_map, gt_from_records,
                                         hoi_map_from_matches, match_detections)
 

@@ -14,7 +14,7 @@ import torch
 from click.testing import CliRunner
 
 from eoid.cli import main
-from eoid.pipeline.synth_world import generate_world, synth_vocabulary_json
+from eoid.pipeline.synth.world import generate_world, synth_vocabulary_json
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 NEW = ("kick", "carry")

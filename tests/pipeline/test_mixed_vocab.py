@@ -7,12 +7,12 @@ import pytest
 from PIL import Image
 
 from eoid.errors import DataError
-from eoid.pipeline.mixed_vocab import (NEW_VERBS_SETTING, load_mixed_vocabulary, merge_vocabularies,
+from eoid.pipeline.data.mixed_vocab import (NEW_VERBS_SETTING, load_mixed_vocabulary, merge_vocabularies,
                                        remap_record, verb_mapping_from_json)
-from eoid.pipeline.records import ImageRecord
+from eoid.pipeline.data.records import ImageRecord
 from eoid.pipeline.run_mix import MixSource, run_mix
-from eoid.pipeline.vcoco import vcoco_actions
-from eoid.pipeline.vocab import load_vocabulary
+from eoid.pipeline.data.vcoco import vcoco_actions
+from eoid.pipeline.data.vocab import load_vocabulary
 
 # The original hvco vocabulary (mrwu-mac/EoID datasets/static_hico_vcoco.py): HOIs 600..608.
 ORIGINAL_ADDED_HOIS = [("surf", "surfboard"), ("ski", "skis"), ("snowboard", "snowboard"),
@@ -94,7 +94,7 @@ def test_a_base_record_keeps_its_verbs(mixed):
 
 
 def test_a_record_in_a_foreign_vocabulary_is_refused(mixed):
-    from eoid.pipeline.synth_world import synth_vocabulary
+    from eoid.pipeline.synth.world import synth_vocabulary
     rec = ImageRecord("s.jpg", Path("s.jpg"), 20, 20, np.zeros((0, 4), np.float32), np.zeros(0, np.int64),
                       np.zeros((0, 3), np.int64))
     with pytest.raises(DataError, match="neither"):
@@ -130,7 +130,7 @@ def test_mix_writes_one_training_set_in_the_merged_vocabulary(tmp_path, mixed):
     out = tmp_path / "mixed"
     train = run_mix([MixSource(hico_ann, tmp_path / "hico", "hico-det"),
                      MixSource(vcoco_ann, tmp_path / "vcoco", "v-coco")], "vcoco-to-hico-det", out)
-    from eoid.pipeline.readers import read_annotations
+    from eoid.pipeline.data.readers import read_annotations
     vocab = load_vocabulary(out / "vocabulary.json")
     records = read_annotations(train, out / "images", vocab).records
     assert [r.key for r in records] == ["src0/x.png", "src1/x.png"]

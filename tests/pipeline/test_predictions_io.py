@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from eoid.errors import DataError
-from eoid.pipeline.evaluate_map import HoiMapResult
-from eoid.pipeline.predictions_io import (ImageTriplets, format_table, read_predictions, results_to_json,
+from eoid.pipeline.evaluation.hico_map import HoiMapResult
+from eoid.pipeline.evaluation.predictions_io import (ImageTriplets, format_table, read_predictions, results_to_json,
                                           to_detections, write_predictions, write_results)
 
 TRIPLET = {"human_box": [0.0, 0.0, 10.5, 10.0], "object_box": [5.0, 5.0, 20.0, 30.0],

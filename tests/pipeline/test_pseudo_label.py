@@ -7,10 +7,10 @@ import torch
 from PIL import Image
 
 from eoid.config import StudentConfig, to_dict, TrainConfig
-from eoid.pipeline.checkpoint import save_checkpoint
+from eoid.pipeline.training.checkpoint import save_checkpoint
 from eoid.pipeline.run_pseudo_label import pseudo_labels, run_pseudo_label
-from eoid.pipeline.student_setup import build_model
-from eoid.pipeline.synth_world import synth_vocabulary
+from eoid.pipeline.training.builders import build_model
+from eoid.pipeline.synth.world import synth_vocabulary
 
 VOCAB = synth_vocabulary()
 PERSON, BALL, KITE = (VOCAB.objects.index(n) for n in ("person", "sports_ball", "kite"))
@@ -106,5 +106,5 @@ def test_a_rerun_skips_images_an_interrupted_run_finished(coco_world):
                            batch_size=2, num_workers=0, device="cpu", progress=False)
     entries = json.loads(out.read_text())
     assert entries[1] == marker and [e["file_name"] for e in entries] == ["c0.png", "c1.png", "c2.png"]
-    from eoid.pipeline.readers import read_annotations
+    from eoid.pipeline.data.readers import read_annotations
     assert len(read_annotations(out, root / "images", VOCAB).records) == 3   # readable training data

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from eoid.errors import DataError
-from eoid.pipeline.readers import check_dataset, format_report, read_annotations
-from eoid.pipeline.vocab import load_vocabulary
+from eoid.pipeline.data.readers import check_dataset, format_report, read_annotations
+from eoid.pipeline.data.vocab import load_vocabulary
 
 HICO = load_vocabulary("hico-det")
 VCOCO = load_vocabulary("v-coco")

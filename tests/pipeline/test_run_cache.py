@@ -16,7 +16,7 @@ from PIL import Image
 
 from eoid.config import CacheConfig, DataConfig, TeacherConfig
 from eoid.errors import CacheMismatchError, LockedError
-from eoid.pipeline.distributed import World
+from eoid.pipeline.training.distributed import World
 from eoid.pipeline.run_cache import run_cache
 from eoid.teacher_cache.lookup import CacheReader
 from eoid.teacher_cache.lock import FolderLock
@@ -99,7 +99,7 @@ def test_the_cache_holds_every_candidate_pair_with_distributions_summing_to_one(
 
 
 def test_cache_rows_equal_the_online_teacher_on_the_same_pairs(reference, world, weights):
-    from eoid.pipeline.vocab import load_vocabulary
+    from eoid.pipeline.data.vocab import load_vocabulary
     from eoid.teacher_cache.distribution import valid_hoi_table
     from eoid.teacher_cache.online import online_teacher
     from eoid.teacher_cache.teacher import load_teacher

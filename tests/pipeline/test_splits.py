@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from eoid.errors import DataError
-from eoid.pipeline.records import ImageRecord
-from eoid.pipeline.splits import apply_setting, hoi_counts, rare_hois_from_records, unseen_label_mask
-from eoid.pipeline.vocab import load_vocabulary
+from eoid.pipeline.data.records import ImageRecord
+from eoid.pipeline.data.splits import apply_setting, hoi_counts, rare_hois_from_records, unseen_label_mask
+from eoid.pipeline.data.vocab import load_vocabulary
 
 HICO = load_vocabulary("hico-det")
 SETTINGS = sorted(HICO.settings)

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from eoid.pipeline.synth_teacher import (MODEL_NAME, build_model, chance_accuracy, clip_configs_dir,
+from eoid.pipeline.synth.teacher import (MODEL_NAME, build_model, chance_accuracy, clip_configs_dir,
                                          crop_spec_of, labelled_pair_crops, measure_zero_shot_accuracy,
                                          per_verb_accuracy, shipped_weights, train_synth_teacher)
-from eoid.pipeline.synth_world import sample_scenes, synth_vocabulary
+from eoid.pipeline.synth.world import sample_scenes, synth_vocabulary
 
 
 @pytest.fixture(scope="module")

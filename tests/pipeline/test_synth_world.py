@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from eoid.errors import ConfigError
-from eoid.pipeline.synth_world import FREE, QUICKSTART, generate_world, synth_vocabulary
-from eoid.pipeline.vocab import load_vocabulary
+from eoid.pipeline.synth.world import FREE, QUICKSTART, generate_world, synth_vocabulary
+from eoid.pipeline.data.vocab import load_vocabulary
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from eoid.pipeline.unseen_recall import PairBoxes, RankedPairs, unseen_pair_recall, unseen_pairs_from_records
+from eoid.pipeline.evaluation.unseen_recall import PairBoxes, RankedPairs, unseen_pair_recall, unseen_pairs_from_records
 
 H = [0, 0, 99, 99]
 O = [200, 0, 299, 99]

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from eoid.pipeline.vcoco_eval import VcocoImageDetections, VcocoImageGT, evaluate_vcoco
+from eoid.pipeline.evaluation.vcoco_map import VcocoImageDetections, VcocoImageGT, evaluate_vcoco
 
 P0 = [0, 0, 99, 99]
 P1 = [300, 0, 399, 99]

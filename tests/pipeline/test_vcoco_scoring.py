@@ -4,10 +4,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eoid.pipeline.mixed_vocab import load_mixed_vocabulary
-from eoid.pipeline.records import ImageRecord
-from eoid.pipeline.vcoco_eval import evaluate_vcoco
-from eoid.pipeline.vcoco_scoring import (role_map_summary, source_scores, vcoco_detections,
+from eoid.pipeline.data.mixed_vocab import load_mixed_vocabulary
+from eoid.pipeline.data.records import ImageRecord
+from eoid.pipeline.evaluation.vcoco_map import evaluate_vcoco
+from eoid.pipeline.evaluation.vcoco_scoring import (role_map_summary, source_scores, vcoco_detections,
                                          vcoco_gt_from_records, vcoco_structure)
 
 MIXED = load_mixed_vocabulary("vcoco-to-hico-det")

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from eoid.pipeline.vocab import load_vocabulary
+from eoid.pipeline.data.vocab import load_vocabulary
 
 TEMPLATE = "a picture of person {verb_ing} {object}"
 
@@ -176,7 +176,7 @@ def test_every_setting_says_where_its_list_comes_from(hico):
 
 def test_vocabulary_round_trips_through_its_json(hico, tmp_path):
     import json
-    from eoid.pipeline.vocab import vocabulary_from_json
+    from eoid.pipeline.data.vocab import vocabulary_from_json
     again = vocabulary_from_json(json.loads(json.dumps(hico.to_json())), "round trip")
     assert again.fingerprint() == hico.fingerprint()
     assert again.settings == hico.settings and again.verb_phrases == hico.verb_phrases

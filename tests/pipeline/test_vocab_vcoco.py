@@ -1,8 +1,8 @@
 """The built-in V-COCO vocabulary: CDN's 29 verb-role classes, COCO objects, and the evaluation subsets."""
 import pytest
 
-from eoid.pipeline.vcoco import vcoco_actions
-from eoid.pipeline.vocab import load_vocabulary
+from eoid.pipeline.data.vcoco import vcoco_actions
+from eoid.pipeline.data.vocab import load_vocabulary
 
 
 @pytest.fixture(scope="module")

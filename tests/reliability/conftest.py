@@ -14,7 +14,7 @@ torch.set_num_threads(1)   # in-process runs: repeatable, and fair to a shared C
 @pytest.fixture(scope="session")
 def synth(tmp_path_factory) -> Path:
     """A synthetic world of 12 training images (3 batches of 4) and its vocabulary."""
-    from eoid.pipeline.synth_world import generate_world
+    from eoid.pipeline.synth.world import generate_world
     root = tmp_path_factory.mktemp("synth")
     generate_world(root, 17, 0, image_size=96, progress=False)
     return root

@@ -24,9 +24,9 @@ import pytest
 from PIL import Image
 
 from eoid.errors import ConfigError, DataError
-from eoid.pipeline.readers import read_annotations
+from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.run_train import run_train
-from eoid.pipeline.vocab import load_vocabulary
+from eoid.pipeline.data.vocab import load_vocabulary
 from tiny_train import WORLD, train_config
 
 BROKEN = 5   # the record index that gets broken

@@ -8,9 +8,9 @@ import sys
 import pytest
 import torch
 
-import eoid.pipeline.checkpoint as checkpoint_module
+import eoid.pipeline.training.checkpoint as checkpoint_module
 from eoid.errors import CheckpointError, EoidError
-from eoid.pipeline.checkpoint import load_checkpoint, save_checkpoint
+from eoid.pipeline.training.checkpoint import load_checkpoint, save_checkpoint
 from eoid.pipeline.run_train import run_train
 from tiny_train import ROOT, WORLD, cache_bytes, cache_config, losses, subprocess_env, train_config
 
@@ -24,7 +24,7 @@ def test_a_file_size_limit_hit_mid_checkpoint_is_a_checkpoint_error_and_the_old_
 import resource, signal, torch
 from pathlib import Path
 from eoid.errors import CheckpointError
-from eoid.pipeline.checkpoint import save_checkpoint
+from eoid.pipeline.training.checkpoint import save_checkpoint
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
 try:

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from eoid.errors import TrainingDiverged
-from eoid.pipeline import train_data
-from eoid.pipeline.checkpoint import load_checkpoint
+from eoid.pipeline.training import dataset as train_data
+from eoid.pipeline.training.checkpoint import load_checkpoint
 from eoid.pipeline.run_train import run_train
 from tiny_train import WORLD, train_config
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from eoid.errors import CacheMismatchError, CheckpointError, ConfigError, DataError
-from eoid.pipeline.checkpoint import load_checkpoint, save_checkpoint
+from eoid.pipeline.training.checkpoint import load_checkpoint, save_checkpoint
 from eoid.pipeline.run_train import run_train
 from tiny_train import WORLD, train_config
 
@@ -100,7 +100,7 @@ def test_resuming_with_another_student_is_refused_naming_the_field(synth, one_ep
 
 
 def test_an_edited_checkpoint_is_refused_when_evaluating(one_epoch_run, tmp_path):
-    from eoid.pipeline.student_setup import model_from_checkpoint
+    from eoid.pipeline.training.builders import model_from_checkpoint
     ckpt = load_checkpoint(one_epoch_run / "checkpoint.pt")
     ckpt["model"].pop(next(iter(ckpt["model"])))
     torch.save(ckpt, tmp_path / "edited.pt")
@@ -109,7 +109,7 @@ def test_an_edited_checkpoint_is_refused_when_evaluating(one_epoch_run, tmp_path
 
 
 def test_a_checkpoint_recipe_this_eoid_cannot_read_is_refused_naming_the_checkpoint(tmp_path):
-    from eoid.pipeline.checkpoint import evaluation_recipe
+    from eoid.pipeline.training.checkpoint import evaluation_recipe
     path = tmp_path / "other.pt"
     save_checkpoint(path, model={}, config={"augment": {"test_size": 160, "zoom": 2}}, vocabulary={},
                     epoch=1, iteration=1)
@@ -172,8 +172,8 @@ def test_a_cache_of_another_format_version_is_refused(cache, tmp_path):
                                              ("a.png\x00.txt", "NUL"),
                                              ("images/../../x.png", "'..'")])
 def test_file_names_that_could_leave_the_image_folder_are_refused(synth, tmp_path, file_name, words):
-    from eoid.pipeline.readers import read_annotations
-    from eoid.pipeline.vocab import load_vocabulary
+    from eoid.pipeline.data.readers import read_annotations
+    from eoid.pipeline.data.vocab import load_vocabulary
     records = json.loads((synth / "train.json").read_text())[:2]
     records[1]["file_name"] = file_name
     (tmp_path / "a.json").write_text(json.dumps(records))

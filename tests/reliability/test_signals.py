@@ -15,7 +15,7 @@ import pytest
 
 import eoid.pipeline.run_train as rt
 from eoid.errors import Interrupted
-from eoid.pipeline.checkpoint import load_checkpoint
+from eoid.pipeline.training.checkpoint import load_checkpoint
 from tiny_train import (ROOT, WORLD, losses, same_weights, subprocess_env, train_command, train_config,
                         weights)
 

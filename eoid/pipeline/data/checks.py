@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from eoid.pipeline.records import ImageRecord
-from eoid.pipeline.vocab import Vocabulary
+from eoid.pipeline.data.records import ImageRecord
+from eoid.pipeline.data.vocab import Vocabulary
 
 BOX_TOLERANCE_PX = 1.0
 

@@ -151,7 +151,7 @@ def vocabulary_from_json(raw: dict, where: str) -> Vocabulary:
                            rare_hois=[int(i) for i in raw.get("rare_hois", [])], settings=settings)
     except (KeyError, ValueError, TypeError) as err:
         raise DataError(f"{where}: not a valid vocabulary file ({type(err).__name__}: {err}). "
-                        "See eoid/pipeline/vocab.py for the format.") from None
+                        "See eoid/pipeline/data/vocab.py for the format.") from None
     problems = []
     if len(set(hois)) != len(hois):
         problems.append("a (verb, object) pair is listed twice in 'hois'")

@@ -9,8 +9,8 @@ import numpy as np
 
 from eoid.config import DataConfig
 from eoid.errors import ConfigError
-from eoid.pipeline.records import ImageRecord
-from eoid.pipeline.vocab import Vocabulary
+from eoid.pipeline.data.records import ImageRecord
+from eoid.pipeline.data.vocab import Vocabulary
 
 
 @dataclass(frozen=True)
@@ -32,14 +32,14 @@ def require(value: str, what: str, flag: str) -> Path:
 
 
 def read_records(annotations: Path, images: Path, vocab: Vocabulary, skip_bad: bool):
-    """Read an annotation file with validation (see pipeline/readers.py)."""
-    from eoid.pipeline.readers import read_annotations
+    """Read an annotation file with validation (see pipeline/data/readers.py)."""
+    from eoid.pipeline.data.readers import read_annotations
     return read_annotations(annotations, images, vocab, skip_bad=skip_bad)
 
 
 def prepare_training_set(data: DataConfig, vocab: Vocabulary) -> TrainingSet:
     """Read the training annotations, remember annotated pairs, apply the setting, carve validation."""
-    from eoid.pipeline.splits import apply_setting
+    from eoid.pipeline.data.splits import apply_setting
     ann = require(data.train_annotations, "training annotation file", "--annotations")
     images = require(data.train_images, "training image folder", "--images")
     result = read_records(ann, images, vocab, data.skip_bad)

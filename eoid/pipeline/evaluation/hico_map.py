@@ -35,8 +35,8 @@ import numpy as np
 
 from eoid.boxes import box_iou_plus1_np
 from eoid.errors import DataError
-from eoid.pipeline.records import ImageRecord
-from eoid.pipeline.vocab import Vocabulary
+from eoid.pipeline.data.records import ImageRecord
+from eoid.pipeline.data.vocab import Vocabulary
 
 AP_METHODS = ("official", "voc11", "area")
 

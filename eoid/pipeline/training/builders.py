@@ -8,9 +8,9 @@ import torch
 
 from eoid.config import AugmentConfig, LossConfig, MatcherConfig, StudentConfig, from_dict
 from eoid.errors import CheckpointError
-from eoid.pipeline.checkpoint import load_checkpoint
-from eoid.pipeline.transforms import AugmentParams
-from eoid.pipeline.vocab import Vocabulary, vocabulary_from_json
+from eoid.pipeline.training.checkpoint import load_checkpoint
+from eoid.pipeline.data.transforms import AugmentParams
+from eoid.pipeline.data.vocab import Vocabulary, vocabulary_from_json
 from eoid.student.losses import Criterion, build_criterion, loss_weights
 from eoid.student.model import CDN, build_student, load_detr_init
 

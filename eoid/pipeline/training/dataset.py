@@ -16,9 +16,9 @@ from torch import Tensor
 
 from eoid.boxes import xyxy_to_cxcywh
 from eoid.errors import DataError
-from eoid.pipeline.pairs import training_pairs
-from eoid.pipeline.records import ImageRecord
-from eoid.pipeline.transforms import AugmentParams, augment_test, augment_train, pad_batch
+from eoid.pipeline.training.pairs import training_pairs
+from eoid.pipeline.data.records import ImageRecord
+from eoid.pipeline.data.transforms import AugmentParams, augment_test, augment_train, pad_batch
 from eoid.student.targets import PairTargets
 
 

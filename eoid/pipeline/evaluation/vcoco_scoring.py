@@ -22,9 +22,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from eoid.pipeline.records import ImageRecord
-from eoid.pipeline.vcoco_eval import VcocoImageDetections, VcocoImageGT
-from eoid.pipeline.vocab import BUILTIN, Vocabulary
+from eoid.pipeline.data.records import ImageRecord
+from eoid.pipeline.evaluation.vcoco_map import VcocoImageDetections, VcocoImageGT
+from eoid.pipeline.data.vocab import BUILTIN, Vocabulary
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,10 @@
 
     out/images/{train,test}_NNNNNN.png        one image folder for both splits
     out/train.json, out/test.json             PPDM/CDN HICO-DET format (file_name, annotations, hoi_annotation)
-    out/vocabulary.json                       eoid's vocabulary format (see pipeline/vocab.py)
+    out/vocabulary.json                       eoid's vocabulary format (see pipeline/data/vocab.py)
 
 Each image holds 1-3 drawn people, each with one object it interacts with through one verb
-(the visible rules are in pipeline/synth_draw.py), and sometimes a loose object nobody
+(the visible rules are in pipeline/synth/draw.py), and sometimes a loose object nobody
 touches, so that cross pairs are left unlabelled as in HICO-DET. Verbs are named like
 HICO-DET's and several verbs share each object, so the object class alone never tells the verb.
 Zero-shot settings: `ua` hides two verbs (kind "verb"), `uc` four verb-object combinations
@@ -25,9 +25,9 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from eoid.errors import ConfigError
-from eoid.pipeline.synth_draw import (OBJECT_COLOURS, OBJECT_SHAPES, SHIRTS, SKIN, Pose, draw_lines,
+from eoid.pipeline.synth.draw import (OBJECT_COLOURS, OBJECT_SHAPES, SHIRTS, SKIN, Pose, draw_lines,
                                       draw_object, draw_person, pose_for)
-from eoid.pipeline.vocab import Vocabulary, vocabulary_from_json
+from eoid.pipeline.data.vocab import Vocabulary, vocabulary_from_json
 
 VERBS = [("carry", "carrying"), ("fly", "flying"), ("hold", "holding"), ("kick", "kicking"),
          ("look_at", "looking at"), ("no_interaction", "no interaction"), ("push", "pushing"),

@@ -18,13 +18,13 @@ import torch
 from tqdm import tqdm
 
 from eoid.config import AugmentConfig, DataConfig, EvalConfig, PostprocessConfig, TeacherConfig, dumps_toml
-from eoid.pipeline.predictions_io import ImageTriplets, format_table, write_predictions, write_results
+from eoid.pipeline.evaluation.predictions_io import ImageTriplets, format_table, write_predictions, write_results
 from eoid.pipeline.run_cache import resolve_precision
 from eoid.pipeline.run_evaluate import score
-from eoid.pipeline.student_setup import augment_params, model_from_checkpoint
-from eoid.pipeline.train_data import EvalDataset, collate_eval, load_rgb
-from eoid.pipeline.training_set import read_records, require
-from eoid.pipeline.vocab import Vocabulary
+from eoid.pipeline.training.builders import augment_params, model_from_checkpoint
+from eoid.pipeline.training.dataset import EvalDataset, collate_eval, load_rgb
+from eoid.pipeline.training.training_set import read_records, require
+from eoid.pipeline.data.vocab import Vocabulary
 from eoid.student.model import StudentOutput
 from eoid.student.postprocess import postprocess, postprocess_kwargs
 from eoid.teacher_cache.distribution import valid_hoi_table

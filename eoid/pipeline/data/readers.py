@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from eoid.errors import DataError
-from eoid.pipeline.annotation_checks import BOX_TOLERANCE_PX, BadRecord, RawImage, check_raw_image
-from eoid.pipeline.records import ImageRecord
-from eoid.pipeline.vocab import Vocabulary
+from eoid.pipeline.data.checks import BOX_TOLERANCE_PX, BadRecord, RawImage, check_raw_image
+from eoid.pipeline.data.records import ImageRecord
+from eoid.pipeline.data.vocab import Vocabulary
 
 
 @dataclass
@@ -60,7 +60,7 @@ def _load(path: Path, vocab: Vocabulary, split: str) -> tuple[list[RawImage], bo
         raise DataError(f"{path}: annotation file not found. Fix: check the path "
                         "(e.g. data/hico_20160224_det/annotations/trainval_hico.json).")
     if path.suffix.lower() == ".mat":
-        from eoid.pipeline.hico import parse_anno_bbox_mat
+        from eoid.pipeline.data.hico import parse_anno_bbox_mat
         return parse_anno_bbox_mat(path, vocab, split), False
     try:
         raw = json.loads(path.read_text())
@@ -68,13 +68,13 @@ def _load(path: Path, vocab: Vocabulary, split: str) -> tuple[list[RawImage], bo
         raise DataError(f"{path}: not valid JSON ({err}). Fix: re-download or re-export the "
                         "annotation file.") from None
     if isinstance(raw, dict) and "images" in raw and "annotations" in raw:
-        from eoid.pipeline.coco_boxes import parse_coco_instances
+        from eoid.pipeline.data.coco import parse_coco_instances
         return parse_coco_instances(path, raw), False
     if isinstance(raw, list):
         if vocab.name.startswith("v-coco"):
-            from eoid.pipeline.vcoco import parse_hoia_json
+            from eoid.pipeline.data.vcoco import parse_hoia_json
             return parse_hoia_json(raw), True
-        from eoid.pipeline.hico import parse_hoi_json
+        from eoid.pipeline.data.hico import parse_hoi_json
         return parse_hoi_json(raw), False
     raise DataError(f"{path}: unknown annotation format (a JSON {type(raw).__name__}). Fix: pass a "
                     "HICO-DET/V-COCO JSON list of records with 'hoi_annotation', a COCO instances file "

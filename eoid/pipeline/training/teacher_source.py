@@ -10,11 +10,11 @@ from PIL import Image
 
 from eoid.config import TrainConfig
 from eoid.errors import ConfigError
-from eoid.pipeline.distributed import World
-from eoid.pipeline.records import ImageRecord
-from eoid.pipeline.train_data import SampleMeta, load_rgb
+from eoid.pipeline.training.distributed import World
+from eoid.pipeline.data.records import ImageRecord
+from eoid.pipeline.training.dataset import SampleMeta, load_rgb
 from eoid.teacher_cache.manifest import file_sha256
-from eoid.pipeline.vocab import Vocabulary
+from eoid.pipeline.data.vocab import Vocabulary
 from eoid.student.targets import PairTargets
 from eoid.teacher_cache.distribution import valid_hoi_table
 from eoid.teacher_cache.lookup import CacheReader

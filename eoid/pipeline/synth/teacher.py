@@ -31,8 +31,8 @@ from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
 
-from eoid.pipeline.synth_world import Scene, sample_scenes, synth_vocabulary
-from eoid.pipeline.vocab import Vocabulary
+from eoid.pipeline.synth.world import Scene, sample_scenes, synth_vocabulary
+from eoid.pipeline.data.vocab import Vocabulary
 from eoid.teacher_cache.crops import CropSpec, union_crops
 
 MODEL_NAME = "eoid-synth-clip"

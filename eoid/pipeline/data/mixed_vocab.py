@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from eoid.errors import DataError
-from eoid.pipeline.records import ImageRecord
-from eoid.pipeline.vocab import (BUILTIN, Setting, Vocabulary, load_vocabulary, read_named_json,
+from eoid.pipeline.data.records import ImageRecord
+from eoid.pipeline.data.vocab import (BUILTIN, Setting, Vocabulary, load_vocabulary, read_named_json,
                                  vocabulary_from_json)
 
 BUILTIN_MAPPINGS = {"vcoco-to-hico-det": "vcoco_to_hico_det.json"}
@@ -86,7 +86,7 @@ def verb_mapping_from_json(raw: dict, where: str, folder: Path | None = None) ->
                            mapped, added, tuple(raw.get("dropped", [])), where)
     except (KeyError, TypeError, AttributeError) as err:
         raise DataError(f"{where}: not a valid verb mapping ({type(err).__name__}: {err}). "
-                        "See eoid/pipeline/mixed_vocab.py for the format.") from None
+                        "See eoid/pipeline/data/mixed_vocab.py for the format.") from None
 
 
 def load_verb_mapping(name: str | Path) -> VerbMapping:

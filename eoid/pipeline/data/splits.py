@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from eoid.pipeline.records import ImageRecord
-from eoid.pipeline.vocab import Vocabulary
+from eoid.pipeline.data.records import ImageRecord
+from eoid.pipeline.data.vocab import Vocabulary
 
 
 def unseen_label_mask(hois: np.ndarray, box_classes: np.ndarray, vocab: Vocabulary,

@@ -20,7 +20,7 @@ from typing import Collection, Mapping, NamedTuple
 import numpy as np
 
 from eoid.errors import DataError
-from eoid.pipeline.evaluate_map import HoiMapResult, ImageDetections, detections_from_triplets
+from eoid.pipeline.evaluation.hico_map import HoiMapResult, ImageDetections, detections_from_triplets
 
 MAP_GROUPS = ("full", "rare", "non_rare", "seen", "unseen")
 
@@ -63,7 +63,7 @@ def parse_predictions(raw: object, where: str, num_verbs: int, num_objects: int,
     """Check and convert a parsed predictions list; every problem is a DataError naming its record."""
     if not isinstance(raw, list):
         raise DataError(f"{where}: expected a JSON list of {{\"file_name\", \"triplets\"}} objects, "
-                        f"got {type(raw).__name__}. See eoid/pipeline/predictions_io.py for the format.")
+                        f"got {type(raw).__name__}. See eoid/pipeline/evaluation/predictions_io.py for the format.")
     known = None if known_file_names is None else set(known_file_names)
     out: dict[str, ImageTriplets] = {}
     for i, rec in enumerate(raw):

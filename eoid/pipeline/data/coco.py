@@ -11,7 +11,7 @@ import io
 from pathlib import Path
 
 from eoid.errors import DataError
-from eoid.pipeline.annotation_checks import RawImage
+from eoid.pipeline.data.checks import RawImage
 
 
 def xywh_to_xyxy(box: list) -> list:

@@ -15,8 +15,8 @@ import json
 from functools import lru_cache
 from importlib import resources
 
-from eoid.pipeline.annotation_checks import RawImage
-from eoid.pipeline.hico import parse_hoi_json
+from eoid.pipeline.data.checks import RawImage
+from eoid.pipeline.data.hico import parse_hoi_json
 
 
 def parse_hoia_json(raw: list) -> list[RawImage]:

@@ -16,7 +16,7 @@ from typing import Mapping, NamedTuple, Sequence
 import numpy as np
 
 from eoid.boxes import box_iou_plus1_np
-from eoid.pipeline.records import ImageRecord
+from eoid.pipeline.data.records import ImageRecord
 
 
 class PairBoxes(NamedTuple):

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from eoid.errors import DataError
-from eoid.pipeline.annotation_checks import RawImage
-from eoid.pipeline.vocab import Vocabulary
+from eoid.pipeline.data.checks import RawImage
+from eoid.pipeline.data.vocab import Vocabulary
 
 FORMAT_FIX = "each record needs 'file_name', 'annotations' and 'hoi_annotation' (PPDM/CDN format)"
 
