@@ -28,9 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
+from eoid.files import write_json_atomic
 from eoid.pipeline.data.vocab import load_vocabulary
 from eoid.teacher_cache import manifest as mf
 from eoid.teacher_cache import store
+from eoid.teacher_cache.plan import CachePlan, make_layout
 from eoid.teacher_cache.lookup import CacheReader
 from report import print_table, save_json
 
@@ -50,14 +52,14 @@ print(json.dumps({"import_s": t1 - t0, "open_s": t2 - t1, "first_lookup_s": t3 -
 """
 
 
-def synthetic_plan(num_images: int, rng: np.random.Generator, num_objects: int) -> store.CachePlan:
+def synthetic_plan(num_images: int, rng: np.random.Generator, num_objects: int) -> CachePlan:
     counts = np.clip(1 + rng.negative_binomial(2, 2 / (2 + 7.7), num_images), 1, 200)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     p = int(offsets[-1])
     xy = rng.uniform(0, 500, (p, 2, 2)).astype(np.float32)
     wh = rng.uniform(20, 200, (p, 2, 2)).astype(np.float32)
     boxes = np.concatenate([xy, xy + wh], axis=2)          # (P, 2, 4): human, object
-    return store.CachePlan(
+    return CachePlan(
         image_keys=[f"HICO_train2015_{i:08d}.jpg" for i in range(num_images)],
         image_sizes=np.tile(np.array([[640, 480]], np.int64), (num_images, 1)),
         image_offsets=offsets, pair_box_idx=rng.integers(0, 8, (p, 2)).astype(np.int32),
@@ -98,7 +100,7 @@ def main() -> None:
         path = Path(tmp) / "cache"
         path.mkdir()
         plan = synthetic_plan(args.images, rng, vocab.num_objects)
-        layout = store.make_layout(plan.num_pairs, args.shard_rows)
+        layout = make_layout(plan.num_pairs, args.shard_rows)
         prompts = vocab.prompts("a picture of person {verb_ing} {object}")
         text_emb = rng.standard_normal((len(prompts), args.dim), dtype=np.float32)
         fingerprint = mf.make_fingerprint(
@@ -117,7 +119,7 @@ def main() -> None:
         t_create = time.perf_counter() - t0
         for s, (emb, probs) in enumerate(shards):
             store.write_shard(path, layout, s, emb, probs)
-        store.write_json_atomic(path / "manifest.json", {
+        write_json_atomic(path / "manifest.json", {
             "format_version": mf.FORMAT_VERSION, "complete": True, "fingerprint": fingerprint,
             "layout": layout.to_json(), "embed_dim": args.dim})
         t_write = time.perf_counter() - t0

@@ -84,7 +84,7 @@ def main() -> None:
         out = type(out)(*(o.float() if torch.is_tensor(o) else o for o in out))
         sync()
         t1 = time.perf_counter()
-        terms, _ = compute_losses(out, targets, distill_verb_mask=all_verbs)
+        terms, _ = compute_losses(out, targets, all_verbs)
         total = sum(terms.values())
         sync()
         t2 = time.perf_counter()

@@ -36,11 +36,13 @@ from PIL import Image
 from eoid.config import CacheConfig, DataConfig, TeacherConfig
 from eoid.pipeline import run_cache as run_cache_mod
 from eoid.pipeline.training.distributed import World
-from eoid.pipeline.run_cache import build_plan, read_records, run_cache
+from eoid.pipeline.data.readers import read_annotations
+from eoid.pipeline.run_cache import run_cache
+from eoid.teacher_cache.plan import build_plan
 from eoid.pipeline.data.vocab import load_vocabulary
 from eoid.teacher_cache.crops import union_crops
 from eoid.teacher_cache.lookup import CacheReader
-from eoid.teacher_cache.teacher import Teacher, load_teacher
+from eoid.teacher_cache.teacher import Teacher, load_teacher, resolve_precision
 from report import print_table, save_json
 
 RESULTS = Path(__file__).parent / "results"
@@ -144,11 +146,11 @@ def main() -> None:
                           teacher=TeacherConfig(model=args.model, weights=args.weights,
                                                 batch_size=args.batch_size, num_workers=args.workers,
                                                 shard_rows=1024))
-        records, _ = read_records(cfg, vocab)
+        records = read_annotations(ann, images, vocab).records
         plan = build_plan(records, vocab.human)
         t0 = time.perf_counter()
         teacher = load_teacher(args.model, args.weights, device,
-                               run_cache_mod.resolve_precision("auto", str(device)))
+                               resolve_precision("auto", str(device)))
         t_load = time.perf_counter() - t0
         t0 = time.perf_counter()
         text_emb = teacher.encode_texts(vocab.prompts(cfg.teacher.template))

@@ -28,7 +28,6 @@ replaces the measured RN50 encoder time of (b) and (c) by their crop counts at
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import platform
 import statistics
 import tempfile
@@ -137,7 +136,6 @@ def main() -> None:
         model = build_student(args.student, vocab.num_objects, vocab.num_verbs).train()
         criterion, weights = build_loss(MatcherConfig(), LossConfig(), vocab, "")
         optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
-        values = {f.name: getattr(criterion, f.name) for f in dataclasses.fields(criterion)}
         matched = {}
 
         def finish(total):
@@ -200,7 +198,8 @@ def main() -> None:
             for (_, layer_out), layer_matches in zip(decoder_layers(out), matches):
                 layer_targets = teacher_rows([m.target_idx.unique() for m in layer_matches], pil)
                 terms, _ = compute_losses(layer_out._replace(aux=()), layer_targets,
-                                          matches=[layer_matches], **values)
+                                          criterion.distill_verb_mask, criterion.match_params,
+                                          criterion.loss_params, matches=[layer_matches])
                 counts.append(sum(len(m.query_idx) for m in layer_matches))
                 part = weighted_sum(terms, weights)
                 total = part if total is None else total + part

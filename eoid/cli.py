@@ -88,7 +88,8 @@ def cache_group() -> None:
 @user_errors
 def cache_inspect(cache, png, samples, images) -> None:
     """Counts, teacher entropy, per-verb mass, and a PNG grid of crops with their top-3 verbs."""
-    from eoid.pipeline.run_cache_tools import format_stats, run_inspect
+    from eoid.pipeline.run_cache_inspect import run_inspect
+    from eoid.teacher_cache.stats import format_stats
     click.echo(format_stats(run_inspect(cache, png, images, samples)))
 
 
@@ -101,7 +102,7 @@ def cache_inspect(cache, png, samples, images) -> None:
 def cache_verify(cache, annotations, images, dataset) -> None:
     """Check integrity and fingerprint of a cache against a dataset."""
     import json
-    from eoid.pipeline.run_cache_tools import run_verify
+    from eoid.pipeline.run_cache_verify import run_verify
     click.echo(json.dumps(run_verify(cache, annotations, images, dataset), indent=1))
 
 
@@ -116,7 +117,7 @@ def cache_verify(cache, annotations, images, dataset) -> None:
 @user_errors
 def cache_relabel(cache, template, gamma, dataset, out, clip_weights) -> None:
     """Recompute verb distributions for new prompts, gamma or verbs from the stored image embeddings."""
-    from eoid.pipeline.run_cache_tools import run_relabel
+    from eoid.pipeline.run_cache_relabel import run_relabel
     click.echo(f"relabelled cache: {run_relabel(cache, out, template, gamma, dataset, clip_weights)}")
 
 
@@ -174,10 +175,10 @@ def evaluate(config_path, checkpoint, predictions, annotations, images, dataset,
     if verb_classifier == "clip":
         from eoid.pipeline.run_evaluate_clip import run_clip_classifier
         teacher = load_config(TeacherConfig, None, (), model=clip, weights=clip_weights)
-        click.echo(run_clip_classifier(cfg, teacher, prior))
+        click.echo(run_clip_classifier(cfg, teacher, _world(), prior))
         return
     from eoid.pipeline.run_evaluate import run_evaluate
-    click.echo(run_evaluate(cfg))
+    click.echo(run_evaluate(cfg, _world()))
 
 
 @main.command("predict")
@@ -193,7 +194,7 @@ def predict(images, config_path, checkpoint, out, top_k, overrides) -> None:
     cfg = _load_under_checkpoint(PredictConfig, config_path, overrides, checkpoint=_s(checkpoint),
                                  out=_s(out), top_k=top_k)
     from eoid.pipeline.run_predict import run_predict
-    click.echo(run_predict(cfg, list(images)))
+    click.echo(run_predict(cfg, list(images), _world()))
 
 
 @main.command("report")
@@ -230,7 +231,8 @@ def sweep(study, out, part, caches_only, collect_only, overrides) -> None:
 def pseudo_label(checkpoint, coco, images, out, threshold, batch_size) -> None:
     """Pseudo seen-action labels on boxes-only COCO images from a HICO-DET student (Table 6)."""
     from eoid.pipeline.run_pseudo_label import run_pseudo_label
-    click.echo(run_pseudo_label(checkpoint, coco, images, out, threshold=threshold, batch_size=batch_size))
+    click.echo(run_pseudo_label(checkpoint, coco, images, out, _world(), threshold=threshold,
+                                batch_size=batch_size))
 
 
 @main.command("mix")
@@ -257,7 +259,8 @@ def mix(sources, mapping, out, skip_bad) -> None:
 def evaluate_vcoco(checkpoint, mapping, annotations, images, out, batch_size) -> None:
     """V-COCO role AP (scenarios 1, 2), Full / Seen / Unseen by the mapping (Table 6)."""
     from eoid.pipeline.run_evaluate_vcoco import run_evaluate_vcoco
-    click.echo(run_evaluate_vcoco(checkpoint, annotations, images, mapping, out, batch_size=batch_size))
+    click.echo(run_evaluate_vcoco(checkpoint, annotations, images, mapping, out, _world(),
+                                  batch_size=batch_size))
 
 
 # ----------------------------------------------------------------------------- data and the world

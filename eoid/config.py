@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 import tomllib
 import types
 import typing
@@ -172,6 +173,25 @@ class PredictConfig:
     out: str = ""                    # folder for predictions.json and drawn PNGs
     top_k: int = 10                  # triplets drawn and listed per image
     threshold: float = 0.0           # lowest triplet score listed
+
+
+# ---------------------------------------------------------------- values given as text
+
+def parse_part(text: str, flag: str = "--part") -> tuple[int, int]:
+    """`i/n` (part i of n, 0-based: cluster job arrays) -> (i, n); "" -> (0, 1), the whole job."""
+    if not text:
+        return 0, 1
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not m or int(m[2]) < 1 or int(m[1]) >= int(m[2]):
+        raise ConfigError(f"{flag} {text!r}: expected i/n with 0 <= i < n, e.g. {flag} 0/4")
+    return int(m[1]), int(m[2])
+
+
+def require_path(value: str, what: str, flag: str) -> Path:
+    """A required path option; empty is a ConfigError that names the flag."""
+    if not value:
+        raise ConfigError(f"no {what} given: pass {flag} (or set it in the --config TOML).")
+    return Path(value)
 
 
 # ---------------------------------------------------------------- strict loading

@@ -1,50 +1,124 @@
-"""The floors of DESIGN.md as a test: imports only point down, never between teacher_cache and student."""
+"""The house of DESIGN.md as a test: floors, rooms, no runner borrowing from a runner, no circles, sizes.
+
+Floors, from the bottom: the leaves (boxes, errors, config, files); teacher_cache/ and student/
+(never each other); pipeline/data/; pipeline/{training, synth} and above them
+pipeline/evaluation/ (it loads a trained student through training/'s checkpoint and builders;
+training/ never imports evaluation/, the runner composes the two); the study schema; the
+phase runners `pipeline/run_*.py`; cli; __main__.
+"""
 import ast
+import statistics
 from pathlib import Path
 
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "eoid"
-LEAVES = {"eoid.boxes", "eoid.errors", "eoid.config", "eoid.data"}
-FLOOR = {"__main__": 4, "cli": 3, "pipeline": 2, "teacher_cache": 1, "student": 1}
+LEAVES = {"eoid", "eoid.boxes", "eoid.errors", "eoid.config", "eoid.files", "eoid.data"}
+ROOMS = {  # module prefix -> (floor, role); the longest matching prefix wins
+    "eoid.teacher_cache": (1, "teacher_cache"),
+    "eoid.student": (1, "student"),
+    "eoid.pipeline.data": (2, "data"),
+    "eoid.pipeline.training": (3, "training"),
+    "eoid.pipeline.synth": (3, "synth"),
+    "eoid.pipeline.evaluation": (3.5, "evaluation"),
+    "eoid.pipeline.study": (4, "study"),
+    "eoid.pipeline.study_tables": (4, "study"),
+    "eoid.pipeline.run_": (5, "runner"),
+    "eoid.cli": (6, "cli"),
+    "eoid.__main__": (7, "main"),
+}
+COMPOSITE_RUNNERS = {"eoid.pipeline.run_quickstart", "eoid.pipeline.run_sweep"}  # call whole phases
 
 
-def _floor(module: str) -> tuple[int, str]:
-    parts = module.split(".")
-    if module in LEAVES or (len(parts) > 1 and f"eoid.{parts[1]}" in LEAVES) or module == "eoid":
+def _module(path: Path) -> str:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    return ".".join(rel.parts).removesuffix(".__init__")
+
+
+def _place(module: str) -> tuple[float, str]:
+    if module in LEAVES or module.startswith("eoid.data."):
         return 0, "leaf"
-    return FLOOR[parts[1]], parts[1]
+    for prefix in sorted(ROOMS, key=len, reverse=True):
+        if module == prefix or module.startswith(prefix if prefix.endswith("_") else prefix + "."):
+            return ROOMS[prefix]
+    if module == "eoid.pipeline":
+        return 2, "data"
+    raise AssertionError(f"{module}: not in any room of the house; add it to a room")
 
 
 def _eoid_imports(path: Path) -> list[str]:
+    """Every eoid module `path` imports (relative imports resolved), lazy imports included."""
     tree = ast.parse(path.read_text())
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found += [a.name for a in node.names if a.name.startswith("eoid")]
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("eoid"):
-            found.append(node.module)
+            names = [f"{node.module}.{a.name}" for a in node.names]
+            found += [n for n in names if _is_module(n)] or [node.module]
     return found
 
 
+def _is_module(name: str) -> bool:
+    rel = Path(*name.split("."))
+    return (PACKAGE.parent / rel).with_suffix(".py").is_file() or (PACKAGE.parent / rel / "__init__.py").is_file()
+
+
 MODULES = sorted(p for p in PACKAGE.rglob("*.py"))
+GRAPH = {_module(p): {t for t in _eoid_imports(p) if _is_module(t)} for p in MODULES}
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_imports_point_down_and_not_across(path):
-    rel = path.relative_to(PACKAGE.parent).with_suffix("")
-    module = ".".join(rel.parts).removesuffix(".__init__")
-    here, here_role = _floor(module)
+    module = _module(path)
+    here, here_role = _place(module)
     for target in _eoid_imports(path):
-        there, there_role = _floor(target)
-        assert there < here or (there == here and there_role == here_role) or there == 0, (
-            f"{module} imports {target}: an arrow up a floor or across teacher_cache/student")
+        there, there_role = _place(target)
+        assert there < here or there_role == here_role or there == 0, (
+            f"{module} imports {target}: an arrow up a floor or across rooms of one floor")
 
 
 def test_leaf_modules_import_no_floor():
-    for leaf in ("boxes.py", "errors.py", "config.py"):
+    for leaf in ("boxes.py", "errors.py", "config.py", "files.py"):
         for target in _eoid_imports(PACKAGE / leaf):
-            assert _floor(target)[0] == 0, f"{leaf} imports {target}"
+            assert _place(target)[0] == 0, f"{leaf} imports {target}"
+
+
+def test_no_runner_borrows_from_another_runner():
+    for module, targets in GRAPH.items():
+        if _place(module)[1] != "runner" or module in COMPOSITE_RUNNERS:
+            continue
+        borrowed = sorted(t for t in targets if _place(t)[1] == "runner")
+        assert not borrowed, f"{module} imports runner(s) {borrowed}: move what they share into a room"
+
+
+def test_no_import_circles():
+    # depth-first search for a back edge; a circle is reported with its modules in order
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(module: str) -> None:
+        state[module] = 1
+        stack.append(module)
+        for target in sorted(GRAPH.get(module, ())):
+            if state.get(target) == 1:
+                circle = stack[stack.index(target):] + [target]
+                raise AssertionError("import circle: " + " -> ".join(circle))
+            if target not in state:
+                visit(target)
+        stack.pop()
+        state[module] = 2
+
+    for module in sorted(GRAPH):
+        if module not in state:
+            visit(module)
+
+
+def test_files_stay_small_enough_to_read_at_once():
+    sizes = {p: p.read_text().count("\n") + 1 for p in MODULES if p.name != "__init__.py"}
+    too_long = sorted(str(p.relative_to(PACKAGE)) for p, n in sizes.items() if n > 400)
+    assert not too_long, f"over 400 lines (split by concept): {too_long}"
+    assert statistics.median(sizes.values()) <= 200
 
 
 def test_no_grab_bag_module_names():

@@ -15,21 +15,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from eoid.config import AugmentConfig, DataConfig, EvalConfig, PostprocessConfig, TeacherConfig, dumps_toml
-from eoid.pipeline.evaluation.predictions_io import ImageTriplets, format_table, write_predictions, write_results
-from eoid.pipeline.run_cache import resolve_precision
-from eoid.pipeline.run_evaluate import score
-from eoid.pipeline.training.builders import augment_params, model_from_checkpoint
-from eoid.pipeline.training.dataset import EvalDataset, collate_eval, load_rgb
-from eoid.pipeline.training.training_set import read_records, require
+from eoid.config import require_path
+from eoid.pipeline.data.images import load_rgb
+from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.data.vocab import Vocabulary
+from eoid.pipeline.evaluation.inference import image_triplets, model_outputs, query_boxes_px, sizes_hw
+from eoid.pipeline.evaluation.predictions_io import ImageTriplets, format_table, write_predictions, write_results
+from eoid.pipeline.evaluation.scoring import score
+from eoid.pipeline.training.builders import model_from_checkpoint
+from eoid.pipeline.training.distributed import World
 from eoid.student.model import StudentOutput
 from eoid.student.postprocess import postprocess, postprocess_kwargs
-from eoid.teacher_cache.distribution import valid_hoi_table
 from eoid.teacher_cache.online import online_teacher
-from eoid.teacher_cache.teacher import Teacher, load_teacher
+from eoid.teacher_cache.teacher import Teacher, load_teacher, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,7 @@ def classifier_hoi_table(vocab: Vocabulary, prior: bool) -> np.ndarray:
     prior: only the HOIs of that object (the teacher's mask); else every HOI. no_interaction
     is left out in both, as the teacher leaves it out.
     """
-    excluded = [] if vocab.no_interaction is None else [vocab.no_interaction]
-    table = valid_hoi_table(vocab.hoi_to_object, vocab.hoi_to_verb, vocab.num_objects, excluded)
+    table = vocab.teacher_valid_hois()
     if not prior:
         table = np.broadcast_to(table.any(axis=0, keepdims=True), table.shape).copy()
     return table
@@ -57,31 +56,18 @@ def with_verb_probs(outputs: StudentOutput, verb_probs: torch.Tensor) -> Student
     return outputs._replace(verb_logits=torch.logit(probs), aux=())
 
 
-def query_boxes_px(outputs: StudentOutput, sizes_wh: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
-    """Every query's (human, object) boxes in original pixels: two (B, Q, 4) float64 xyxy arrays."""
-    from eoid.boxes import cxcywh_to_xyxy
-    scale = torch.tensor([[w, h, w, h] for w, h in sizes_wh], dtype=torch.float32)[:, None, :]
-    human = cxcywh_to_xyxy(outputs.human_boxes_cxcywh.float().cpu()) * scale
-    obj = cxcywh_to_xyxy(outputs.object_boxes_cxcywh.float().cpu()) * scale
-    return human.numpy().astype(np.float64), obj.numpy().astype(np.float64)
-
-
-@torch.no_grad()
 def predict_with_clip_verbs(model, teacher: Teacher, text_emb: torch.Tensor, hoi_table: np.ndarray,
                             paths: list[Path], keys: list[str], vocab: Vocabulary, augment: AugmentConfig,
                             post: PostprocessConfig, device: str, gamma: float, batch_size: int = 2,
                             crop_batch: int = 64) -> dict[str, ImageTriplets]:
     """Post-processed triplets per image with the teacher as the verb classifier (see module doc)."""
-    model.eval()
-    loader = torch.utils.data.DataLoader(EvalDataset(paths, keys, augment_params(augment)),
-                                         batch_size=batch_size, collate_fn=collate_eval)
     path_of = dict(zip(keys, paths))
     valid_hoi = torch.from_numpy(hoi_table)
     hoi_to_verb = torch.from_numpy(vocab.hoi_to_verb)
     valid_object_verb = torch.from_numpy(vocab.valid)
     triplets: dict[str, ImageTriplets] = {}
-    for images, masks, sizes, batch_keys in tqdm(loader, desc="predict (CLIP verbs)", leave=False):
-        outputs = model(images.to(device), masks.to(device))
+    for outputs, sizes, batch_keys in model_outputs(model, paths, keys, augment, device, batch_size,
+                                                    desc="predict (CLIP verbs)"):
         num_images, num_queries = outputs.object_logits.shape[:2]
         human, obj = query_boxes_px(outputs, sizes)
         object_idx = outputs.object_logits[..., :-1].argmax(-1).reshape(-1).cpu().numpy()
@@ -90,12 +76,10 @@ def predict_with_clip_verbs(model, teacher: Teacher, text_emb: torch.Tensor, hoi
                                human.reshape(-1, 4), obj.reshape(-1, 4), object_idx, text_emb, valid_hoi,
                                hoi_to_verb, vocab.num_verbs, gamma, batch_size=crop_batch)
         replaced = with_verb_probs(outputs, probs.reshape(num_images, num_queries, -1).to(device))
-        sizes_hw = torch.tensor([[h, w] for w, h in sizes])
-        preds = postprocess(replaced, sizes_hw, valid_object_verb=valid_object_verb, **postprocess_kwargs(post))
+        preds = postprocess(replaced, sizes_hw(sizes), valid_object_verb=valid_object_verb,
+                            **postprocess_kwargs(post))
         for key, p in zip(batch_keys, preds):
-            triplets[key] = ImageTriplets(p.human_boxes_xyxy_px.astype(np.float64),
-                                          p.object_boxes_xyxy_px.astype(np.float64),
-                                          p.object_classes, p.verbs, p.scores.astype(np.float64))
+            triplets[key] = image_triplets(p)
     return triplets
 
 
@@ -104,9 +88,9 @@ def evaluate_clip_classifier(checkpoint: Path, data: DataConfig, augment: Augmen
                              device: str, batch_size: int = 2) -> dict:
     """Score a checkpoint with CLIP verbs on data.test_annotations; writes predictions.json and results.json."""
     model, vocab, _ = model_from_checkpoint(checkpoint, device)
-    ann = require(data.test_annotations, "test annotation file", "--annotations")
-    images = require(data.test_images, "test image folder", "--images")
-    records = read_records(ann, images, vocab, data.skip_bad).records
+    ann = require_path(data.test_annotations, "test annotation file", "--annotations")
+    images = require_path(data.test_images, "test image folder", "--images")
+    records = read_annotations(ann, images, vocab, skip_bad=data.skip_bad).records
     teacher = load_teacher(teacher_cfg.model, teacher_cfg.weights, device,
                            resolve_precision(teacher_cfg.precision, device))
     text_emb = teacher.encode_texts(vocab.prompts(teacher_cfg.template)).float()
@@ -124,13 +108,12 @@ def evaluate_clip_classifier(checkpoint: Path, data: DataConfig, augment: Augmen
     return results
 
 
-def run_clip_classifier(cfg: EvalConfig, teacher: TeacherConfig, prior: bool = True) -> str:
+def run_clip_classifier(cfg: EvalConfig, teacher: TeacherConfig, world: World, prior: bool = True) -> str:
     """`eoid evaluate --verb-classifier clip`: returns the printed table (Full / Rare / Non-rare ...)."""
-    out = require(cfg.out, "output folder", "--out")
-    checkpoint = require(cfg.checkpoint, "student checkpoint", "--checkpoint")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    out = require_path(cfg.out, "output folder", "--out")
+    checkpoint = require_path(cfg.checkpoint, "student checkpoint", "--checkpoint")
     results = evaluate_clip_classifier(checkpoint, cfg.data, cfg.augment, cfg.post, teacher, prior, out,
-                                       device, cfg.batch_size)
+                                       world.device, cfg.batch_size)
     (Path(out) / "eval_config.toml").write_text(dumps_toml(cfg))  # the teacher is in results.json "meta"
     if cfg.mode == "known_object":
         results = {**results["known_object"], "ap_method": results["ap_method"]}

@@ -1,6 +1,6 @@
 """`eoid evaluate-vcoco`: a student trained in a merged vocabulary, scored on V-COCO (Table 6).
 
-Role AP in scenarios 1 and 2 (official vsrl_eval rules, vcoco_eval.py), averaged over V-COCO's
+Role AP in scenarios 1 and 2 (official vsrl_eval rules, evaluation/vcoco_map.py), averaged over V-COCO's
 24 evaluated verb-roles (Full), over those the mapping maps onto base verbs (Seen, 18 for
 vcoco-to-hico-det) and over those it adds (Unseen, 6). Writes OUT/vcoco_results.json.
 """
@@ -10,29 +10,25 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
-from tqdm import tqdm
 
 from eoid.config import AugmentConfig, from_dict
 from eoid.errors import CheckpointError
 from eoid.pipeline.data.mixed_vocab import load_mixed_vocabulary, load_verb_mapping
 from eoid.pipeline.data.readers import read_annotations
-from eoid.pipeline.run_pseudo_label import dense_scores
-from eoid.pipeline.training.builders import augment_params, model_from_checkpoint
-from eoid.pipeline.training.dataset import EvalDataset, collate_eval
+from eoid.pipeline.evaluation.inference import dense_scores, model_outputs, sizes_hw
+from eoid.pipeline.training.builders import model_from_checkpoint
+from eoid.pipeline.training.distributed import World
 from eoid.pipeline.evaluation.vcoco_map import evaluate_vcoco
 from eoid.pipeline.evaluation.vcoco_scoring import (objectless_labels, role_map_summary, source_scores, vcoco_detections,
                                          vcoco_gt_from_records, vcoco_structure)
 from eoid.student.postprocess import postprocess
 
 
-def run_evaluate_vcoco(checkpoint: Path, annotations: Path, images: Path, mapping: str, out: Path, *,
-                       batch_size: int = 2, num_workers: int = 0, device: str | None = None,
-                       progress: bool = True) -> str:
+def run_evaluate_vcoco(checkpoint: Path, annotations: Path, images: Path, mapping: str, out: Path,
+                       world: World, *, batch_size: int = 2, num_workers: int = 0, progress: bool = True) -> str:
     """Score `checkpoint` on the V-COCO-format `annotations`; returns the printed table."""
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     mixed = load_mixed_vocabulary(mapping)
-    model, vocab, cfg = model_from_checkpoint(Path(checkpoint), device)
+    model, vocab, cfg = model_from_checkpoint(Path(checkpoint), world.device)
     if vocab.fingerprint() != mixed.vocab.fingerprint():
         raise CheckpointError(f"{checkpoint} was trained with vocabulary {vocab.name!r} ({vocab.num_verbs} verbs), "
                               f"not the merged {mixed.vocab.name!r} of mapping {mapping!r}. Evaluate a run "
@@ -43,19 +39,15 @@ def run_evaluate_vcoco(checkpoint: Path, annotations: Path, images: Path, mappin
     records = read_annotations(Path(annotations), Path(images), source).records
     gt = vcoco_gt_from_records(records, source, structure, objectless_labels(Path(annotations)))
     to_source = mixed.merged_to_source()
-    loader = torch.utils.data.DataLoader(EvalDataset([r.path for r in records], [r.key for r in records],
-                                                     augment_params(augment)),
-                                         batch_size=batch_size, collate_fn=collate_eval, num_workers=num_workers)
     detections = {}
-    with torch.no_grad():
-        for imgs, masks, sizes, keys in tqdm(loader, desc="evaluate v-coco", disable=not progress, leave=False):
-            outputs = model(imgs.to(device), masks.to(device))
-            num_queries = outputs.verb_logits.shape[1]
-            sizes_hw = torch.tensor([[h, w] for w, h in sizes])
-            preds = postprocess(outputs, sizes_hw, top_k=num_queries * vocab.num_verbs, use_nms=False)
-            for key, pred in zip(keys, preds):
-                human, obj, _, scores = dense_scores(pred, num_queries, vocab.num_verbs)
-                detections[key] = vcoco_detections(human, obj, source_scores(scores, to_source), structure)
+    for outputs, sizes, keys in model_outputs(model, [r.path for r in records], [r.key for r in records],
+                                              augment, world.device, batch_size, num_workers,
+                                              desc="evaluate v-coco", progress=progress):
+        num_queries = outputs.verb_logits.shape[1]
+        preds = postprocess(outputs, sizes_hw(sizes), top_k=num_queries * vocab.num_verbs, use_nms=False)
+        for key, pred in zip(keys, preds):
+            human, obj, _, scores = dense_scores(pred, num_queries, vocab.num_verbs)
+            detections[key] = vcoco_detections(human, obj, source_scores(scores, to_source), structure)
     result = evaluate_vcoco(gt, detections, structure.num_roles)
     summary = role_map_summary(result, structure, mixed.seen_source_verbs, mixed.unseen_source_verbs,
                                source.verbs)

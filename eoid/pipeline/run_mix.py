@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eoid.errors import ConfigError, DataError
+from eoid.files import write_text_atomic
 from eoid.pipeline.data.mixed_vocab import load_mixed_vocabulary, record_to_hico_json, remap_record
 from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.data.vocab import load_vocabulary
@@ -70,9 +71,7 @@ def run_mix(sources: list[MixSource], mapping: str, out: Path, *, skip_bad: bool
         log.info("%s: %d images, %d labels (%d dropped: verb without a valid merged HOI)",
                  src.annotations, len(result.records), kept, dropped)
     (out / "vocabulary.json").write_text(json.dumps(mixed.vocab.to_json(), indent=1))
-    tmp = out / ".train.json.tmp"
-    tmp.write_text(json.dumps(entries))
-    os.replace(tmp, out / "train.json")
+    write_text_atomic(out / "train.json", json.dumps(entries))
     (out / "mix_report.json").write_text(json.dumps({"mapping": str(mapping), "vocabulary": mixed.vocab.name,
                                                      "num_verbs": mixed.vocab.num_verbs,
                                                      "num_hois": len(mixed.vocab.hois),

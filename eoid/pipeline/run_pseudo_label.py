@@ -17,22 +17,22 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from eoid.boxes import box_iou_np
 from eoid.config import AugmentConfig, from_dict
 from eoid.errors import ConfigError
+from eoid.files import write_text_atomic
 from eoid.pipeline.data.mixed_vocab import record_to_hico_json
 from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.data.records import ImageRecord
-from eoid.pipeline.training.builders import augment_params, model_from_checkpoint
-from eoid.pipeline.training.dataset import EvalDataset, collate_eval
-from eoid.teacher_cache.manifest import file_sha256
+from eoid.pipeline.evaluation.inference import dense_scores, model_outputs, sizes_hw
+from eoid.pipeline.training.builders import model_from_checkpoint
+from eoid.pipeline.training.distributed import World
+from eoid.files import file_sha256
 from eoid.student.postprocess import postprocess
 
 log = logging.getLogger(__name__)
@@ -74,19 +74,6 @@ def pseudo_labels(gt_boxes_xyxy: np.ndarray, gt_classes: np.ndarray, human_class
     return np.asarray(rows, dtype=np.int64).reshape(-1, 3), np.asarray(scores, dtype=np.float64)
 
 
-def dense_scores(pred, num_queries: int, num_verbs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per-query boxes, object class and (Q, V) scores from postprocess output kept in full (no NMS)."""
-    scores = np.zeros((num_queries, num_verbs))
-    scores[pred.query_idx, pred.verbs] = pred.scores
-    human = np.zeros((num_queries, 4))
-    obj = np.zeros((num_queries, 4))
-    cls = np.full(num_queries, -1, dtype=np.int64)
-    human[pred.query_idx] = pred.human_boxes_xyxy_px
-    obj[pred.query_idx] = pred.object_boxes_xyxy_px
-    cls[pred.query_idx] = pred.object_classes
-    return human, obj, cls, scores
-
-
 def _read_partial(path: Path, header: dict) -> dict[str, dict]:
     """Entries already written by an earlier run with the same header; {} otherwise."""
     if not path.exists():
@@ -105,9 +92,9 @@ def _read_partial(path: Path, header: dict) -> dict[str, dict]:
     return done
 
 
-def run_pseudo_label(checkpoint: Path, coco: Path, images: Path, out: Path, *, threshold: float = 0.1,
-                     min_iou: float = 0.5, batch_size: int = 4, num_workers: int = 2,
-                     device: str | None = None, progress: bool = True) -> Path:
+def run_pseudo_label(checkpoint: Path, coco: Path, images: Path, out: Path, world: World, *,
+                     threshold: float = 0.1, min_iou: float = 0.5, batch_size: int = 4,
+                     num_workers: int = 2, progress: bool = True) -> Path:
     """Write pseudo-labelled annotations of the COCO instances file `coco` to `out`; returns `out`.
 
     threshold: lowest triplet score kept as a label (the original's file is named
@@ -115,8 +102,7 @@ def run_pseudo_label(checkpoint: Path, coco: Path, images: Path, out: Path, *, t
     """
     if not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"--threshold {threshold}: a triplet score threshold lies in [0, 1], e.g. 0.1.")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model, vocab, cfg = model_from_checkpoint(Path(checkpoint), device)
+    model, vocab, cfg = model_from_checkpoint(Path(checkpoint), world.device)
     augment = from_dict(AugmentConfig, cfg.get("augment", {}), f"{checkpoint} [augment]")
     records = read_annotations(Path(coco), Path(images), vocab).records
     sha = file_sha256(Path(checkpoint))
@@ -131,16 +117,12 @@ def run_pseudo_label(checkpoint: Path, coco: Path, images: Path, out: Path, *, t
     excluded = () if vocab.no_interaction is None else (vocab.no_interaction,)
     valid = torch.from_numpy(vocab.valid)
     by_key = {r.key: r for r in todo}
-    loader = torch.utils.data.DataLoader(EvalDataset([r.path for r in todo], [r.key for r in todo],
-                                                     augment_params(augment)),
-                                         batch_size=batch_size, collate_fn=collate_eval,
-                                         num_workers=num_workers)
-    with open(partial, "a") as sink, torch.no_grad():
-        for imgs, masks, sizes, keys in tqdm(loader, desc="pseudo-label", disable=not progress, leave=False):
-            outputs = model(imgs.to(device), masks.to(device))
+    batches = model_outputs(model, [r.path for r in todo], [r.key for r in todo], augment, world.device,
+                            batch_size, num_workers, desc="pseudo-label", progress=progress)
+    with open(partial, "a") as sink:
+        for outputs, sizes, keys in batches:
             num_queries = outputs.verb_logits.shape[1]
-            sizes_hw = torch.tensor([[h, w] for w, h in sizes])
-            preds = postprocess(outputs, sizes_hw, top_k=num_queries * vocab.num_verbs, use_nms=False,
+            preds = postprocess(outputs, sizes_hw(sizes), top_k=num_queries * vocab.num_verbs, use_nms=False,
                                 valid_object_verb=valid)
             for key, pred in zip(keys, preds):
                 rec = by_key[key]
@@ -152,9 +134,7 @@ def run_pseudo_label(checkpoint: Path, coco: Path, images: Path, out: Path, *, t
                 done[key] = entry
             sink.flush()
     entries = [done[r.key] for r in records]
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(entries))
-    os.replace(tmp, out)
+    write_text_atomic(out, json.dumps(entries))
     partial.unlink()
     num_labels = sum(len(e["hoi_annotation"]) for e in entries)
     log.info("%s: %d images, %d pseudo labels (threshold %.3g)", out, len(entries), num_labels, threshold)

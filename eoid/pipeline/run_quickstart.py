@@ -133,7 +133,7 @@ def run_quickstart(out: Path, seed: int = 0, num_images: int = 600, epochs: int 
     if test_images:
         checkpoint = str(out / "runs" / "eoid" / "checkpoint.pt")
         run_predict(PredictConfig(augment=base.augment, checkpoint=checkpoint,
-                                  out=str(out / "predictions"), top_k=5), test_images)
+                                  out=str(out / "predictions"), top_k=5), test_images, world)
     summary["teacher_zero_shot_accuracy"] = 100.0 * accuracy
     summary["teacher_zero_shot_accuracy_unseen_verbs"] = 100.0 * unseen_accuracy
     summary["seconds"] = round(time.time() - start, 1)

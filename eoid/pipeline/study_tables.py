@@ -12,14 +12,10 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from eoid.errors import DataError
-
-if TYPE_CHECKING:  # the study types live in run_sweep, which imports this module
-    from eoid.pipeline.run_sweep import Study, Variant
+from eoid.pipeline.study import Study, Variant
 
 LABELS = {"full": "Full", "rare": "Rare", "non_rare": "Non-rare", "seen": "Seen", "unseen": "Unseen"}
 
@@ -27,7 +23,7 @@ LABELS = {"full": "Full", "rare": "Rare", "non_rare": "Non-rare", "seen": "Seen"
 @dataclass(frozen=True)
 class Row:
     """One variant's numbers: per metric, the value of each finished run (None: no GT in that group)."""
-    variant: "Variant"
+    variant: Variant
     runs_total: int
     runs_done: int
     values: dict[str, list[float | None]]
@@ -42,7 +38,7 @@ def read_map(results_json: Path) -> dict[str, float | None]:
                         "to rerun that run, then rerun the sweep.") from None
 
 
-def collect_rows(study: "Study", folders: dict[str, list[Path]]) -> list[Row]:
+def collect_rows(study: Study, folders: dict[str, list[Path]]) -> list[Row]:
     """One Row per variant from the results.json of its run folders (missing ones are not done yet)."""
     rows = []
     for v in study.variants:
@@ -68,7 +64,7 @@ def format_cell(mean: float | None, std: float | None, n: int) -> str:
     return f"{mean:.2f} ± {std:.2f}" if n > 1 else f"{mean:.2f}"
 
 
-def markdown_table(study: "Study", rows: list[Row]) -> str:
+def markdown_table(study: Study, rows: list[Row]) -> str:
     """The study as a Markdown table: label, extra columns, metrics, runs done, paper numbers."""
     has_paper = any(r.variant.paper for r in rows)
     head = ["variant", *study.columns, *(LABELS[m] for m in study.metrics), "runs"]
@@ -86,7 +82,7 @@ def markdown_table(study: "Study", rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def write_csv(path: Path, study: "Study", rows: list[Row]) -> None:
+def write_csv(path: Path, study: Study, rows: list[Row]) -> None:
     """table.csv: one line per variant; means and stds at full precision (empty = no number)."""
     def num(x: float | None) -> str:
         return "" if x is None else repr(x)
@@ -102,7 +98,7 @@ def write_csv(path: Path, study: "Study", rows: list[Row]) -> None:
                         *(num(r.variant.paper.get(m)) for m in study.metrics)])
 
 
-def bar_plot(path: Path, study: "Study", rows: list[Row]) -> None:
+def bar_plot(path: Path, study: Study, rows: list[Row]) -> None:
     """table.png: one group of bars per variant, one bar per metric, std as error bars."""
     from matplotlib.figure import Figure  # no pyplot: no global figure state, no GUI backend
     fig = Figure(figsize=(max(5.0, 2.0 + 0.9 * len(rows)), 4))
@@ -123,7 +119,7 @@ def bar_plot(path: Path, study: "Study", rows: list[Row]) -> None:
     fig.savefig(path, dpi=100)
 
 
-def write_tables(study: "Study", rows: list[Row], out: Path) -> list[Path]:
+def write_tables(study: Study, rows: list[Row], out: Path) -> list[Path]:
     """Write table.md, table.csv and table.png into `out`; returns their paths."""
     paths = [out / "table.md", out / "table.csv", out / "table.png"]
     paths[0].write_text(markdown_table(study, rows) + "\n")

@@ -16,7 +16,8 @@ the queries not ignored (a mean).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields
+import dataclasses
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 import torch
@@ -26,12 +27,23 @@ from torch import Tensor
 from eoid.boxes import cxcywh_to_xyxy, generalized_box_iou
 from eoid.config import LossConfig, MatcherConfig
 from eoid.errors import ConfigError
-from eoid.student.matching import ImageMatch, match_batch, pair_min_iou
+from eoid.student.matching import ImageMatch, MatchParams, match_batch, pair_min_iou
 from eoid.student.model import StudentOutput
 from eoid.student.targets import PairTargets
 
 IGNORE = -100   # interactive-score target of a query left out of the IS loss
 DISTILL_NORMS = ("tensor", "pairs")
+
+
+@dataclass(frozen=True)
+class LossParams:
+    """The loss values of a run (LossConfig's non-weight fields; EoID defaults)."""
+    distill: bool = True                      # teacher targets fill the verbs of distill_verb_mask
+    distill_norm: str = "tensor"              # see distill_verb_loss
+    no_object_weight: float = 0.1             # class weight of "no object" in the object CE
+    focal_alpha: float = 0.5
+    focal_gamma: float = 2.0
+    teacher_on_no_interaction: bool = True    # see verb_targets
 
 
 # ---------------------------------------------------------------- targets
@@ -213,25 +225,17 @@ def negative_verbs_for_cost(distill: bool, distill_verb_mask: Tensor) -> Tensor:
     return torch.ones_like(distill_verb_mask) if not distill else ~distill_verb_mask
 
 
-def match_layers(outputs: StudentOutput, targets: list[PairTargets], *, distill: bool,
-                 distill_verb_mask: Tensor, cost_box_l1: float = 2.5, cost_giou: float = 1.0,
-                 cost_object: float = 1.0, cost_verb: float = 1.0, topk: int = 3,
-                 thres_is: float = 0.5, is_iou: float = 0.5) -> list[list[ImageMatch]]:
+def match_layers(outputs: StudentOutput, targets: list[PairTargets], distill_verb_mask: Tensor,
+                 distill: bool = True, params: MatchParams = MatchParams()) -> list[list[ImageMatch]]:
     """Each decoder layer's own two-stage matching, in `decoder_layers` order."""
     negative = negative_verbs_for_cost(distill, distill_verb_mask.bool())
     return [match_batch(o.human_boxes_cxcywh, o.object_boxes_cxcywh, o.object_logits,
-                        o.verb_logits, o.interactive_logits, targets, negative,
-                        cost_box_l1=cost_box_l1, cost_giou=cost_giou, cost_object=cost_object,
-                        cost_verb=cost_verb, topk=topk, thres_is=thres_is, is_iou=is_iou)
+                        o.verb_logits, o.interactive_logits, targets, negative, params)
             for _, o in decoder_layers(outputs)]
 
 
-def compute_losses(outputs: StudentOutput, targets: list[PairTargets], *, distill_verb_mask: Tensor,
-                   distill: bool = True, distill_norm: str = "tensor", cost_box_l1: float = 2.5,
-                   cost_giou: float = 1.0, cost_object: float = 1.0, cost_verb: float = 1.0,
-                   topk: int = 3, thres_is: float = 0.5, is_iou: float = 0.5,
-                   no_object_weight: float = 0.1, focal_alpha: float = 0.5, focal_gamma: float = 2.0,
-                   teacher_on_no_interaction: bool = True,
+def compute_losses(outputs: StudentOutput, targets: list[PairTargets], distill_verb_mask: Tensor,
+                   match: MatchParams = MatchParams(), loss: LossParams = LossParams(),
                    average_counts: Callable[[dict[str, float]], dict[str, float]] | None = None,
                    matches: list[list[ImageMatch]] | None = None
                    ) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -241,21 +245,20 @@ def compute_losses(outputs: StudentOutput, targets: list[PairTargets], *, distil
     counts (one flat dict) to their mean over ranks (the runner's all-reduce); None = local.
     matches: from `match_layers`, if the caller already has them; None = match here.
     """
-    if distill_norm not in DISTILL_NORMS:
-        raise ConfigError(f"loss.distill_norm = {distill_norm!r}; choose one of {DISTILL_NORMS}")
+    if loss.distill_norm not in DISTILL_NORMS:
+        raise ConfigError(f"loss.distill_norm = {loss.distill_norm!r}; choose one of {DISTILL_NORMS}")
     mask = distill_verb_mask.bool()
     if matches is None:
-        matches = match_layers(outputs, targets, distill=distill, distill_verb_mask=mask,
-                               cost_box_l1=cost_box_l1, cost_giou=cost_giou, cost_object=cost_object,
-                               cost_verb=cost_verb, topk=topk, thres_is=thres_is, is_iou=is_iou)
+        matches = match_layers(outputs, targets, mask, loss.distill, match)
     sums: dict[str, Tensor] = {}
     counts: dict[str, float] = {}
     stats: dict[str, Any] = {}
     for (suffix, out), layer_matches in zip(decoder_layers(outputs), matches):
         layer_sums, layer_counts, layer_stats = layer_losses(
-            out, targets, layer_matches, no_object_weight=no_object_weight, focal_alpha=focal_alpha,
-            focal_gamma=focal_gamma, distill=distill, distill_verb_mask=mask, is_iou=is_iou,
-            teacher_on_no_interaction=teacher_on_no_interaction)
+            out, targets, layer_matches, no_object_weight=loss.no_object_weight,
+            focal_alpha=loss.focal_alpha, focal_gamma=loss.focal_gamma, distill=loss.distill,
+            distill_verb_mask=mask, is_iou=match.is_iou,
+            teacher_on_no_interaction=loss.teacher_on_no_interaction)
         sums.update({k + suffix: v for k, v in layer_sums.items()})
         counts.update({k + suffix: v for k, v in layer_counts.items()})
         if suffix == "":
@@ -269,7 +272,7 @@ def compute_losses(outputs: StudentOutput, targets: list[PairTargets], *, distil
             count = pairs if TERM_COUNT[name] == "pairs" else max(counts[TERM_COUNT[name] + suffix], 1.0)
             terms[name + suffix] = sums[name + suffix] / count
         terms["loss_verb_distill" + suffix] = sums["loss_verb_distill" + suffix] / (
-            counts["verb_entries" + suffix] if distill_norm == "tensor" else pairs)
+            counts["verb_entries" + suffix] if loss.distill_norm == "tensor" else pairs)
     terms = {k: terms[k] for k in sums}   # the order of the sums
     stats["num_pairs_normaliser"] = pairs
     return terms, stats
@@ -301,37 +304,20 @@ def weighted_sum(terms: Mapping[str, Tensor], weights: Mapping[str, float]) -> T
 @dataclass(frozen=True)
 class Criterion:
     """The matcher and loss values of one run; `match` then `__call__`, or `__call__` alone."""
-    distill_verb_mask: Tensor   # (V,) bool
-    distill: bool = True
-    distill_norm: str = "tensor"
-    cost_box_l1: float = 2.5
-    cost_giou: float = 1.0
-    cost_object: float = 1.0
-    cost_verb: float = 1.0
-    topk: int = 3
-    thres_is: float = 0.5
-    is_iou: float = 0.5
-    no_object_weight: float = 0.1
-    focal_alpha: float = 0.5
-    focal_gamma: float = 2.0
-    teacher_on_no_interaction: bool = True
-
-    def _values(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+    distill_verb_mask: Tensor   # (V,) bool: verbs the teacher fills
+    match_params: MatchParams = MatchParams()
+    loss_params: LossParams = LossParams()
 
     def match(self, outputs: StudentOutput, targets: list[PairTargets]) -> list[list[ImageMatch]]:
-        v = self._values()
-        for name in ("distill_norm", "no_object_weight", "focal_alpha", "focal_gamma",
-                     "teacher_on_no_interaction"):
-            v.pop(name)
-        return match_layers(outputs, targets, **v)
+        return match_layers(outputs, targets, self.distill_verb_mask, self.loss_params.distill,
+                            self.match_params)
 
     def __call__(self, outputs: StudentOutput, targets: list[PairTargets],
                  matches: list[list[ImageMatch]] | None = None,
                  average_counts: Callable[[dict[str, float]], dict[str, float]] | None = None
                  ) -> tuple[dict[str, Tensor], dict[str, Any]]:
-        return compute_losses(outputs, targets, matches=matches, average_counts=average_counts,
-                              **self._values())
+        return compute_losses(outputs, targets, self.distill_verb_mask, self.match_params,
+                              self.loss_params, average_counts, matches)
 
 
 def build_criterion(matcher: MatcherConfig, loss: LossConfig, num_verbs: int,
@@ -345,10 +331,7 @@ def build_criterion(matcher: MatcherConfig, loss: LossConfig, num_verbs: int,
         mask = unseen_verb_mask.bool()
     else:
         mask = torch.ones(num_verbs, dtype=torch.bool)
-    return Criterion(mask, distill=loss.distill > 0, distill_norm=loss.distill_norm,
-                     cost_box_l1=matcher.cost_box_l1, cost_giou=matcher.cost_giou,
-                     cost_object=matcher.cost_object, cost_verb=matcher.cost_verb,
-                     topk=matcher.topk, thres_is=matcher.thres_is, is_iou=matcher.is_iou,
-                     no_object_weight=loss.no_object_weight, focal_alpha=loss.focal_alpha,
-                     focal_gamma=loss.focal_gamma,
-                     teacher_on_no_interaction=loss.teacher_on_no_interaction)
+    # the params carry the config fields of the same names; distill is on when its weight is
+    loss_values = {f.name: getattr(loss, f.name) for f in dataclasses.fields(LossParams)}
+    return Criterion(mask, MatchParams(**dataclasses.asdict(matcher)),
+                     LossParams(**{**loss_values, "distill": loss.distill > 0}))

@@ -9,14 +9,27 @@ All boxes are normalised cxcywh in the augmented image.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-from eoid.boxes import box_iou, cxcywh_to_xyxy, generalized_box_iou
+from eoid.boxes import cxcywh_to_xyxy, generalized_box_iou, pair_iou
 from eoid.student.targets import PairTargets
+
+
+@dataclass(frozen=True)
+class MatchParams:
+    """The matcher's values (MatcherConfig's fields, CDN/EoID defaults)."""
+    cost_box_l1: float = 2.5   # weight of L1 between cxcywh boxes
+    cost_giou: float = 1.0     # weight of -GIoU
+    cost_object: float = 1.0   # weight of -p(object class)
+    cost_verb: float = 1.0     # weight of the verb cost; stage 1 only
+    topk: int = 3              # at most this many unknown pairs trained per image
+    thres_is: float = 0.5      # interactive probability a potential pair must exceed
+    is_iou: float = 0.5        # IoU (both boxes) a stage-2 match needs to count
 
 
 class ImageMatch(NamedTuple):
@@ -72,8 +85,8 @@ def verb_cost(verb_prob: Tensor, tgt_verbs: Tensor, negative_verbs: Tensor) -> T
 
 def pair_min_iou(pred_h: Tensor, pred_o: Tensor, tgt_h: Tensor, tgt_o: Tensor) -> Tensor:
     """min(IoU of humans, IoU of objects) between predicted and target pairs, cxcywh. (Q, T)."""
-    return torch.minimum(box_iou(cxcywh_to_xyxy(pred_h), cxcywh_to_xyxy(tgt_h)),
-                         box_iou(cxcywh_to_xyxy(pred_o), cxcywh_to_xyxy(tgt_o)))
+    return pair_iou(cxcywh_to_xyxy(pred_h), cxcywh_to_xyxy(pred_o), cxcywh_to_xyxy(tgt_h),
+                    cxcywh_to_xyxy(tgt_o))
 
 
 # ---------------------------------------------------------------- assignment and selection
@@ -103,23 +116,23 @@ def match_unknown(cost_unknown: Tensor, free_queries: Tensor, iou_ok: Tensor,
 
 
 def match_image(pred_h: Tensor, pred_o: Tensor, object_prob: Tensor, verb_prob: Tensor,
-                interactive_prob: Tensor, target: PairTargets, negative_verbs: Tensor, *,
-                cost_box_l1: float, cost_giou: float, cost_object: float, cost_verb: float,
-                topk: int, thres_is: float, is_iou: float) -> ImageMatch:
+                interactive_prob: Tensor, target: PairTargets, negative_verbs: Tensor,
+                params: MatchParams = MatchParams()) -> ImageMatch:
     """Two-stage matching of one image at one decoder layer.
 
     pred_h, pred_o (Q, 4) cxcywh; object_prob (Q, C+1); verb_prob (Q, V); interactive_prob (Q,).
     """
     num_queries = len(pred_h)
+    p = params
     with torch.no_grad():
-        box = (cost_box_l1 * box_l1_cost(pred_h, pred_o, target.human_boxes_cxcywh,
+        box = (p.cost_box_l1 * box_l1_cost(pred_h, pred_o, target.human_boxes_cxcywh,
                                          target.object_boxes_cxcywh)
-               + cost_giou * giou_cost(pred_h, pred_o, target.human_boxes_cxcywh,
+               + p.cost_giou * giou_cost(pred_h, pred_o, target.human_boxes_cxcywh,
                                        target.object_boxes_cxcywh)
-               + cost_object * object_class_cost(object_prob, target.object_classes))
+               + p.cost_object * object_class_cost(object_prob, target.object_classes))
         labelled = target.labelled.nonzero().squeeze(1)
         unknown = (~target.labelled).nonzero().squeeze(1)
-        cost1 = box[:, labelled] + cost_verb * verb_cost(
+        cost1 = box[:, labelled] + p.cost_verb * verb_cost(
             verb_prob, target.verb_labels[labelled], negative_verbs)
         q1, t1 = assign(cost1)
         t1 = labelled[t1]
@@ -129,9 +142,9 @@ def match_image(pred_h: Tensor, pred_o: Tensor, object_prob: Tensor, verb_prob: 
         empty = torch.zeros(0, dtype=torch.long)
         if len(unknown) and len(free_queries):
             iou_ok = pair_min_iou(pred_h, pred_o, target.human_boxes_cxcywh[unknown],
-                                  target.object_boxes_cxcywh[unknown]) >= is_iou
+                                  target.object_boxes_cxcywh[unknown]) >= p.is_iou
             q2, k2, all_q, all_k, gated = match_unknown(
-                box[:, unknown], free_queries, iou_ok.cpu(), interactive_prob.cpu(), topk, thres_is)
+                box[:, unknown], free_queries, iou_ok.cpu(), interactive_prob.cpu(), p.topk, p.thres_is)
             t2, all_t = unknown[k2], unknown[all_k]
         else:
             q2, t2, all_q, all_t, gated = empty, empty, empty, empty, torch.zeros(0, dtype=torch.bool)
@@ -140,9 +153,7 @@ def match_image(pred_h: Tensor, pred_o: Tensor, object_prob: Tensor, verb_prob: 
 
 def match_batch(pred_human_cxcywh: Tensor, pred_object_cxcywh: Tensor, object_logits: Tensor,
                 verb_logits: Tensor, interactive_logits: Tensor, targets: list[PairTargets],
-                negative_verbs: Tensor, *, cost_box_l1: float = 2.5, cost_giou: float = 1.0,
-                cost_object: float = 1.0, cost_verb: float = 1.0, topk: int = 3,
-                thres_is: float = 0.5, is_iou: float = 0.5) -> list[ImageMatch]:
+                negative_verbs: Tensor, params: MatchParams = MatchParams()) -> list[ImageMatch]:
     """Two-stage matching of every image of a batch at one decoder layer.
 
     Predictions are (B, Q, ...) as in StudentOutput (interactive_logits (B, Q, 2));
@@ -156,7 +167,5 @@ def match_batch(pred_human_cxcywh: Tensor, pred_object_cxcywh: Tensor, object_lo
     ph, po = pred_human_cxcywh.detach().float().cpu(), pred_object_cxcywh.detach().float().cpu()
     negative_verbs = negative_verbs.cpu()
     return [match_image(ph[b], po[b], object_prob[b], verb_prob[b], is_prob[b], t.to("cpu"),
-                        negative_verbs, cost_box_l1=cost_box_l1, cost_giou=cost_giou,
-                        cost_object=cost_object, cost_verb=cost_verb, topk=topk,
-                        thres_is=thres_is, is_iou=is_iou)
+                        negative_verbs, params)
             for b, t in enumerate(targets)]

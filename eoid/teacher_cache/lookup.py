@@ -13,8 +13,10 @@ import numpy as np
 
 from eoid.boxes import box_iou_np
 from eoid.errors import CacheMismatchError
+from eoid.files import read_json
 from eoid.teacher_cache import manifest as mf
 from eoid.teacher_cache import store
+from eoid.teacher_cache.plan import ShardLayout
 
 
 def lookup_pairs(query_h: np.ndarray, query_o: np.ndarray, query_cls: np.ndarray,
@@ -43,15 +45,15 @@ def check_complete(path: Path) -> dict:
     """The manifest of a finished cache; an unfinished or foreign folder is a CacheMismatchError."""
     path = Path(path)
     if (path / "manifest.json").is_file():
-        manifest = store.read_json(path / "manifest.json")
+        manifest = read_json(path / "manifest.json")
         if manifest.get("format_version") != mf.FORMAT_VERSION:
             raise CacheMismatchError(
                 f"{path}/manifest.json: cache format version {manifest.get('format_version')!r}, "
                 f"this eoid reads version {mf.FORMAT_VERSION}. Rebuild it with `eoid cache-teacher`.")
         return manifest
     if (path / "plan.json").is_file():
-        plan = store.read_json(path / "plan.json")
-        layout = store.Layout(**plan["layout"])
+        plan = read_json(path / "plan.json")
+        layout = ShardLayout(**plan["layout"])
         done = len(store.done_shards(path))
         raise CacheMismatchError(
             f"{path}: unfinished teacher cache ({done} of {layout.num_shards} shards written). "
@@ -67,7 +69,7 @@ class CacheReader:
         self.path = Path(path)
         self.manifest = check_complete(self.path)
         self.min_iou = min_iou
-        meta = store.read_json(self.path / "meta.json")
+        meta = read_json(self.path / "meta.json")
         self.image_keys: list[str] = meta["image_keys"]
         self.prompts: list[str] = meta["prompts"]
         self.vocabulary: dict = meta["vocabulary"]

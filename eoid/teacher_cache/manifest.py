@@ -8,7 +8,8 @@ expects refuses it, saying what differs.
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
+import json
+
 from typing import Any
 
 from eoid.errors import CacheMismatchError
@@ -34,13 +35,9 @@ _LABELS = {
 }
 
 
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in 8 MiB blocks (annotation files and weights in fingerprints)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(8 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def prompts_sha256(prompts: list[str]) -> str:
+    """Hex sha256 of the prompt texts, in order (what the text embeddings depend on)."""
+    return hashlib.sha256(json.dumps(prompts).encode()).hexdigest()
 
 
 def make_fingerprint(*, model: str, weights: str, template: str, prompts_sha256: str, gamma: float,

@@ -22,91 +22,22 @@ A failed write (disk full) is an EoidError; the files written before it stay val
 from __future__ import annotations
 
 import io
-import json
 import os
 import shutil
 import zipfile
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from eoid.errors import CacheMismatchError, EoidError
+from eoid.errors import CacheMismatchError
+from eoid.files import write_bytes_atomic, write_json_atomic, writing
+from eoid.teacher_cache.plan import CachePlan, ShardLayout
 
 TEACHER_ARRAYS = ("image_emb", "verb_probs")
 PLAN_ARRAYS = ("pair_image", "pair_box_idx", "human_xyxy", "object_xyxy", "object_class", "labelled")
 MARKER = ".eoid-teacher-cache"
-
-
-@dataclass(frozen=True, eq=False)
-class CachePlan:
-    """The per-pair columns known before the teacher runs (from the ground-truth boxes)."""
-    image_keys: list[str]
-    image_sizes: np.ndarray      # (N, 2) int64 (width, height) px
-    image_offsets: np.ndarray    # (N+1,) int64
-    pair_box_idx: np.ndarray     # (P, 2) int32 (human_box_idx, object_box_idx) into the record's boxes
-    human_xyxy: np.ndarray       # (P, 4) float32, original px
-    object_xyxy: np.ndarray      # (P, 4) float32, original px
-    object_class: np.ndarray     # (P,) int32
-    labelled: np.ndarray         # (P,) bool
-
-    @property
-    def num_pairs(self) -> int:
-        return int(self.image_offsets[-1])
-
-    @property
-    def num_images(self) -> int:
-        return len(self.image_keys)
-
-    @property
-    def pair_image(self) -> np.ndarray:
-        """(P,) int32 image index of each pair."""
-        return np.repeat(np.arange(self.num_images, dtype=np.int32), np.diff(self.image_offsets))
-
-
-@dataclass(frozen=True)
-class Layout:
-    """How rows split into zarr shards (one writer each) and resumable blocks."""
-    shard_rows: int
-    block_rows: int
-    num_pairs: int
-
-    @property
-    def num_shards(self) -> int:
-        return -(-self.num_pairs // self.shard_rows)
-
-    def shard_range(self, shard: int) -> tuple[int, int]:
-        return shard * self.shard_rows, min((shard + 1) * self.shard_rows, self.num_pairs)
-
-    def blocks(self, shard: int) -> list[tuple[int, int]]:
-        """Row ranges of the blocks of a shard (the unit saved for resume)."""
-        lo, hi = self.shard_range(shard)
-        return [(b, min(b + self.block_rows, hi)) for b in range(lo, hi, self.block_rows)]
-
-    def to_json(self) -> dict:
-        return {"shard_rows": self.shard_rows, "block_rows": self.block_rows,
-                "num_pairs": self.num_pairs}
-
-
-def make_layout(num_pairs: int, shard_rows: int) -> Layout:
-    """Blocks of 1024 rows inside shards (the whole shard when shard_rows is not a multiple)."""
-    block = 1024 if shard_rows % 1024 == 0 else shard_rows
-    return Layout(shard_rows=shard_rows, block_rows=block, num_pairs=num_pairs)
-
-
-# ---------------------------------------------------------------- atomic files
-
-@contextmanager
-def _writing(target: Path, what: str):
-    """Turn a failed write (disk full, quota, read-only) into an EoidError that says what is kept."""
-    try:
-        yield
-    except OSError as err:
-        raise EoidError(f"{target}: could not write {what} ({err.strerror or err}). Free disk space "
-                        "and run the same command again: what was written before is kept and the "
-                        "run resumes from it.") from None
 
 
 @contextmanager
@@ -115,37 +46,6 @@ def _every_chunk_written():
     import zarr
     with zarr.config.set({"array.write_empty_chunks": True}):
         yield
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_bytes_atomic(path: Path, data: bytes, what: str = "a cache file") -> None:
-    """Write to a temporary name, fsync, rename over `path`, fsync the folder."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with _writing(path, what):
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        fsync_dir(path.parent)
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    write_bytes_atomic(path, (json.dumps(obj, indent=1, sort_keys=False) + "\n").encode())
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())
 
 
 # ---------------------------------------------------------------- creation
@@ -162,14 +62,14 @@ def _create(group: Any, name: str, data: np.ndarray | None, shape: tuple[int, ..
     return arr
 
 
-def create_store(path: Path, plan: CachePlan, layout: Layout, text_emb: np.ndarray,
+def create_store(path: Path, plan: CachePlan, layout: ShardLayout, text_emb: np.ndarray,
                  meta: dict, plan_json: dict) -> None:
     """Write the plan columns, text embeddings and metadata; plan.json last marks creation done."""
-    with _writing(path, "the cache's plan arrays"), _every_chunk_written():
+    with writing(path, "the cache's plan arrays"), _every_chunk_written():
         _create_store(path, plan, layout, text_emb, meta, plan_json)
 
 
-def _create_store(path: Path, plan: CachePlan, layout: Layout, text_emb: np.ndarray,
+def _create_store(path: Path, plan: CachePlan, layout: ShardLayout, text_emb: np.ndarray,
                   meta: dict, plan_json: dict) -> None:
     import zarr
     for sub in ("progress", "partial"):
@@ -191,10 +91,10 @@ def _create_store(path: Path, plan: CachePlan, layout: Layout, text_emb: np.ndar
                        chunks=(len(plan.image_offsets),))
     group.create_array("text_emb", data=np.asarray(text_emb, np.float32), chunks=text_emb.shape
                        if text_emb.size else (1, max(1, D)))
-    write_json_atomic(path / "meta.json", meta)
+    write_json_atomic(path / "meta.json", meta, "a cache file")
     (path / "progress").mkdir(exist_ok=True)
     (path / "partial").mkdir(exist_ok=True)
-    write_json_atomic(path / "plan.json", plan_json)
+    write_json_atomic(path / "plan.json", plan_json, "a cache file")
 
 
 # ---------------------------------------------------------------- shards, blocks, progress
@@ -235,12 +135,12 @@ def load_block(path: Path, shard: int, block_lo: int, rows: int) -> tuple[np.nda
     return (emb, probs) if len(emb) == rows and len(probs) == rows else None
 
 
-def write_shard(path: Path, layout: Layout, shard: int, image_emb: np.ndarray,
+def write_shard(path: Path, layout: ShardLayout, shard: int, image_emb: np.ndarray,
                 verb_probs: np.ndarray) -> None:
     """Write one whole teacher shard, fsync it, then mark it done and drop its blocks."""
     import zarr
     lo, hi = layout.shard_range(shard)
-    with _writing(path, f"teacher shard {shard} (rows {lo}:{hi})"), _every_chunk_written():
+    with writing(path, f"teacher shard {shard} (rows {lo}:{hi})"), _every_chunk_written():
         group = zarr.open_group(str(path), mode="r+")
         for name, data in (("image_emb", image_emb), ("verb_probs", verb_probs)):
             shard_file = path / name / "c" / str(shard)
@@ -255,7 +155,7 @@ def write_shard(path: Path, layout: Layout, shard: int, image_emb: np.ndarray,
                 if f.is_file():
                     with open(f, "rb") as fh:
                         os.fsync(fh.fileno())
-    write_bytes_atomic(shard_done_path(path, shard), b"")
+    write_bytes_atomic(shard_done_path(path, shard), b"", "a cache file")
     shutil.rmtree(path / "partial" / f"shard-{shard:05d}", ignore_errors=True)
 
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from eoid.errors import ConfigError, WeightsNotFoundError
-from eoid.teacher_cache.manifest import file_sha256
+from eoid.files import file_sha256
 from eoid.teacher_cache.crops import CropSpec
 
 log = logging.getLogger(__name__)
@@ -144,6 +144,13 @@ def _crop_spec(model: Any) -> CropSpec:
     std = tuple(float(v) for v in cfg.get("std", getattr(visual, "image_std", None)))
     return CropSpec(size=int(size), mean=mean, std=std,  # type: ignore[arg-type]
                     interpolation=str(cfg.get("interpolation", "bicubic")))
+
+
+def resolve_precision(precision: str, device: str | torch.device) -> str:
+    """The autocast precision the teacher runs at: "auto" is bf16 on GPU; a CPU always runs fp32."""
+    if precision == "auto":
+        return "bf16" if str(device).startswith("cuda") else "fp32"
+    return precision if str(device).startswith("cuda") else "fp32"
 
 
 def load_teacher(model_name: str, weights: str, device: str | torch.device = "cpu",

@@ -19,7 +19,8 @@ from eoid.errors import CacheMismatchError, LockedError
 from eoid.pipeline.training.distributed import World
 from eoid.pipeline.run_cache import run_cache
 from eoid.teacher_cache.lookup import CacheReader
-from eoid.teacher_cache.lock import FolderLock
+from eoid.files import FolderLock
+from eoid.teacher_cache.plan import ShardLayout
 
 TINY_CONFIG = Path(__file__).resolve().parents[1] / "data" / "tiny-clip.json"
 # verbs: hold, kick, drink_with, no_interaction; objects: person, ball, cup
@@ -222,7 +223,7 @@ NEW_TEMPLATE = "a photo of a person {verb_ing} a {object}"
 
 
 def test_relabel_with_new_prompts_equals_a_fresh_cache_built_with_them(reference, world, weights, tmp_path):
-    from eoid.pipeline.run_cache_tools import run_relabel
+    from eoid.pipeline.run_cache_relabel import run_relabel
     fresh = run_cache(config(world, weights, tmp_path / "fresh", template=NEW_TEMPLATE, gamma=50.0), WORLD)
     relabelled = run_relabel(reference, tmp_path / "relabelled", template=NEW_TEMPLATE, gamma=50.0)
     a, b = CacheReader(fresh), CacheReader(relabelled)
@@ -233,7 +234,7 @@ def test_relabel_with_new_prompts_equals_a_fresh_cache_built_with_them(reference
 
 
 def test_verify_accepts_its_own_dataset_and_refuses_another(reference, world, weights, tmp_path):
-    from eoid.pipeline.run_cache_tools import run_verify
+    from eoid.pipeline.run_cache_verify import run_verify
     report = run_verify(reference, world[0], world[1], str(world[2]))
     assert report["ok"] and report["pairs"] > 0
     other_ann, other_images, _ = make_world(tmp_path, num_images=3, seed=5)
@@ -242,7 +243,7 @@ def test_verify_accepts_its_own_dataset_and_refuses_another(reference, world, we
 
 
 def test_inspect_reports_entropy_and_draws_a_grid(reference, tmp_path):
-    from eoid.pipeline.run_cache_tools import run_inspect
+    from eoid.pipeline.run_cache_inspect import run_inspect
     stats = run_inspect(reference, png=tmp_path / "grid.png", num_samples=6)
     assert 0 < stats["mean_entropy_nats"] <= np.log(2) + 1e-3     # at most 2 valid verbs per object here
     assert abs(sum(stats["verb_mass"].values()) - 1) < 5e-3 and stats["verb_mass"]["no_interaction"] == 0
@@ -275,5 +276,5 @@ def test_sigkill_at_random_moments_then_rerun_gives_the_same_bytes(reference, wo
     assert cache_bytes(out) == cache_bytes(reference), killed_at
     # the first kill lands before any shard is finished; later ones may find the run done on a
     # fast machine (the rerun must then change nothing), so only their order is checked
-    num_shards = store.Layout(**json.loads((out / "plan.json").read_text())["layout"]).num_shards
+    num_shards = ShardLayout(**json.loads((out / "plan.json").read_text())["layout"]).num_shards
     assert killed_at[0] < num_shards and killed_at == sorted(killed_at), killed_at

@@ -93,13 +93,14 @@ def test_disk_full_while_writing_a_cache_shard_keeps_finished_shards_and_resumes
 
 
 def test_disk_full_while_writing_a_cache_file_leaves_no_temporary_file(tmp_path, monkeypatch):
-    from eoid.teacher_cache import store
-    store.write_json_atomic(tmp_path / "manifest.json", {"ok": 1})
-    monkeypatch.setattr(store.os, "fsync", _raise_enospc)
+    from eoid import files
+    from eoid.files import read_json, write_json_atomic
+    write_json_atomic(tmp_path / "manifest.json", {"ok": 1})
+    monkeypatch.setattr(files.os, "fsync", _raise_enospc)
     with pytest.raises(EoidError, match="No space left"):
-        store.write_json_atomic(tmp_path / "manifest.json", {"ok": 2})
+        write_json_atomic(tmp_path / "manifest.json", {"ok": 2})
     assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]
-    assert store.read_json(tmp_path / "manifest.json") == {"ok": 1}
+    assert read_json(tmp_path / "manifest.json") == {"ok": 1}
 
 
 def _raise_enospc(*args):

@@ -42,14 +42,14 @@ def test_a_non_finite_image_stops_training_naming_its_batch_and_keeps_the_epoch_
 
 
 def test_a_nan_loss_term_stops_training_before_the_optimizer_step(synth, tmp_path, monkeypatch):
-    import eoid.pipeline.run_train as rt
-    real, calls = rt.weighted_sum, [0]
+    import eoid.pipeline.training.loop as loop
+    real, calls = loop.weighted_sum, [0]
 
     def nan_on_fifth(terms, weights):
         calls[0] += 1
         total = real(terms, weights)
         return total * float("nan") if calls[0] == 5 else total
-    monkeypatch.setattr(rt, "weighted_sum", nan_on_fifth)
+    monkeypatch.setattr(loop, "weighted_sum", nan_on_fifth)
     out = tmp_path / "run"
     with pytest.raises(TrainingDiverged, match="iteration 4 on images") as err:
         run_train(train_config(synth, out, 3), WORLD)

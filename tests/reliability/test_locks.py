@@ -13,7 +13,7 @@ import pytest
 
 from eoid.errors import LockedError
 from eoid.pipeline.run_train import run_train
-from eoid.teacher_cache.lock import FolderLock
+from eoid.files import FolderLock
 from tiny_train import WORLD, run_cli, train_command, train_config
 
 

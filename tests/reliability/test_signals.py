@@ -14,6 +14,7 @@ import time
 import pytest
 
 import eoid.pipeline.run_train as rt
+import eoid.pipeline.training.loop as loop
 from eoid.errors import Interrupted
 from eoid.pipeline.training.checkpoint import load_checkpoint
 from tiny_train import (ROOT, WORLD, losses, same_weights, subprocess_env, train_command, train_config,
@@ -22,14 +23,14 @@ from tiny_train import (ROOT, WORLD, losses, same_weights, subprocess_env, train
 
 def _signal_at_step(monkeypatch, step: int, signum: int) -> None:
     """Deliver `signum` to this process while the loss of training step `step` (1-based) is computed."""
-    real, calls = rt.weighted_sum, [0]
+    real, calls = loop.weighted_sum, [0]
 
     def signalling(terms, loss_weights):
         calls[0] += 1
         if calls[0] == step:
             os.kill(os.getpid(), signum)
         return real(terms, loss_weights)
-    monkeypatch.setattr(rt, "weighted_sum", signalling)
+    monkeypatch.setattr(loop, "weighted_sum", signalling)
 
 
 # 3 batches per epoch: step 5 is batch 2 of epoch 2 (a stop mid-epoch), step 6 its last batch

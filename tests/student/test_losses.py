@@ -9,7 +9,7 @@ from eoid.errors import ConfigError
 from eoid.student.losses import (IGNORE, build_criterion, compute_losses, distill_verb_loss,
                                  focal_verb_loss, interactive_targets, loss_weights, verb_targets,
                                  weighted_sum)
-from eoid.student.matching import ImageMatch
+from eoid.student.matching import ImageMatch, MatchParams
 from eoid.student.model import build_student
 from eoid.student.targets import PairTargets
 
@@ -113,8 +113,8 @@ def test_losses_are_finite_and_reach_every_trainable_head(tiny):
     tgt = _targets([True, False], [True, False], torch.tensor([[1.0, 0, 0], [0, 0, 0]]),
                    torch.tensor([[0.2, 0.5, 0.3], [0.1, 0.1, 0.8]]))
     out = tiny(torch.randn(2, 3, 64, 64), torch.zeros(2, 64, 64, dtype=torch.bool))
-    terms, stats = compute_losses(out, [tgt, PairTargets.empty(3)], thres_is=0.0, is_iou=0.0,
-                                  distill_verb_mask=torch.ones(3, dtype=torch.bool))
+    terms, stats = compute_losses(out, [tgt, PairTargets.empty(3)], torch.ones(3, dtype=torch.bool),
+                                  MatchParams(thres_is=0.0, is_iou=0.0))
     assert all(torch.isfinite(v) for v in terms.values())
     assert {"loss_is", "loss_is_0", "loss_verb_distill_0"} <= set(terms)
     assert stats["num_pairs"] == 2 and stats["num_labelled_matched"] == 1
@@ -145,7 +145,8 @@ def test_a_u_only_without_unseen_verbs_is_refused():
         build_criterion(MatcherConfig(), LossConfig(a_u_only=True), num_verbs=3)
     crit = build_criterion(MatcherConfig(topk=1), LossConfig(a_u_only=True, distill=0.0), 3,
                            unseen_verb_mask=torch.tensor([False, True, False]))
-    assert crit.topk == 1 and not crit.distill and crit.distill_verb_mask.tolist() == [False, True, False]
+    assert crit.match_params.topk == 1 and not crit.loss_params.distill
+    assert crit.distill_verb_mask.tolist() == [False, True, False]
 
 
 def test_a_batch_without_pairs_trains_every_query_as_a_no_pair(tiny):

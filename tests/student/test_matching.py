@@ -4,7 +4,7 @@ import itertools
 import numpy as np
 import torch
 
-from eoid.student.matching import (assign, box_l1_cost, match_image, match_unknown, pair_min_iou,
+from eoid.student.matching import (MatchParams, assign, box_l1_cost, match_image, match_unknown, pair_min_iou,
                                    verb_cost)
 from eoid.student.targets import PairTargets
 
@@ -118,8 +118,8 @@ def test_two_stage_matching_equals_brute_force_on_small_random_cases():
         ph, po, op, vp, isp, tgt = _random_case(rng, num_queries, num_pairs)
         negative = torch.as_tensor(rng.random(4) < 0.5)
         topk, thres, is_iou = int(rng.integers(1, 3)), 0.3, 0.5
-        m = match_image(ph, po, op, vp, isp, tgt, negative, topk=topk, thres_is=thres,
-                        is_iou=is_iou, **WEIGHTS)
+        m = match_image(ph, po, op, vp, isp, tgt, negative,
+                        MatchParams(topk=topk, thres_is=thres, is_iou=is_iou, **WEIGHTS))
         # oracle: the same cost formula, brute-force assignment, selection written out again
         box = (2.5 * box_l1_cost(ph, po, tgt.human_boxes_cxcywh, tgt.object_boxes_cxcywh)
                + giou_cost(ph, po, tgt.human_boxes_cxcywh, tgt.object_boxes_cxcywh)

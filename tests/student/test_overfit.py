@@ -5,7 +5,7 @@ import torch
 
 from eoid.boxes import box_iou, cxcywh_to_xyxy
 from eoid.config import LossConfig
-from eoid.student.losses import compute_losses, loss_weights, weighted_sum
+from eoid.student.losses import LossParams, compute_losses, loss_weights, weighted_sum
 from eoid.student.model import build_student
 from eoid.student.postprocess import postprocess
 from eoid.student.targets import PairTargets
@@ -45,15 +45,15 @@ def test_tiny_student_overfits_one_image_within_a_few_hundred_steps(one_thread):
     weights = loss_weights(LossConfig(distill_norm="pairs", distill=1.0))
     distill_mask = torch.tensor([False, False, False, True])
     for _ in range(200):
-        terms, _ = compute_losses(model(image, mask), [target], distill_verb_mask=distill_mask,
-                                  distill_norm="pairs")
+        terms, _ = compute_losses(model(image, mask), [target], distill_mask,
+                                  loss=LossParams(distill_norm="pairs"))
         optim.zero_grad()
         weighted_sum(terms, weights).backward()
         optim.step()
     model.eval()
     with torch.no_grad():
         out = model(image, mask)
-    _, stats = compute_losses(out, [target], distill_verb_mask=distill_mask, distill_norm="pairs")
+    _, stats = compute_losses(out, [target], distill_mask, loss=LossParams(distill_norm="pairs"))
     # the query the matcher picks has learned the pair
     q = out.object_logits[0, :, 2].argmax()
     iou_h = box_iou(cxcywh_to_xyxy(out.human_boxes_cxcywh[0, q][None]), cxcywh_to_xyxy(target.human_boxes_cxcywh))

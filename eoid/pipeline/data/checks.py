@@ -1,6 +1,6 @@
 """Validation of one annotated image, shared by every reader: raw fields in, an ImageRecord or problems out.
 
-Each format parser (hico.py, vcoco.py, coco_boxes.py) turns its file into `RawImage`s that keep
+Each format parser (hico.py, vcoco.py, coco.py) turns its file into `RawImage`s that keep
 the file's own ids (COCO category ids, 1-based verb ids, box indices); `check_raw_image`
 checks them against the vocabulary and the image folder and builds the `ImageRecord`.
 

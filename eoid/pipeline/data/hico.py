@@ -1,6 +1,6 @@
 """HICO-DET annotation parsers: the PPDM/QPIC/CDN JSON and the original `anno_bbox.mat`.
 
-Both produce `RawImage`s (annotation_checks.py validates them). The JSON format, also used by
+Both produce `RawImage`s (checks.py validates them). The JSON format, also used by
 V-COCO's HOIA files (vcoco.py):
 
     [{"file_name": "HICO_train2015_00000001.jpg",

@@ -7,7 +7,7 @@
 The format is found from the file: `.mat` -> HICO-DET anno_bbox.mat; a JSON list of records
 with `hoi_annotation` -> HICO-DET (PPDM/CDN) or, with the v-coco vocabulary, V-COCO HOIA;
 a JSON object with `images` and `annotations` -> COCO instances (boxes only).
-What is checked and decided is listed in annotation_checks.py.
+What is checked and decided is listed in checks.py.
 """
 from __future__ import annotations
 

@@ -14,6 +14,8 @@ from PIL import Image, ImageEnhance
 from torch import Tensor
 from torchvision.transforms import functional as TF
 
+from eoid.config import AugmentConfig
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -29,6 +31,12 @@ class AugmentParams:
     crop_max: int
     test_size: int
     color_jitter: float
+
+
+def augment_params(cfg: AugmentConfig) -> AugmentParams:
+    """The augmentation values of an [augment] config section."""
+    return AugmentParams(cfg.enabled, tuple(cfg.scales), cfg.max_size, tuple(cfg.crop_scales),
+                         cfg.crop_min, cfg.crop_max, cfg.test_size, cfg.color_jitter)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from eoid.errors import DataError
+from eoid.teacher_cache.distribution import valid_hoi_table
 
 BUILTIN = {"hico-det": "vocab_hico_det.json", "v-coco": "vocab_vcoco.json"}
 
@@ -101,6 +102,16 @@ class Vocabulary:
         unseen = set(self.unseen_hois(setting))
         seen_verbs = {v for i, (v, _) in enumerate(self.hois) if i not in unseen}
         return sorted({self.hois[i][0] for i in unseen} - seen_verbs)
+
+    @property
+    def teacher_excluded_verbs(self) -> list[int]:
+        """Verbs the teacher never gives mass: no_interaction (no prompt can describe it)."""
+        return [] if self.no_interaction is None else [self.no_interaction]
+
+    def teacher_valid_hois(self) -> np.ndarray:
+        """(num_objects, num_hois) bool: the teacher's prior mask, each object's HOIs minus no_interaction."""
+        return valid_hoi_table(self.hoi_to_object, self.hoi_to_verb, self.num_objects,
+                               self.teacher_excluded_verbs)
 
     def prompts(self, template: str) -> list[str]:
         """One prompt per HOI: template with {verb_ing} and {object} (underscores -> spaces)."""

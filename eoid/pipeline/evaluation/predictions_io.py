@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Collection, Mapping, NamedTuple
 
 import numpy as np
 
 from eoid.errors import DataError
+from eoid.files import write_text_atomic
 from eoid.pipeline.evaluation.hico_map import HoiMapResult, ImageDetections, detections_from_triplets
 
 MAP_GROUPS = ("full", "rare", "non_rare", "seen", "unseen")
@@ -118,9 +118,7 @@ def predictions_to_json(predictions: Mapping[str, ImageTriplets]) -> list[dict]:
 
 
 def _write_json_atomic(path: Path, content: object) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(content, indent=1, allow_nan=False))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(content, indent=1, allow_nan=False))
 
 
 def write_predictions(path: Path, predictions: Mapping[str, ImageTriplets]) -> None:

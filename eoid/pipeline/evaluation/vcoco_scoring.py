@@ -1,4 +1,4 @@
-"""From eoid records and student scores to the arrays of vcoco_eval.evaluate_vcoco, and back to mAPs.
+"""From eoid records and student scores to the arrays of vcoco_map.evaluate_vcoco, and back to mAPs.
 
 V-COCO's labels are verb-roles (`eat_obj`, `eat_instr`); its evaluator works on actions
 (`eat`) with up to R object roles. `VcocoStructure` holds that correspondence. For the

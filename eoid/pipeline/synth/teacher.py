@@ -77,7 +77,7 @@ def labelled_pair_crops(scenes: list[Scene], spec: CropSpec) -> PairCrops:
     return PairCrops(torch.cat(crops), np.array(labels, np.int64).reshape(-1, 2))
 
 
-def build_model(weights: Path | None = None, seed: int = 0) -> tuple[Any, Any]:
+def build_synth_clip(weights: Path | None = None, seed: int = 0) -> tuple[Any, Any]:
     """The eoid-synth-clip model (random init from `seed`, or `weights`) and its tokenizer."""
     import open_clip
     open_clip.add_model_config(str(clip_configs_dir()))
@@ -162,7 +162,7 @@ def train_synth_teacher(out: Path, seed: int = 0, steps: int = 500, *, num_web_i
     from safetensors.torch import save_file
     started = time.time()
     vocab = synth_vocabulary()
-    model, tokenizer = build_model(seed=seed)
+    model, tokenizer = build_synth_clip(seed=seed)
     spec = crop_spec_of(model)
     web = labelled_pair_crops(list(tqdm(sample_scenes(num_web_images, seed, "web", image_size),
                                         total=num_web_images, desc="web crops", disable=not progress)), spec)
@@ -201,7 +201,7 @@ def train_synth_teacher(out: Path, seed: int = 0, steps: int = 500, *, num_web_i
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().half().contiguous() for k, v in model.state_dict().items()}, str(out))
-    shipped, tokenizer = build_model(weights=out)            # measure what ships: fp16 weights, reloaded
+    shipped, tokenizer = build_synth_clip(weights=out)            # measure what ships: fp16 weights, reloaded
     held = labelled_pair_crops(list(sample_scenes(num_eval_images, seed, "held_out", image_size)), spec)
     provenance = {
         "model": MODEL_NAME, "weights": out.name, "seed": seed, "steps": steps, "batch_size": batch_size,

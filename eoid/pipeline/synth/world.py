@@ -46,7 +46,7 @@ STREAMS = {"train": 0, "test": 1, "web": 2, "held_out": 3}  # independent random
 
 
 @dataclass(frozen=True)
-class Layout:
+class SceneLayout:
     """Where and how many people a scene holds. The default is the world the teacher was trained on.
 
     `slots` stands the people side by side on one ground line, person k of n centred in the
@@ -69,8 +69,8 @@ class Layout:
     implied: tuple[tuple[str, str], ...] = ()        # (verb, also): a `verb` pair is labelled `also` too
 
 
-FREE = Layout()
-QUICKSTART = Layout(people=(0.5, 0.5), height=(0.48, 0.58), loose_rate=0.35, slots=True,
+FREE = SceneLayout()
+QUICKSTART = SceneLayout(people=(0.5, 0.5), height=(0.48, 0.58), loose_rate=0.35, slots=True,
                     implied=(("carry", "hold"),))
 
 
@@ -185,7 +185,7 @@ def _slot_shift(rng: np.random.Generator, pose: Pose, size: int, slot: int, num_
 
 
 def sample_scene(rng: np.random.Generator, size: int, hois: Iterator[int], vocab: Vocabulary,
-                 layout: Layout = FREE) -> Scene:
+                 layout: SceneLayout = FREE) -> Scene:
     """Draw one image of `size` x `size` px; the people take their HOIs from the `hois` stream."""
     num_people = int(rng.choice(np.arange(1, len(layout.people) + 1), p=list(layout.people)))
     scale = {1: 1.0, 2: 0.8, 3: 0.68}.get(num_people, 0.6) if not layout.slots else 1.0
@@ -260,7 +260,7 @@ def sample_scene(rng: np.random.Generator, size: int, hois: Iterator[int], vocab
 
 
 def sample_scenes(num_images: int, seed: int, stream: str, image_size: int = 160,
-                  layout: Layout = FREE) -> Iterator[Scene]:
+                  layout: SceneLayout = FREE) -> Iterator[Scene]:
     """`num_images` scenes from the named random stream ("train", "test", "web", "held_out") of `seed`."""
     rng = np.random.default_rng([seed, STREAMS[stream]])
     vocab = synth_vocabulary()
@@ -283,10 +283,10 @@ def scene_to_record_json(scene: Scene, file_name: str, vocab: Vocabulary) -> dic
 
 
 def generate_world(out_dir: Path, num_images: int, seed: int, *, image_size: int = 160,
-                   test_fraction: float = 0.3, progress: bool = True, layout: Layout = FREE) -> WorldPaths:
+                   test_fraction: float = 0.3, progress: bool = True, layout: SceneLayout = FREE) -> WorldPaths:
     """Write a world of `num_images` images (a `test_fraction` of them in the test split) to `out_dir`.
 
-    `layout`: FREE (default, the teacher's world) or QUICKSTART (people in columns, see Layout).
+    `layout`: FREE (default, the teacher's world) or QUICKSTART (people in columns, see SceneLayout).
     """
     if num_images < 2 or not 0.0 < test_fraction < 1.0 or image_size < 96:
         raise ConfigError(f"synthetic world: need num_images >= 2 (got {num_images}), 0 < test_fraction < 1 "

@@ -6,18 +6,12 @@ from pathlib import Path
 
 import torch
 
-from eoid.config import AugmentConfig, LossConfig, MatcherConfig, StudentConfig, from_dict
+from eoid.config import LossConfig, MatcherConfig, OptimConfig, StudentConfig, from_dict
 from eoid.errors import CheckpointError
 from eoid.pipeline.training.checkpoint import load_checkpoint
-from eoid.pipeline.data.transforms import AugmentParams
 from eoid.pipeline.data.vocab import Vocabulary, vocabulary_from_json
 from eoid.student.losses import Criterion, build_criterion, loss_weights
 from eoid.student.model import CDN, build_student, load_detr_init
-
-
-def augment_params(cfg: AugmentConfig) -> AugmentParams:
-    return AugmentParams(cfg.enabled, tuple(cfg.scales), cfg.max_size, tuple(cfg.crop_scales),
-                         cfg.crop_min, cfg.crop_max, cfg.test_size, cfg.color_jitter)
 
 
 def build_model(cfg: StudentConfig, vocab: Vocabulary, device: str) -> CDN:
@@ -42,6 +36,17 @@ def build_loss(matcher: MatcherConfig, loss: LossConfig, vocab: Vocabulary, sett
     """The criterion (matching + loss values) and the weight of each loss term."""
     return (build_criterion(matcher, loss, vocab.num_verbs, unseen_verb_mask(vocab, setting)),
             loss_weights(loss))
+
+
+def build_optimizer(model: torch.nn.Module, optim: OptimConfig
+                    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.StepLR]:
+    """AdamW with the backbone at its own learning rate, and the step decay at optim.lr_drop (DETR's)."""
+    backbone = [p for n, p in model.named_parameters() if n.startswith("backbone") and p.requires_grad]
+    rest = [p for n, p in model.named_parameters() if not n.startswith("backbone") and p.requires_grad]
+    optimizer = torch.optim.AdamW([{"params": rest, "lr": optim.lr},
+                                   {"params": backbone, "lr": optim.lr_backbone}],
+                                  weight_decay=optim.weight_decay)
+    return optimizer, torch.optim.lr_scheduler.StepLR(optimizer, optim.lr_drop, gamma=0.1)
 
 
 def model_from_checkpoint(path: Path, device: str) -> tuple[CDN, Vocabulary, dict]:

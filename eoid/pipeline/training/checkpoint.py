@@ -5,7 +5,6 @@ looks complete. Loaded with `weights_only=True`: a checkpoint from someone else 
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -13,33 +12,20 @@ import torch
 
 from eoid.config import AugmentConfig, PostprocessConfig, from_dict, to_dict
 from eoid.errors import CheckpointError
+from eoid.files import write_atomic
 
 FORMAT = "eoid-checkpoint"
 VERSION = 1
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save to `path` via a fsynced temporary file and a rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    """torch.save to `path` atomically; a failed write is a CheckpointError and leaves no temporary file."""
     try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:  # a second Ctrl-C mid-write too: never leave the temporary file
-        tmp.unlink(missing_ok=True)
-        if not isinstance(err, (OSError, RuntimeError)):  # torch's zip writer: ENOSPC is a RuntimeError
-            raise
+        write_atomic(Path(path), lambda f: torch.save(obj, f))
+    except (OSError, RuntimeError) as err:  # torch's zip writer: ENOSPC is a RuntimeError
         raise CheckpointError(f"{path}: could not write the checkpoint ({type(err).__name__}: "
                               f"{_first_line(err)}). Free disk space or choose another "
                               "--out; the previous checkpoint is intact.") from None
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _first_line(err: BaseException) -> str:

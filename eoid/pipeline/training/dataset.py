@@ -6,17 +6,15 @@ in the cache by IoU in original pixel coordinates, so matching and losses see te
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 
 from eoid.boxes import xyxy_to_cxcywh
-from eoid.errors import DataError
 from eoid.pipeline.training.pairs import training_pairs
+from eoid.pipeline.data.images import load_rgb
 from eoid.pipeline.data.records import ImageRecord
 from eoid.pipeline.data.transforms import AugmentParams, augment_test, augment_train, pad_batch
 from eoid.student.targets import PairTargets
@@ -37,16 +35,6 @@ class SampleMeta:
     num_pairs: int
     teacher_misses: int             # candidate pairs whose teacher row was not found
     pair_box_idx: np.ndarray        # (P, 2) box indices of the kept pairs into the record
-
-
-def load_rgb(path: Path, key: str) -> Image.Image:
-    """Decode an image as RGB; a missing or corrupt file is a DataError naming it."""
-    try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
-        raise DataError(f"{path}: cannot read image of record {key!r} ({err}). "
-                        "Restore the file, or run with --skip-bad after `eoid data check`.") from None
 
 
 class TrainDataset(torch.utils.data.Dataset):
@@ -120,25 +108,3 @@ def collate(batch: list[tuple[Tensor, PairTargets, SampleMeta]]
     images, targets, metas = zip(*batch)
     padded, mask = pad_batch(list(images))
     return padded, mask, list(targets), list(metas)
-
-
-class EvalDataset(torch.utils.data.Dataset):
-    """Test-time images (deterministic resize) for evaluation and prediction."""
-
-    def __init__(self, paths: list[Path], keys: list[str], augment: AugmentParams):
-        self.paths, self.keys, self.augment = paths, keys, augment
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> tuple[Tensor, tuple[int, int], str]:
-        img = load_rgb(self.paths[index], self.keys[index])
-        aug = augment_test(img, np.zeros((0, 4), np.float32), self.augment)
-        return aug.image, img.size, self.keys[index]
-
-
-def collate_eval(batch: list[tuple[Tensor, tuple[int, int], str]]
-                 ) -> tuple[Tensor, Tensor, list[tuple[int, int]], list[str]]:
-    images, sizes, keys = zip(*batch)
-    padded, mask = pad_batch(list(images))
-    return padded, mask, list(sizes), list(keys)

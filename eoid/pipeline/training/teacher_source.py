@@ -12,11 +12,11 @@ from eoid.config import TrainConfig
 from eoid.errors import ConfigError
 from eoid.pipeline.training.distributed import World
 from eoid.pipeline.data.records import ImageRecord
-from eoid.pipeline.training.dataset import SampleMeta, load_rgb
-from eoid.teacher_cache.manifest import file_sha256
+from eoid.pipeline.data.images import load_rgb
+from eoid.pipeline.training.dataset import SampleMeta
+from eoid.files import file_sha256
 from eoid.pipeline.data.vocab import Vocabulary
 from eoid.student.targets import PairTargets
-from eoid.teacher_cache.distribution import valid_hoi_table
 from eoid.teacher_cache.lookup import CacheReader
 
 log = logging.getLogger(__name__)
@@ -43,9 +43,7 @@ class OnlineTeacher:
         from eoid.teacher_cache.teacher import load_teacher
         self.teacher = load_teacher(cfg.teacher.model, cfg.teacher.weights, device)
         self.text_emb = self.teacher.encode_texts(vocab.prompts(cfg.teacher.template)).float()
-        excluded = [] if vocab.no_interaction is None else [vocab.no_interaction]
-        self.valid = torch.as_tensor(valid_hoi_table(vocab.hoi_to_object, vocab.hoi_to_verb,
-                                                     vocab.num_objects, excluded))
+        self.valid = torch.as_tensor(vocab.teacher_valid_hois())
         self.hoi_to_verb = torch.as_tensor(vocab.hoi_to_verb)
         self.num_verbs, self.gamma = vocab.num_verbs, cfg.teacher.gamma
         self.records = {r.key: r for r in records}

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from eoid.config import DataConfig
+from eoid.config import DataConfig, require_path
 from eoid.errors import ConfigError
 from eoid.pipeline.data.records import ImageRecord
+from eoid.pipeline.data.readers import read_annotations
+from eoid.pipeline.data.splits import apply_setting
 from eoid.pipeline.data.vocab import Vocabulary
 
 
@@ -24,25 +25,11 @@ class TrainingSet:
     bad_report: list[dict]                     # what was skipped and why
 
 
-def require(value: str, what: str, flag: str) -> Path:
-    """A required path option; empty is a ConfigError that names the flag."""
-    if not value:
-        raise ConfigError(f"no {what} given: pass {flag} (or set it in the --config TOML).")
-    return Path(value)
-
-
-def read_records(annotations: Path, images: Path, vocab: Vocabulary, skip_bad: bool):
-    """Read an annotation file with validation (see pipeline/data/readers.py)."""
-    from eoid.pipeline.data.readers import read_annotations
-    return read_annotations(annotations, images, vocab, skip_bad=skip_bad)
-
-
 def prepare_training_set(data: DataConfig, vocab: Vocabulary) -> TrainingSet:
     """Read the training annotations, remember annotated pairs, apply the setting, carve validation."""
-    from eoid.pipeline.data.splits import apply_setting
-    ann = require(data.train_annotations, "training annotation file", "--annotations")
-    images = require(data.train_images, "training image folder", "--images")
-    result = read_records(ann, images, vocab, data.skip_bad)
+    ann = require_path(data.train_annotations, "training annotation file", "--annotations")
+    images = require_path(data.train_images, "training image folder", "--images")
+    result = read_annotations(ann, images, vocab, skip_bad=data.skip_bad)
     records = result.records
     annotated = {r.key: np.unique(r.hois[:, :2], axis=0) if len(r.hois) else np.zeros((0, 2), np.int64)
                  for r in records}

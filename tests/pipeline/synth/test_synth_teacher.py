@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from eoid.pipeline.synth.teacher import (MODEL_NAME, build_model, chance_accuracy, clip_configs_dir,
+from eoid.pipeline.synth.teacher import (MODEL_NAME, build_synth_clip, chance_accuracy, clip_configs_dir,
                                          crop_spec_of, labelled_pair_crops, measure_zero_shot_accuracy,
                                          per_verb_accuracy, shipped_weights, train_synth_teacher)
 from eoid.pipeline.synth.world import sample_scenes, synth_vocabulary
@@ -113,4 +113,4 @@ def test_a_two_step_training_run_is_reproducible_and_loads_strictly(tmp_path):
     assert (tmp_path / "a" / "t.safetensors").read_bytes() == (tmp_path / "b" / "t.safetensors").read_bytes()
     saved = json.loads((tmp_path / "a" / "t.json").read_text())
     assert saved["steps"] == 2 and saved["seed"] == 5 and saved == a
-    build_model(weights=tmp_path / "a" / "t.safetensors")   # open_clip loads it with strict=True
+    build_synth_clip(weights=tmp_path / "a" / "t.safetensors")   # open_clip loads it with strict=True

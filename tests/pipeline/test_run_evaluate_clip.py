@@ -10,11 +10,12 @@ from eoid.config import AugmentConfig, EvalConfig, PostprocessConfig, StudentCon
 from eoid.pipeline.training.checkpoint import save_checkpoint
 from eoid.pipeline.run_evaluate_clip import (classifier_hoi_table, predict_with_clip_verbs, run_clip_classifier,
                                            with_verb_probs)
-from eoid.pipeline.run_evaluate import score
+from eoid.pipeline.evaluation.scoring import score
 from eoid.pipeline.training.builders import build_model
 from eoid.pipeline.synth.world import generate_world, synth_vocabulary
-from eoid.pipeline.training.dataset import load_rgb
-from eoid.pipeline.training.training_set import read_records
+from eoid.pipeline.data.images import load_rgb
+from eoid.pipeline.data.readers import read_annotations
+from eoid.pipeline.training.distributed import World
 from eoid.student.model import StudentOutput
 from eoid.student.postprocess import postprocess
 from eoid.teacher_cache.distribution import valid_hoi_table
@@ -91,7 +92,7 @@ class GroundTruthStudent:
 
 def test_with_perfect_boxes_the_scores_are_the_teachers_distribution_on_each_union_crop(world, teacher):
     vocab = synth_vocabulary()
-    records = read_records(world.test_json, world.image_dir, vocab, False).records
+    records = read_annotations(world.test_json, world.image_dir, vocab).records
     student = GroundTruthStudent(records, vocab.num_objects, vocab.num_verbs, num_queries=8)
     pairs_of = {r.key: p for r, (*_, p) in zip(records, student.queue)}
     text = teacher.encode_texts(vocab.prompts(TeacherConfig().template))
@@ -136,7 +137,7 @@ def test_clip_classifier_evaluation_writes_full_rare_non_rare_with_and_without_p
         ev = load_config(EvalConfig, None, (), checkpoint=str(ckpt), out=str(out),
                          data__test_annotations=str(world.test_json), data__test_images=str(world.image_dir),
                          augment__test_size=160, augment__max_size=256)
-        table = run_clip_classifier(ev, TeacherConfig(model="eoid-synth-clip", weights="bundled"), prior)
+        table = run_clip_classifier(ev, TeacherConfig(model="eoid-synth-clip", weights="bundled"), World(), prior)
         results = json.loads((out / "results.json").read_text())
         assert {"full", "rare", "non_rare"} <= set(results["mAP"])
         assert results["meta"]["verb_classifier"] == "clip" and results["meta"]["prior"] is prior

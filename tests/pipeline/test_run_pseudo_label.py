@@ -8,6 +8,7 @@ from PIL import Image
 
 from eoid.config import StudentConfig, to_dict, TrainConfig
 from eoid.pipeline.training.checkpoint import save_checkpoint
+from eoid.pipeline.training.distributed import World
 from eoid.pipeline.run_pseudo_label import pseudo_labels, run_pseudo_label
 from eoid.pipeline.training.builders import build_model
 from eoid.pipeline.synth.world import synth_vocabulary
@@ -81,8 +82,8 @@ def coco_world(tmp_path):
 
 def test_the_runner_writes_every_coco_image_with_its_boxes_in_hico_format(coco_world):
     root, ckpt = coco_world
-    out = run_pseudo_label(ckpt, root / "coco.json", root / "images", root / "pseudo.json", threshold=0.0,
-                           batch_size=2, num_workers=0, device="cpu", progress=False)
+    out = run_pseudo_label(ckpt, root / "coco.json", root / "images", root / "pseudo.json", World(), threshold=0.0,
+                           batch_size=2, num_workers=0, progress=False)
     entries = json.loads(out.read_text())
     assert [e["file_name"] for e in entries] == ["c0.png", "c1.png", "c2.png"]
     assert entries[0]["annotations"] == [{"bbox": [5.0, 5.0, 45.0, 85.0], "category_id": 1},
@@ -94,7 +95,7 @@ def test_a_rerun_skips_images_an_interrupted_run_finished(coco_world):
     # A partial file from an interrupted run with the same checkpoint and threshold holds c1 with a
     # label the model would not give; the rerun keeps that entry as is and computes the others.
     root, ckpt = coco_world
-    from eoid.teacher_cache.manifest import file_sha256
+    from eoid.files import file_sha256
     header = {"checkpoint_sha256": file_sha256(ckpt), "threshold": 0.5, "min_iou": 0.5,
               "coco": str(root / "coco.json")}
     marker = {"file_name": "c1.png", "annotations": [{"bbox": [5, 5, 45, 85], "category_id": 1},
@@ -102,8 +103,8 @@ def test_a_rerun_skips_images_an_interrupted_run_finished(coco_world):
               "hoi_annotation": [{"subject_id": 0, "object_id": 1, "category_id": VOCAB.verb_ids[KICK],
                                   "provenance": {"source": "pseudo-label", "checkpoint_sha256": "x", "score": 0.9}}]}
     (root / "pseudo.json.partial.jsonl").write_text(json.dumps(header) + "\n" + json.dumps(marker) + "\n")
-    out = run_pseudo_label(ckpt, root / "coco.json", root / "images", root / "pseudo.json", threshold=0.5,
-                           batch_size=2, num_workers=0, device="cpu", progress=False)
+    out = run_pseudo_label(ckpt, root / "coco.json", root / "images", root / "pseudo.json", World(), threshold=0.5,
+                           batch_size=2, num_workers=0, progress=False)
     entries = json.loads(out.read_text())
     assert entries[1] == marker and [e["file_name"] for e in entries] == ["c0.png", "c1.png", "c2.png"]
     from eoid.pipeline.data.readers import read_annotations

@@ -102,7 +102,7 @@ def test_a_record_in_a_foreign_vocabulary_is_refused(mixed):
 
 
 def test_a_mapping_that_forgets_a_source_verb_names_it():
-    raw = json.loads((Path(__file__).parents[2] / "eoid/data/vcoco_to_hico_det.json").read_text())
+    raw = json.loads((Path(__file__).parents[3] / "eoid/data/vcoco_to_hico_det.json").read_text())
     raw["dropped"] = ["stand", "walk", "run"]           # smile forgotten
     raw["mapped"][0]["verbs"] = ["grasp"]               # not a HICO-DET verb
     mapping = verb_mapping_from_json(raw, "m.json")

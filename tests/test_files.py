@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from eoid.errors import LockedError
-from eoid.teacher_cache.lock import FolderLock
+from eoid.files import FolderLock
 
 
 def test_a_second_writer_is_refused_with_the_holders_pid_and_host(tmp_path):

@@ -4,8 +4,9 @@ import pytest
 
 from eoid.errors import ConfigError
 from eoid.pipeline.training.distributed import World
-from eoid.pipeline.run_cache import batch_ranges, parse_part, segments_for, shard_for
-from eoid.teacher_cache.store import Layout, load_block, make_layout, save_block
+from eoid.pipeline.run_cache import part_of
+from eoid.teacher_cache.plan import ShardLayout, batch_ranges, make_layout, segments_for, shard_for
+from eoid.teacher_cache.store import load_block, save_block
 
 
 def test_parts_own_disjoint_shards_that_cover_all():
@@ -14,12 +15,12 @@ def test_parts_own_disjoint_shards_that_cover_all():
 
 
 def test_part_comes_from_the_flag_or_from_torchrun():
-    assert parse_part("", World()) == (0, 1)
-    assert parse_part("2/4", World()) == (2, 4)
-    assert parse_part("", World(rank=1, world_size=2)) == (1, 2)
+    assert part_of("", World()) == (0, 1)
+    assert part_of("2/4", World()) == (2, 4)
+    assert part_of("", World(rank=1, world_size=2)) == (1, 2)
     for bad in ("4/4", "a/b", "1"):
         with pytest.raises(ConfigError):
-            parse_part(bad, World())
+            part_of(bad, World())
 
 
 def test_large_shards_split_into_1024_row_blocks():
@@ -30,7 +31,7 @@ def test_large_shards_split_into_1024_row_blocks():
 
 
 def test_batches_restart_at_block_boundaries_so_a_resume_sees_the_same_batches():
-    layout = Layout(shard_rows=8, block_rows=4, num_pairs=14)
+    layout = ShardLayout(shard_rows=8, block_rows=4, num_pairs=14)
     full = batch_ranges(layout, [0, 1], set(), batch_size=3)
     assert full == [(0, 0, 3), (0, 3, 4), (0, 4, 7), (0, 7, 8), (1, 8, 11), (1, 11, 12), (1, 12, 14)]
     resumed = batch_ranges(layout, [0, 1], {0, 8}, batch_size=3)     # blocks at rows 0 and 8 saved

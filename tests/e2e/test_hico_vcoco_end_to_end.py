@@ -14,6 +14,7 @@ import torch
 from click.testing import CliRunner
 
 from eoid.cli import main
+from eoid.pipeline.training.distributed import World
 from eoid.pipeline.synth.world import generate_world, synth_vocabulary_json
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -96,7 +97,7 @@ def test_hico_plus_pseudo_labelled_vcoco_runs_end_to_end(tmp_path, monkeypatch):
           "--set", "loss.distill=0", "--set", "cache=''", "--set", "loss.a_u_only=false", *TINY])
     # 2. pseudo labels on the boxes-only "COCO" images (threshold 0: keep whatever matches)
     args = dict(checkpoint=Path("run_hico/checkpoint.pt"), coco=Path("coco_instances.json"), images=b.image_dir,
-                out=Path("pseudo.json"))
+                out=Path("pseudo.json"), world=World())
     if "pseudo-label" in main.commands:
         _cli(["pseudo-label", "--checkpoint", "run_hico/checkpoint.pt", "--coco", "coco_instances.json",
               "--images", str(b.image_dir), "--out", "pseudo.json", "--threshold", "0"])
@@ -132,7 +133,7 @@ def test_hico_plus_pseudo_labelled_vcoco_runs_end_to_end(tmp_path, monkeypatch):
     else:
         from eoid.pipeline.run_evaluate_vcoco import run_evaluate_vcoco
         run_evaluate_vcoco(Path("run_mix/checkpoint.pt"), b.test_json, b.image_dir, "mapping.json", Path("eval"),
-                           progress=False)
+                           World(), progress=False)
     results = json.loads(Path("eval/vcoco_results.json").read_text())
     assert (results["num_seen"], results["num_unseen"]) == (6, 2)
     for s in (1, 2):

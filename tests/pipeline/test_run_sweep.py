@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from eoid.config import TrainConfig, dumps_toml
+from eoid.config import TrainConfig, dumps_toml, parse_part, read_toml
 from eoid.errors import CacheMismatchError, ConfigError
 from eoid.pipeline import run_sweep as sweep
+from eoid.pipeline import study as studies
 from eoid.pipeline.training.distributed import init_world
 from eoid.pipeline.study_tables import collect_rows, write_tables
 from eoid.pipeline.synth.world import generate_world, synth_vocabulary_json
@@ -28,34 +29,34 @@ def _study(tmp_path: Path, text: str) -> Path:
 
 @pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.name)
 def test_every_shipped_study_parses_and_every_run_config_loads(path, tmp_path):
-    study = sweep.read_study(path)
-    runs = sweep.plan_study(study, tmp_path)
-    assert len(runs) == sum(len(sweep.expand_runs(v)) for v in study.variants)
+    study = studies.read_study(path)
+    runs = studies.plan_study(study, tmp_path)
+    assert len(runs) == sum(len(studies.expand_runs(v)) for v in study.variants)
     assert all(isinstance(r.cfg, TrainConfig) for r in runs)
 
 
 def test_a_misspelled_variant_key_is_refused_with_the_nearest_key(tmp_path):
     path = _study(tmp_path, '[[variants]]\nname = "a"\nsett = ["loss.distill=0"]\n')
     with pytest.raises(ConfigError, match=r"unknown key 'sett'; did you mean 'set'\?"):
-        sweep.read_study(path)
+        studies.read_study(path)
 
 
 def test_a_variant_naming_an_unknown_cache_is_refused(tmp_path):
     path = _study(tmp_path, '[caches.a]\npath = "c"\n[[variants]]\nname = "v"\ncache = "b"\n')
     with pytest.raises(ConfigError, match="cache 'b' is not one of the study's"):
-        sweep.read_study(path)
+        studies.read_study(path)
 
 
 def test_a_typo_in_a_variant_override_fails_before_any_training(tmp_path):
     path = _study(tmp_path, '[[variants]]\nname = "v"\nset = ["matcher.top_k=5"]\n')
     with pytest.raises(ConfigError, match="did you mean 'topk'"):
-        sweep.plan_study(sweep.read_study(path), tmp_path / "out")
+        studies.plan_study(studies.read_study(path), tmp_path / "out")
 
 
 def test_a_variant_expands_to_the_product_of_its_over_values_and_seeds(tmp_path):
     path = _study(tmp_path, 'seeds = [1, 2]\n[[variants]]\nname = "uc"\n'
                             'over = { "data.setting" = ["uc0", "uc1", "uc2"] }\n')
-    runs = sweep.plan_study(sweep.read_study(path), tmp_path / "out")
+    runs = studies.plan_study(studies.read_study(path), tmp_path / "out")
     assert len(runs) == 3 * 2 and len({r.folder for r in runs}) == 6
     assert {(r.cfg.data.setting, r.cfg.optim.seed) for r in runs} == {
         (s, seed) for s in ("uc0", "uc1", "uc2") for seed in (1, 2)}
@@ -63,10 +64,10 @@ def test_a_variant_expands_to_the_product_of_its_over_values_and_seeds(tmp_path)
 
 
 def test_variant_overrides_beat_study_overrides_and_the_run_folder_is_the_studys():
-    study = sweep.Study(Path("s.toml"), "", ("full",), (), ("matcher.topk=5",), {},
-                        (sweep.Variant("v", "v", ROOT / "configs" / "hico_ua.toml", None, (7,), (),
+    study = studies.Study(Path("s.toml"), "", ("full",), (), ("matcher.topk=5",), {},
+                        (studies.Variant("v", "v", ROOT / "configs" / "hico_ua.toml", None, (7,), (),
                                        ("matcher.topk=1",), {}, {}),))
-    (run,) = sweep.plan_study(study, Path("o"), ("matcher.topk=9", "optim.epochs=2"))
+    (run,) = studies.plan_study(study, Path("o"), ("matcher.topk=9", "optim.epochs=2"))
     assert run.cfg.matcher.topk == 1 and run.cfg.optim.epochs == 2 and run.cfg.optim.seed == 7
     assert run.cfg.out == str(Path("o/runs/v/seed7"))
 
@@ -74,21 +75,21 @@ def test_variant_overrides_beat_study_overrides_and_the_run_folder_is_the_studys
 @pytest.mark.parametrize("num_parts", [1, 2, 3, 7])
 def test_job_array_parts_split_the_runs_without_overlap_or_gaps(num_parts):
     runs = list(range(10))
-    parts = [sweep.runs_for_part(runs, i, num_parts) for i in range(num_parts)]
+    parts = [studies.runs_for_part(runs, i, num_parts) for i in range(num_parts)]
     assert sorted(x for p in parts for x in p) == runs
 
 
 @pytest.mark.parametrize("text", ["3/3", "a/2", "1", "0/0"])
 def test_bad_part_strings_are_refused(text):
     with pytest.raises(ConfigError, match="--part"):
-        sweep.parse_part(text)
+        parse_part(text)
 
 
 def test_table_rows_are_mean_and_std_over_each_variants_runs(tmp_path):
     path = _study(tmp_path, 'seeds = [1, 2, 3]\nmetrics = ["full", "unseen"]\n'
                             '[[variants]]\nname = "a"\n[[variants]]\nname = "b"\nseeds = [5]\n')
-    study = sweep.read_study(path)
-    runs = sweep.plan_study(study, tmp_path / "out")
+    study = studies.read_study(path)
+    runs = studies.plan_study(study, tmp_path / "out")
     rng = np.random.default_rng(0)
     written = {}
     for r in runs[:-1] + runs[-1:]:
@@ -114,21 +115,21 @@ def test_table_rows_are_mean_and_std_over_each_variants_runs(tmp_path):
 
 def test_a_run_folder_made_by_another_config_is_refused_not_skipped(tmp_path):
     path = _study(tmp_path, '[[variants]]\nname = "v"\n')
-    (run,) = sweep.plan_study(sweep.read_study(path), tmp_path / "out")
+    (run,) = studies.plan_study(studies.read_study(path), tmp_path / "out")
     run.folder.mkdir(parents=True)
     (run.folder / "config.toml").write_text('out = "elsewhere"\n[matcher]\ntopk = 10\n')
     with pytest.raises(ConfigError, match="trained with another config"):
-        sweep.check_same_config(run)
+        studies.check_same_config(run)
 
 
 def test_a_run_folder_written_before_a_field_was_added_is_still_the_same_config(tmp_path):
     path = _study(tmp_path, '[[variants]]\nname = "v"\n')
-    (run,) = sweep.plan_study(sweep.read_study(path), tmp_path / "out")
+    (run,) = studies.plan_study(studies.read_study(path), tmp_path / "out")
     run.folder.mkdir(parents=True)
     text = dumps_toml(run.cfg)
     assert "teacher_on_no_interaction = true\n" in text
     (run.folder / "config.toml").write_text(text.replace("teacher_on_no_interaction = true\n", ""))
-    sweep.check_same_config(run)       # the missing field has its default: nothing to refuse
+    studies.check_same_config(run)       # the missing field has its default: nothing to refuse
 
 
 def test_a_variant_whose_cache_was_built_from_other_annotations_is_refused(tmp_path):
@@ -141,7 +142,7 @@ def test_a_variant_whose_cache_was_built_from_other_annotations_is_refused(tmp_p
     path = _study(tmp_path, f'set = ["data.dataset=\\"{tmp_path / "vocab.json"}\\"", '
                             f'"data.train_annotations=\\"{tmp_path / "train.json"}\\""]\n'
                             f'[caches.c]\npath = "{cache}"\n[[variants]]\nname = "v"\n')
-    runs = sweep.plan_study(sweep.read_study(path), tmp_path / "out")
+    runs = studies.plan_study(studies.read_study(path), tmp_path / "out")
     with pytest.raises(CacheMismatchError, match="variant 'v'"):
         sweep.check_cache_fits(runs)
 
@@ -174,7 +175,7 @@ def test_a_three_variant_study_runs_end_to_end_on_one_shared_cache(tmp_path, mon
     assert "| EoID |" in text and (out / "table.png").is_file()
     # one cache, built once, read in place by both distilling variants, absent from the other
     assert builds == ["teacher_cache/synth"]
-    caches = [sweep.read_toml(out / "runs" / v / "seed0" / "config.toml")["cache"]
+    caches = [read_toml(out / "runs" / v / "seed0" / "config.toml")["cache"]
               for v in ("eoid", "no_a_u_only", "no_teacher")]
     assert caches == ["teacher_cache/synth", "teacher_cache/synth", ""]
     # a second invocation trains nothing and builds nothing

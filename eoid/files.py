@@ -1,0 +1,178 @@
+"""Files written so that a kill never leaves half of one: atomic writes, hashes, the folder lock.
+
+Every output eoid writes (cache metadata, checkpoints, predictions, tables) goes through
+`write_atomic`: a temporary name in the same folder, fsync, rename over the target, fsync of
+the folder. A reader then sees the old file or the new one, never a torn one.
+
+The lock is an O_EXCL file holding the owner's pid and host. A second writer is refused with a
+message naming the holder. A lock left by a dead process on this host is stale for certain: it
+is removed with a warning, so rerunning a killed command just resumes. A lock from another host
+cannot be checked (shared file systems): it is removed only when the caller passes break_lock
+(`--break-lock`).
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import logging
+import os
+import socket
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterator
+
+from eoid.errors import EoidError, LockedError
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------- atomic writes
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside folder `path` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, write: Callable[[BinaryIO], Any]) -> None:
+    """Call `write(f)` on a temporary file, fsync it and rename it over `path`.
+
+    An OSError (disk full, permission) propagates; the temporary file never survives, not even
+    a second Ctrl-C mid-write.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+
+
+@contextmanager
+def writing(target: Path, what: str) -> Iterator[None]:
+    """Turn a failed write (disk full, quota, read-only) into an EoidError that says what is kept."""
+    try:
+        yield
+    except OSError as err:
+        raise EoidError(f"{target}: could not write {what} ({err.strerror or err}). Free disk space "
+                        "and run the same command again: what was written before is kept and the "
+                        "run resumes from it.") from None
+
+
+def write_bytes_atomic(path: Path, data: bytes, what: str = "a file") -> None:
+    """`data` to `path` atomically; a failure is an EoidError naming the file."""
+    with writing(path, what):
+        write_atomic(path, lambda f: f.write(data))
+
+
+def write_text_atomic(path: Path, text: str, what: str = "a file") -> None:
+    """UTF-8 `text` to `path` atomically; a failure is an EoidError naming the file."""
+    write_bytes_atomic(path, text.encode(), what)
+
+
+def write_json_atomic(path: Path, obj: Any, what: str = "a file") -> None:
+    """`obj` as indented JSON (one trailing newline) to `path` atomically."""
+    write_text_atomic(path, json.dumps(obj, indent=1, sort_keys=False) + "\n", what)
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file."""
+    return json.loads(Path(path).read_text())
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in 8 MiB blocks (annotation files and weights in fingerprints)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(8 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------- the folder lock
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read_holder(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+class FolderLock:
+    """Held while writing; use as a context manager or call release()."""
+
+    def __init__(self, path: Path, break_lock: bool = False, wait_s: float = 0.0):
+        """wait_s: how long to wait for a live holder to let go before refusing."""
+        self.path = Path(path)
+        self.held = False
+        self._acquire(break_lock, time.monotonic() + wait_s)
+    def _acquire(self, break_lock: bool, deadline: float) -> None:
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except OSError as err:
+                if err.errno != errno.EEXIST:
+                    raise
+                holder = _read_holder(self.path)
+                if not holder:  # created but not yet written by its owner: look again once
+                    time.sleep(0.1)
+                    holder = _read_holder(self.path)
+                pid, host = holder.get("pid"), holder.get("host", "?")
+                since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("since", 0)))
+                local = host == socket.gethostname()
+                if local and isinstance(pid, int) and _pid_alive(pid):
+                    if time.monotonic() < deadline:
+                        time.sleep(0.05)
+                        return self._acquire(break_lock, deadline)
+                    raise LockedError(
+                        f"{self.path.parent}: another writer holds it (pid {pid} on {host}, since "
+                        f"{since}; lock file {self.path}). Wait for it to finish or stop it; two "
+                        "writers on one folder would corrupt it.") from None
+                if not (break_lock or local):
+                    raise LockedError(
+                        f"{self.path.parent}: lock file {self.path} is held by pid {pid} on another "
+                        f"host {host} (since {since}), which cannot be checked from here. If no "
+                        "process writes there any more, rerun with --break-lock.") from None
+                log.warning("%s: removing the stale lock of pid %s on %s (since %s)",
+                            self.path, pid, host, since)
+                self.path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+                f.flush()
+                os.fsync(f.fileno())
+            self.held = True
+            return
+        raise LockedError(f"{self.path}: could not take the lock (another writer raced for it).")
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+    def __enter__(self) -> "FolderLock":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

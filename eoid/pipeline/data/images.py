@@ -1,0 +1,18 @@
+"""Reading images: every decode of a user's image goes through here, so a bad file is one clear error."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+
+from eoid.errors import DataError
+
+
+def load_rgb(path: Path, key: str) -> Image.Image:
+    """Decode an image as RGB; a missing or corrupt file is a DataError naming it."""
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise DataError(f"{path}: cannot read image of record {key!r} ({err}). "
+                        "Restore the file, or run with --skip-bad after `eoid data check`.") from None

@@ -1,0 +1,113 @@
+"""The one inference loop: test-time images -> the student -> outputs, and the views callers need.
+
+Evaluation, prediction, validation during training, pseudo-labelling, V-COCO scoring and CLIP
+as the verb classifier all run the student the same way (`model_outputs`); they differ only in
+what they do with each batch. Boxes leave this module in original-image pixels.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from eoid.boxes import cxcywh_to_xyxy
+from eoid.config import AugmentConfig, PostprocessConfig
+from eoid.pipeline.data.images import load_rgb
+from eoid.pipeline.data.transforms import augment_params, augment_test, pad_batch
+from eoid.pipeline.data.vocab import Vocabulary
+from eoid.pipeline.evaluation.predictions_io import ImageTriplets
+from eoid.pipeline.evaluation.unseen_recall import RankedPairs
+from eoid.student.model import StudentOutput
+from eoid.student.postprocess import postprocess, postprocess_kwargs
+
+
+class EvalDataset(torch.utils.data.Dataset):
+    """Test-time images (deterministic resize): (image, original (width, height), key)."""
+
+    def __init__(self, paths: list[Path], keys: list[str], augment: AugmentConfig):
+        self.paths, self.keys, self.augment = paths, keys, augment_params(augment)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, tuple[int, int], str]:
+        img = load_rgb(self.paths[index], self.keys[index])
+        aug = augment_test(img, np.zeros((0, 4), np.float32), self.augment)
+        return aug.image, img.size, self.keys[index]
+
+
+def collate_eval(batch: list[tuple[Tensor, tuple[int, int], str]]
+                 ) -> tuple[Tensor, Tensor, list[tuple[int, int]], list[str]]:
+    """Pad a batch of test images; sizes and keys stay per image."""
+    images, sizes, keys = zip(*batch)
+    padded, mask = pad_batch(list(images))
+    return padded, mask, list(sizes), list(keys)
+
+
+@torch.no_grad()
+def model_outputs(model: Any, paths: list[Path], keys: list[str], augment: AugmentConfig, device: str,
+                  batch_size: int = 2, num_workers: int = 0, desc: str = "predict", progress: bool = True
+                  ) -> Iterator[tuple[StudentOutput, list[tuple[int, int]], list[str]]]:
+    """(outputs, original (width, height) per image, keys) per batch, the model in eval mode."""
+    model.eval()
+    loader = torch.utils.data.DataLoader(EvalDataset(paths, keys, augment), batch_size=batch_size,
+                                         collate_fn=collate_eval, num_workers=num_workers)
+    for images, masks, sizes, batch_keys in tqdm(loader, desc=desc, disable=not progress, leave=False):
+        yield model(images.to(device), masks.to(device)), sizes, batch_keys
+
+
+def sizes_hw(sizes_wh: list[tuple[int, int]]) -> Tensor:
+    """(B, 2) (height, width) of the original images, as postprocess takes them."""
+    return torch.tensor([[h, w] for w, h in sizes_wh])
+
+
+def query_boxes_px(outputs: StudentOutput, sizes_wh: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Every query's (human, object) boxes in original pixels: two (B, Q, 4) float64 xyxy arrays."""
+    scale = torch.tensor([[w, h, w, h] for w, h in sizes_wh], dtype=torch.float32)[:, None, :]
+    human = cxcywh_to_xyxy(outputs.human_boxes_cxcywh.float().cpu()) * scale
+    obj = cxcywh_to_xyxy(outputs.object_boxes_cxcywh.float().cpu()) * scale
+    return human.numpy().astype(np.float64), obj.numpy().astype(np.float64)
+
+
+def image_triplets(pred: Any) -> ImageTriplets:
+    """One image's post-processed triplets (postprocess output) as float64 arrays."""
+    return ImageTriplets(pred.human_boxes_xyxy_px.astype(np.float64),
+                         pred.object_boxes_xyxy_px.astype(np.float64),
+                         pred.object_classes, pred.verbs, pred.scores.astype(np.float64))
+
+
+def predict_images(model: Any, paths: list[Path], keys: list[str], vocab: Vocabulary, augment: AugmentConfig,
+                   post: PostprocessConfig, device: str, batch_size: int = 2, progress: bool = True
+                   ) -> tuple[dict[str, ImageTriplets], dict[str, RankedPairs]]:
+    """Post-processed triplets per image key, and every query's pair ranked by interactive score."""
+    valid = torch.from_numpy(vocab.valid)
+    triplets: dict[str, ImageTriplets] = {}
+    ranked: dict[str, RankedPairs] = {}
+    for outputs, sizes, batch_keys in model_outputs(model, paths, keys, augment, device, batch_size,
+                                                    progress=progress):
+        preds = postprocess(outputs, sizes_hw(sizes), valid_object_verb=valid, **postprocess_kwargs(post))
+        # every query's pair in original pixels, for U-R@K (ranked by interactive score)
+        human, obj = query_boxes_px(outputs, sizes)
+        is_prob = outputs.interactive_prob().float().cpu().numpy()
+        for b, key in enumerate(batch_keys):
+            triplets[key] = image_triplets(preds[b])
+            ranked[key] = RankedPairs(human[b], obj[b], is_prob[b].astype(np.float64))
+    return triplets, ranked
+
+
+def dense_scores(pred: Any, num_queries: int, num_verbs: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-query boxes, object class and (Q, V) scores from postprocess output kept in full (no NMS)."""
+    scores = np.zeros((num_queries, num_verbs))
+    scores[pred.query_idx, pred.verbs] = pred.scores
+    human = np.zeros((num_queries, 4))
+    obj = np.zeros((num_queries, 4))
+    cls = np.full(num_queries, -1, dtype=np.int64)
+    human[pred.query_idx] = pred.human_boxes_xyxy_px
+    obj[pred.query_idx] = pred.object_boxes_xyxy_px
+    cls[pred.query_idx] = pred.object_classes
+    return human, obj, cls, scores

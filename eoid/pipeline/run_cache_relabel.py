@@ -1,0 +1,85 @@
+"""`eoid cache relabel`: new prompts, gamma or verb set for a cache, from its stored image embeddings.
+
+Relabel writes a NEW cache folder (never edits one in place): the image embeddings are copied,
+the prompts (template or vocabulary) and gamma change, and the verb distributions are
+recomputed from the stored float16 embeddings with the text encoder alone. A new folder keeps
+the old cache usable by runs that point to it, and a kill leaves only an unfinished new folder.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from eoid.errors import CacheMismatchError
+from eoid.files import FolderLock, read_json, write_json_atomic
+from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary, vocabulary_from_json
+from eoid.teacher_cache import manifest as mf
+from eoid.teacher_cache import store
+from eoid.teacher_cache.distribution import pair_verb_probs
+from eoid.teacher_cache.lookup import CacheReader
+from eoid.teacher_cache.plan import CachePlan, ShardLayout
+
+
+def relabel_probs(image_emb: np.ndarray, text_emb: torch.Tensor, object_class: np.ndarray,
+                  vocab: Vocabulary, gamma: float, chunk: int = 65536) -> np.ndarray:
+    """Verb distributions (P, V) float16 from stored embeddings (P, D) and new prompt embeddings."""
+    valid = torch.from_numpy(vocab.teacher_valid_hois())
+    out = [pair_verb_probs(torch.from_numpy(image_emb[i:i + chunk].astype(np.float32)), text_emb,
+                           torch.from_numpy(object_class[i:i + chunk].astype(np.int64)), valid,
+                           torch.from_numpy(vocab.hoi_to_verb), vocab.num_verbs, gamma).numpy()
+           for i in range(0, len(image_emb), chunk)]
+    return np.concatenate(out).astype(np.float16) if out else np.zeros((0, vocab.num_verbs), np.float16)
+
+
+def run_relabel(cache: Path, out: Path, template: str | None = None, gamma: float | None = None,
+                dataset: str | None = None, weights: str | None = None, device: str = "cpu") -> Path:
+    """A new cache at `out` with new prompts / gamma / verb set, from `cache`'s image embeddings."""
+    from eoid.teacher_cache.teacher import load_teacher
+    reader = CacheReader(cache, load_embeddings=True)
+    old, config = reader.fingerprint, json.loads(json.dumps(reader.manifest["config"]))
+    vocab = load_vocabulary(dataset) if dataset else vocabulary_from_json(reader.vocabulary, f"{cache}")
+    if vocab.objects != [o["name"] for o in reader.vocabulary["objects"]]:
+        raise CacheMismatchError(f"{cache}: relabel can change verbs and HOIs, not objects; vocabulary "
+                                 f"{dataset} has other objects. Build a new cache with `eoid cache-teacher`.")
+    template = template or old["template"]
+    gamma = old["gamma"] if gamma is None else float(gamma)
+    teacher = load_teacher(config["teacher"]["model"], weights or config["teacher"]["weights"], device)
+    if teacher.weights_id != old["weights"]:
+        raise CacheMismatchError(f"{cache}: the image embeddings come from weights {old['weights']}, "
+                                 f"the text encoder given is {teacher.weights_id}. Pass --clip-weights "
+                                 "with the file the cache was built with.")
+    prompts = vocab.prompts(template)
+    text_emb = teacher.encode_texts(prompts).cpu()
+    probs = relabel_probs(reader.image_emb, text_emb, reader.object_class, vocab, gamma)
+    fingerprint = {**old, "template": template, "gamma": gamma, "vocabulary": vocab.fingerprint(),
+                   "prompts_sha256": mf.prompts_sha256(prompts),
+                   "excluded_verbs": [vocab.verbs[i] for i in vocab.teacher_excluded_verbs]}
+    config["teacher"].update(template=template, gamma=gamma)
+    if dataset:
+        config["data"]["dataset"] = dataset
+    layout = ShardLayout(**reader.manifest["layout"])
+    meta = read_json(Path(cache) / "meta.json")
+    plan = CachePlan(image_keys=reader.image_keys, image_sizes=np.asarray(meta["image_sizes"]),
+                           image_offsets=reader.offsets, pair_box_idx=reader.pair_box_idx,
+                           human_xyxy=reader.human_xyxy, object_xyxy=reader.object_xyxy,
+                           object_class=reader.object_class, labelled=reader.labelled)
+    out = Path(out)
+    if (out / "manifest.json").exists() or (out.exists() and any(out.iterdir())):
+        raise CacheMismatchError(f"{out}: exists and is not empty; relabel writes a new cache. "
+                                 "Pass a new --out.")
+    out.mkdir(parents=True, exist_ok=True)
+    with FolderLock(out / ".lock-part-0-of-1"):
+        (out / store.MARKER).touch()
+        store.create_store(out, plan, layout, text_emb.numpy(),
+                           {**meta, "prompts": prompts, "vocabulary": vocab.to_json()},
+                           {"fingerprint": fingerprint, "layout": layout.to_json()})
+        for s in range(layout.num_shards):
+            lo, hi = layout.shard_range(s)
+            store.write_shard(out, layout, s, reader.image_emb[lo:hi], probs[lo:hi])
+        write_json_atomic(out / "manifest.json", {
+            **reader.manifest, "fingerprint": fingerprint, "config": config,
+            "num_labelled_pairs": int(reader.labelled.sum()), "relabelled_from": str(cache)})
+    return out

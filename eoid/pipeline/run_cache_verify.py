@@ -1,0 +1,55 @@
+"""`eoid cache verify`: a cache's integrity, and that it was built from a given dataset."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eoid.errors import CacheMismatchError, ConfigError
+from eoid.files import file_sha256
+from eoid.pipeline.data.readers import read_annotations
+from eoid.pipeline.data.vocab import load_vocabulary, vocabulary_from_json
+from eoid.teacher_cache.lookup import CacheReader
+from eoid.teacher_cache.plan import build_plan
+from eoid.teacher_cache.stats import cache_stats
+
+
+def run_verify(cache: Path, annotations: Path | None = None, images: Path | None = None,
+               dataset: str | None = None, skip_bad: bool = False) -> dict[str, Any]:
+    """Check a cache's integrity and, given a dataset, that it was built from that dataset.
+
+    Returns a report; any problem raises CacheMismatchError listing all of them.
+    """
+    reader = CacheReader(cache)
+    fp, problems = reader.fingerprint, []
+    probs = reader.verb_probs.astype(np.float32)
+    vocab = vocabulary_from_json(reader.vocabulary, f"{cache}/meta.json")
+    if not np.isfinite(probs).all():
+        problems.append("verb_probs hold NaN or infinite values")
+    sums = probs.sum(1)
+    if not (np.isclose(sums, 1, atol=5e-3) | (sums == 0)).all():
+        problems.append(f"{int((~np.isclose(sums, 1, atol=5e-3)).sum())} rows do not sum to 1")
+    excluded = vocab.teacher_excluded_verbs
+    if excluded and (probs[:, excluded] != 0).any():
+        problems.append("teacher mass on no_interaction")
+    if (np.diff(reader.offsets) < 0).any() or reader.offsets[0] != 0:
+        problems.append("image offsets are not increasing from 0")
+    if annotations is not None:
+        if file_sha256(Path(annotations)) != fp["annotations_sha256"]:
+            problems.append(f"annotation file {annotations} differs from the one the cache was built from")
+        if dataset is not None and load_vocabulary(dataset).fingerprint() != fp["vocabulary"]:
+            problems.append(f"vocabulary {dataset} differs from the cache's")
+        if not images:
+            raise ConfigError("cache verify --annotations FILE also needs --images DIR (the images "
+                              "the cache was built from).")
+        records = read_annotations(Path(annotations), Path(images), vocab, skip_bad=skip_bad).records
+        plan = build_plan(records, vocab.human)
+        if plan.image_keys != reader.image_keys or not np.array_equal(plan.image_offsets, reader.offsets) \
+                or not np.array_equal(plan.human_xyxy, reader.human_xyxy) \
+                or not np.array_equal(plan.object_class, reader.object_class):
+            problems.append("the dataset's images or candidate pairs differ from the cache rows")
+    if problems:
+        raise CacheMismatchError(f"{cache}: verify failed: " + "; ".join(problems) +
+                                 ". Rebuild it with `eoid cache-teacher`.")
+    return {"ok": True, **cache_stats(reader)}

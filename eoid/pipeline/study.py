@@ -1,0 +1,278 @@
+"""A study: the schema of STUDY.toml and its runs, planned and checked before anything trains.
+
+    eoid sweep STUDY.toml --out DIR [--part i/n] [--set KEY=VALUE ...] [--caches-only] [--collect-only]
+
+Runs every variant's runs in order (or every n-th from i: one job-array part), each reading
+its cache in place; a run with results.json is never rerun, one with only checkpoint.pt is
+resumed, a run folder written by a different config is refused. Caches a study names by
+recipe are built once (by a single process, or by `--caches-only` before the parts start).
+Then DIR/table.md, table.csv and table.png (study_tables.py) are written from every finished run.
+
+A study is a TOML file (the paper's are in configs/studies/):
+
+    about   = "Table 3 (UA): A_U only x detach"     # title of the table and the plot
+    base    = "../hico_ua.toml"      # training recipe every variant starts from (relative to this file)
+    seeds   = [42]                   # optim.seed of each run (default [42]); a variant may override
+    metrics = ["full", "seen", "unseen"]   # results.json mAP groups shown (full rare non_rare seen unseen)
+    columns = ["A_U only", "detach"]       # extra text columns, filled from each variant's `columns`
+    set     = ["optim.epochs=90"]          # overrides applied to every variant
+
+    [caches.rn50x16]                 # a named teacher cache shared by the variants that use it:
+    recipe = "../cache_hico_rn50x16.toml"  #   a cache recipe, built once (resumed if interrupted), or
+    # path = "teacher_cache/hico_rn50x16"  #   an existing finished cache folder (relative to the
+    #                                      #   working directory, as `cache` in recipes); with both,
+    #                                      #   `path` is where the recipe's cache is written.
+
+    [[variants]]
+    name    = "neither"              # run folder name: letters, digits, '.', '_', '-'
+    label   = "neither"              # row label (default: name)
+    base    = "../hico_uc.toml"      # optional: another base recipe for this variant
+    cache   = "rn50x16"              # which [caches] entry; default: the only one; "" = none (no teacher)
+    set     = ["loss.a_u_only=false", "student.detach=false"]
+    over    = { "data.setting" = ["uc0", "uc1"] }   # optional: one run per value (x seeds), one row
+    columns = { "A_U only" = "", detach = "" }
+    paper   = { full = 27.93, seen = 29.15, unseen = 21.84 }   # optional reference numbers
+
+Each variant expands to runs = (product of its `over` values) x seeds; its row in the table
+is the mean ± std over those runs. Override order for a run: base recipe < study `set` <
+`eoid sweep --set` < variant `set` < `over` value < seed, then the run folder and cache.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eoid.config import CacheConfig, TrainConfig, from_dict, load_config, read_toml, to_dict
+from eoid.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+METRIC_GROUPS = ("full", "rare", "non_rare", "seen", "unseen")
+STUDY_KEYS = {"about", "base", "seeds", "metrics", "columns", "set", "caches", "variants"}
+VARIANT_KEYS = {"name", "label", "base", "cache", "seeds", "over", "set", "columns", "paper"}
+CACHE_KEYS = {"recipe", "path", "set"}
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    """One named teacher cache of a study: an existing folder and/or a recipe to build it."""
+    name: str
+    recipe: Path | None          # cache recipe (phase: cache), resolved against the study file
+    path: Path | None            # cache folder (relative to the working directory), or the recipe's `out`
+    overrides: tuple[str, ...]   # --set overrides for the recipe
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the study's table."""
+    name: str
+    label: str
+    base: Path
+    cache: str | None            # name in Study.caches, "" = none, None = the recipe's own `cache`
+    seeds: tuple[int, ...]
+    over: tuple[tuple[str, tuple[Any, ...]], ...]   # (dotted key, values) swept inside the row
+    overrides: tuple[str, ...]
+    columns: dict[str, str]
+    paper: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Study:
+    path: Path
+    about: str
+    metrics: tuple[str, ...]
+    columns: tuple[str, ...]
+    overrides: tuple[str, ...]
+    caches: dict[str, CacheSpec]
+    variants: tuple[Variant, ...]
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """One training run of a variant: its folder name and the overrides that make it."""
+    variant: str
+    key: str                     # e.g. "seed42" or "uc0_seed42"
+    overrides: tuple[str, ...]   # the `over` values and the seed, as --set strings
+
+
+def _check_keys(raw: dict, allowed: set[str], where: str) -> None:
+    from difflib import get_close_matches
+    for key in sorted(set(raw) - allowed):
+        near = get_close_matches(key, allowed, n=1)
+        tip = f"did you mean {near[0]!r}?" if near else f"valid keys: {sorted(allowed)}"
+        raise ConfigError(f"{where}: unknown key {key!r}; {tip}")
+
+
+def _strings(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: expected a list of strings like [\"loss.distill=500\"], got {value!r}")
+    return tuple(value)
+
+
+def _seeds(value: Any, where: str) -> tuple[int, ...]:
+    if (not isinstance(value, list) or not value
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+        raise ConfigError(f"{where}: expected a non-empty list of integer seeds, got {value!r}")
+    return tuple(value)
+
+
+def read_study(path: Path | str) -> Study:
+    """Parse and check a study file; problems are ConfigErrors naming the file and the key."""
+    path = Path(path)
+    raw = read_toml(path)
+    _check_keys(raw, STUDY_KEYS, str(path))
+    if "base" not in raw or not isinstance(raw["base"], str):
+        raise ConfigError(f"{path}: a study needs `base = \"recipe.toml\"` (the training recipe).")
+    base = path.parent / raw["base"]
+    seeds = _seeds(raw.get("seeds", [42]), f"{path} seeds")
+    metrics = _strings(raw.get("metrics", ["full", "seen", "unseen"]), f"{path} metrics")
+    for m in metrics:
+        if m not in METRIC_GROUPS:
+            raise ConfigError(f"{path} metrics: unknown group {m!r}; choose from {list(METRIC_GROUPS)}")
+    caches = {}
+    for name, spec in raw.get("caches", {}).items():
+        where = f"{path} [caches.{name}]"
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{where}: expected a table with `recipe` and/or `path`.")
+        _check_keys(spec, CACHE_KEYS, where)
+        if "recipe" not in spec and "path" not in spec:
+            raise ConfigError(f"{where}: give `recipe = \"cache_recipe.toml\"` or `path = \"cache_folder\"`.")
+        caches[name] = CacheSpec(name, path.parent / spec["recipe"] if "recipe" in spec else None,
+                                 Path(spec["path"]) if "path" in spec else None,
+                                 _strings(spec.get("set", []), f"{where} set"))
+    variants, seen = [], set()
+    for i, v in enumerate(raw.get("variants", [])):
+        where = f"{path} [[variants]] #{i + 1}"
+        _check_keys(v, VARIANT_KEYS, where)
+        name = v.get("name", "")
+        if not isinstance(name, str) or not NAME.match(name) or name in seen:
+            raise ConfigError(f"{where}: `name` {name!r} must be unique and made of letters, digits, "
+                              "'.', '_' and '-' (it names the run folder).")
+        seen.add(name)
+        cache = v.get("cache", next(iter(caches)) if len(caches) == 1 else None)
+        if cache not in (None, "") and cache not in caches:
+            raise ConfigError(f"{where}: cache {cache!r} is not one of the study's [caches] "
+                              f"{sorted(caches)}; add a [caches.{cache}] table or fix the name.")
+        over = v.get("over", {})
+        if not isinstance(over, dict) or not all(isinstance(x, list) and x for x in over.values()):
+            raise ConfigError(f"{where}: `over` must map keys to non-empty lists, e.g. "
+                              "over = { \"data.setting\" = [\"uc0\", \"uc1\"] }")
+        paper = v.get("paper", {})
+        if not all(k in METRIC_GROUPS and isinstance(x, (int, float)) for k, x in paper.items()):
+            raise ConfigError(f"{where}: `paper` maps groups {list(METRIC_GROUPS)} to numbers, got {paper!r}")
+        variants.append(Variant(
+            name=name, label=str(v.get("label", name)),
+            base=path.parent / v["base"] if "base" in v else base, cache=cache,
+            seeds=_seeds(v["seeds"], f"{where} seeds") if "seeds" in v else seeds,
+            over=tuple((k, tuple(x)) for k, x in over.items()),
+            overrides=_strings(v.get("set", []), f"{where} set"),
+            columns={str(k): str(x) for k, x in v.get("columns", {}).items()},
+            paper={k: float(x) for k, x in paper.items()}))
+    if not variants:
+        raise ConfigError(f"{path}: no [[variants]]; add at least one (an empty `set` runs the base recipe).")
+    return Study(path, str(raw.get("about", path.stem)), metrics,
+                 _strings(raw.get("columns", []), f"{path} columns"),
+                 _strings(raw.get("set", []), f"{path} set"), caches, tuple(variants))
+
+
+def _value_text(value: Any) -> str:
+    """A TOML scalar written for --set (JSON's string, number and boolean syntax is TOML's)."""
+    return json.dumps(value)
+
+
+def expand_runs(variant: Variant) -> list[RunKey]:
+    """The runs of a variant: product of its `over` values, each with every seed, in file order."""
+    keys = [k for k, _ in variant.over]
+    runs = []
+    for combo in itertools.product(*(vals for _, vals in variant.over)):
+        for seed in variant.seeds:
+            parts = [re.sub(r"[^A-Za-z0-9.-]+", "-", str(x)) for x in combo] + [f"seed{seed}"]
+            sets = tuple(f"{k}={_value_text(x)}" for k, x in zip(keys, combo)) + (f"optim.seed={seed}",)
+            runs.append(RunKey(variant.name, "_".join(parts), sets))
+    return runs
+
+
+def runs_for_part(runs: list[RunKey], part: int, num_parts: int) -> list[RunKey]:
+    """The runs of job-array part `part` of `num_parts`: every num_parts-th run, from `part`."""
+    return runs[part::num_parts]
+
+
+# ----------------------------------------------------------------------------- planned runs
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """A run of the study with its folder and resolved training config."""
+    variant: Variant
+    run: RunKey
+    folder: Path
+    cfg: TrainConfig
+
+    @property
+    def needs_cache(self) -> bool:
+        return self.cfg.loss.distill > 0 and not self.cfg.online_teacher
+
+
+def cache_config(spec: CacheSpec, shared: tuple[str, ...]) -> CacheConfig:
+    """The cache recipe of `spec` with the study's `data.*` overrides (`shared`) and its own `set`."""
+    assert spec.recipe is not None
+    data_sets = tuple(o for o in shared if o.strip().startswith("data."))
+    cfg = load_config(CacheConfig, spec.recipe, data_sets + spec.overrides,
+                      out=None if spec.path is None else str(spec.path))
+    if not cfg.out:
+        raise ConfigError(f"{spec.recipe}: the cache recipe names no `out` folder; set `out` there "
+                          f"or `path` in the study's [caches.{spec.name}].")
+    return cfg
+
+
+def cache_folders(study: Study, shared: tuple[str, ...]) -> dict[str, Path]:
+    """Folder of each named cache of the study."""
+    return {name: spec.path if spec.recipe is None else Path(cache_config(spec, shared).out)
+            for name, spec in study.caches.items()}
+
+
+def plan_study(study: Study, out: Path, overrides: tuple[str, ...] = ()) -> list[PlannedRun]:
+    """Every run of the study with its TrainConfig: a typo in any variant fails here, before training."""
+    shared = study.overrides + tuple(overrides)
+    folders = cache_folders(study, shared)
+    planned = []
+    for variant in study.variants:
+        cache = None if variant.cache is None else ("" if variant.cache == "" else str(folders[variant.cache]))
+        for run in expand_runs(variant):
+            folder = out / "runs" / variant.name / run.key
+            cfg = load_config(TrainConfig, variant.base, shared + variant.overrides + run.overrides,
+                              cache=cache, out=str(folder))
+            if not cfg.data.test_annotations:
+                raise ConfigError(f"{study.path}: variant {variant.name!r} has no data.test_annotations, "
+                                  "so its runs would write no results.json; set it in the recipe or "
+                                  "with --set data.test_annotations=FILE.")
+            planned.append(PlannedRun(variant, run, folder, cfg))
+    return planned
+
+
+def check_same_config(run: PlannedRun) -> None:
+    """Refuse to skip or resume a run folder that an earlier, different study config wrote."""
+    path = run.folder / "config.toml"
+    if not path.is_file():
+        return
+    # read through the dataclass: a field added by a later eoid takes its default, not a difference
+    old, new = _flat(to_dict(from_dict(type(run.cfg), read_toml(path), str(path)))), _flat(to_dict(run.cfg))
+    diff = sorted(k for k in old.keys() | new.keys()
+                  if k not in ("resume", "break_lock") and old.get(k) != new.get(k))
+    if diff:
+        raise ConfigError(f"{path}: this run folder was trained with another config (differs in "
+                          f"{diff[:5]}); the study or its recipes changed. Use another --out, or move "
+                          "the folder away to rerun it.")
+
+
+def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested config dict -> {"section.key": value}."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
