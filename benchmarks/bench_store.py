@@ -32,8 +32,9 @@ from eoid.files import write_json_atomic
 from eoid.pipeline.data.vocab import load_vocabulary
 from eoid.teacher_cache import manifest as mf
 from eoid.teacher_cache import store
-from eoid.teacher_cache.plan import CachePlan, make_layout
 from eoid.teacher_cache.lookup import CacheReader
+from eoid.teacher_cache.plan import CachePlan, make_layout
+
 from report import print_table, save_json
 
 RESULTS = Path(__file__).parent / "results"

@@ -28,6 +28,7 @@ import torch
 from eoid.student.losses import compute_losses
 from eoid.student.model import build_student
 from eoid.student.targets import PairTargets
+
 from report import print_table, save_json
 
 NUM_OBJECTS, NUM_VERBS = 80, 117
@@ -35,8 +36,10 @@ NUM_OBJECTS, NUM_VERBS = 80, 117
 
 def synthetic_targets(num_labelled: int, num_unknown: int, gen: torch.Generator) -> PairTargets:
     p = num_labelled + num_unknown
-    boxes = lambda: torch.cat([torch.rand(p, 2, generator=gen) * 0.5 + 0.25,
-                               torch.rand(p, 2, generator=gen) * 0.3 + 0.1], 1)
+
+    def boxes() -> torch.Tensor:
+        return torch.cat([torch.rand(p, 2, generator=gen) * 0.5 + 0.25,
+                          torch.rand(p, 2, generator=gen) * 0.3 + 0.1], 1)
     labelled = torch.arange(p) < num_labelled
     verbs = (torch.rand(p, NUM_VERBS, generator=gen) < 0.02).float()
     verbs[~labelled] = 0

@@ -39,20 +39,21 @@ import torch
 
 from eoid.config import CacheConfig, DataConfig, LossConfig, MatcherConfig, TeacherConfig, TrainConfig
 from eoid.pipeline import run_cache as run_cache_mod
-from eoid.pipeline.training.distributed import World
-from eoid.pipeline.run_cache import run_cache
-from eoid.pipeline.training.builders import build_loss
-from eoid.pipeline.synth.world import generate_world
-from eoid.pipeline.training.teacher_source import OnlineTeacher
-from eoid.pipeline.training.dataset import TrainDataset, collate, load_rgb
-from eoid.pipeline.training.training_set import prepare_training_set
 from eoid.pipeline.data.transforms import AugmentParams
 from eoid.pipeline.data.vocab import load_vocabulary
+from eoid.pipeline.run_cache import run_cache
+from eoid.pipeline.synth.world import generate_world
+from eoid.pipeline.training.builders import build_loss
+from eoid.pipeline.training.dataset import TrainDataset, collate, load_rgb
+from eoid.pipeline.training.distributed import World
+from eoid.pipeline.training.teacher_source import OnlineTeacher
+from eoid.pipeline.training.training_set import prepare_training_set
 from eoid.student.losses import compute_losses, decoder_layers, weighted_sum
 from eoid.student.model import build_student
 from eoid.teacher_cache import teacher as teacher_mod
 from eoid.teacher_cache.lookup import CacheReader
 from eoid.teacher_cache.online import online_teacher
+
 from report import print_table, save_json
 
 RESULTS = Path(__file__).parent / "results"

@@ -102,6 +102,7 @@ def cache_inspect(cache, png, samples, images) -> None:
 def cache_verify(cache, annotations, images, dataset) -> None:
     """Check integrity and fingerprint of a cache against a dataset."""
     import json
+
     from eoid.pipeline.run_cache_verify import run_verify
     click.echo(json.dumps(run_verify(cache, annotations, images, dataset), indent=1))
 
@@ -130,9 +131,12 @@ def cache_relabel(cache, template, gamma, dataset, out, clip_weights) -> None:
 @click.option("--annotations", type=PATH, help="Training annotations (overrides data.train_annotations).")
 @click.option("--images", type=PATH, help="Training image folder (overrides data.train_images).")
 @click.option("--setting", help="Zero-shot setting, e.g. ua, uc0, rf-uc (overrides data.setting).")
-@click.option("--online-teacher", is_flag=True, default=None, help="Run CLIP inside the loss, as the original code.")
-@click.option("--skip-bad", is_flag=True, default=None, help="Skip bad records (listed in RUN/bad_records.json).")
-@click.option("--resume", is_flag=True, default=None, help="Continue the run in --out from its last checkpoint.")
+@click.option("--online-teacher", is_flag=True, default=None,
+              help="Run CLIP inside the loss, as the original code.")
+@click.option("--skip-bad", is_flag=True, default=None,
+              help="Skip bad records (listed in RUN/bad_records.json).")
+@click.option("--resume", is_flag=True, default=None,
+              help="Continue the run in --out from its last checkpoint.")
 @click.option("--break-lock", is_flag=True, default=None, help="Remove a stale lock left by a dead process.")
 @set_option
 @user_errors
@@ -153,16 +157,22 @@ def train(config_path, cache, out, annotations, images, setting, online_teacher,
 @click.option("--predictions", type=PATH, help="Saved predictions JSON, scored without a model.")
 @click.option("--annotations", type=PATH, help="Test annotations, e.g. test_hico.json.")
 @click.option("--images", type=PATH, help="Test image folder (with --checkpoint).")
-@click.option("--vocabulary", "dataset", help="Vocabulary with --predictions (default: the checkpoint's, else hico-det).")
+@click.option("--vocabulary", "dataset",
+              help="Vocabulary with --predictions (default: the checkpoint's, else hico-det).")
 @click.option("--setting", help="Zero-shot setting whose Seen/Unseen split is reported, e.g. ua.")
 @click.option("--mode", type=click.Choice(["default", "known_object"]), help="HICO-DET evaluation mode.")
 @click.option("--out", type=PATH, help="Folder for results.json.")
-@click.option("--verb-classifier", type=click.Choice(["student", "clip"]), default="student", show_default=True,
-              help="clip: keep the student's boxes and objects, score verbs with CLIP on each pair's union crop (Table 2).")
-@click.option("--clip", help="With --verb-classifier clip: open_clip model, e.g. RN50x16-quickgelu (default RN50x16).")
-@click.option("--clip-weights", help="With --verb-classifier clip: pretrained tag or local file, openai|PATH (default openai).")
+@click.option("--verb-classifier", type=click.Choice(["student", "clip"]),
+              default="student", show_default=True,
+              help="clip: keep the student's boxes and objects, score verbs with CLIP "
+                   "on each pair's union crop (Table 2).")
+@click.option("--clip",
+              help="With --verb-classifier clip: open_clip model, e.g. RN50x16-quickgelu (default RN50x16).")
+@click.option("--clip-weights",
+              help="With --verb-classifier clip: pretrained tag or local file, openai|PATH (default openai).")
 @click.option("--prior/--no-prior", default=True, show_default=True,
-              help="With --verb-classifier clip: softmax over the predicted object's HOIs only (the teacher's mask).")
+              help="With --verb-classifier clip: softmax over the predicted object's HOIs only "
+                   "(the teacher's mask).")
 @set_option
 @user_errors
 def evaluate(config_path, checkpoint, predictions, annotations, images, dataset, setting, mode, out,
@@ -208,9 +218,12 @@ def report(run) -> None:
 
 @main.command("sweep")
 @click.argument("study", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--out", type=PATH, required=True, help="Study folder (runs/, table.md/.csv/.png), e.g. runs/studies/table3.")
-@click.option("--part", default="", help="i/n: run only every n-th run from i (job arrays, one GPU each), e.g. 0/4.")
-@click.option("--caches-only", is_flag=True, help="Build the study's caches, train nothing (before launching parts).")
+@click.option("--out", type=PATH, required=True,
+              help="Study folder (runs/, table.md/.csv/.png), e.g. runs/studies/table3.")
+@click.option("--part", default="",
+              help="i/n: run only every n-th run from i (job arrays, one GPU each), e.g. 0/4.")
+@click.option("--caches-only", is_flag=True,
+              help="Build the study's caches, train nothing (before launching parts).")
 @click.option("--collect-only", is_flag=True, help="Write the tables from the finished runs, train nothing.")
 @set_option
 @user_errors
@@ -225,7 +238,8 @@ def sweep(study, out, part, caches_only, collect_only, overrides) -> None:
 @click.option("--coco", type=PATH, required=True, help="COCO instances JSON (boxes only).")
 @click.option("--images", type=PATH, required=True, help="Folder of those images, e.g. coco/train2014.")
 @click.option("--out", type=PATH, required=True, help="Pseudo-labelled HICO-DET JSON to write.")
-@click.option("--threshold", type=float, default=0.1, show_default=True, help="Lowest triplet score kept as a label.")
+@click.option("--threshold", type=float, default=0.1, show_default=True,
+              help="Lowest triplet score kept as a label.")
 @click.option("--batch-size", type=int, default=4, show_default=True, help="Images per forward pass.")
 @user_errors
 def pseudo_label(checkpoint, coco, images, out, threshold, batch_size) -> None:
@@ -237,8 +251,10 @@ def pseudo_label(checkpoint, coco, images, out, threshold, batch_size) -> None:
 
 @main.command("mix")
 @click.option("--source", "sources", type=(PATH, PATH, str), multiple=True, required=True,
-              metavar="ANNOTATIONS IMAGES VOCABULARY", help="One training set and its vocabulary; repeatable.")
-@click.option("--mapping", default="vcoco-to-hico-det", show_default=True, help="Verb mapping: built-in name or JSON.")
+              metavar="ANNOTATIONS IMAGES VOCABULARY",
+              help="One training set and its vocabulary; repeatable.")
+@click.option("--mapping", default="vcoco-to-hico-det", show_default=True,
+              help="Verb mapping: built-in name or JSON.")
 @click.option("--out", type=PATH, required=True, help="Folder of the mixed set, e.g. data/hico_vcoco.")
 @click.option("--skip-bad", is_flag=True, help="Skip bad records instead of stopping.")
 @user_errors
@@ -250,8 +266,10 @@ def mix(sources, mapping, out, skip_bad) -> None:
 
 @main.command("evaluate-vcoco")
 @click.option("--checkpoint", type=PATH, required=True, help="Student trained on a mix (checkpoint.pt).")
-@click.option("--mapping", default="vcoco-to-hico-det", show_default=True, help="The verb mapping of the mix.")
-@click.option("--annotations", type=PATH, required=True, help="V-COCO test in HOIA JSON, e.g. test_vcoco.json.")
+@click.option("--mapping", default="vcoco-to-hico-det", show_default=True,
+              help="The verb mapping of the mix.")
+@click.option("--annotations", type=PATH, required=True,
+              help="V-COCO test in HOIA JSON, e.g. test_vcoco.json.")
 @click.option("--images", type=PATH, required=True, help="Its image folder, e.g. coco/val2014.")
 @click.option("--out", type=PATH, required=True, help="Folder for vcoco_results.json.")
 @click.option("--batch-size", type=int, default=2, show_default=True, help="Images per forward pass.")
@@ -299,13 +317,15 @@ def synth(out, num_images, seed, layout) -> None:
 
 
 @main.command("synth-teacher")
-@click.option("--out", type=PATH, required=True, help="Weights file to write, e.g. eoid/data/eoid-synth-clip.safetensors.")
+@click.option("--out", type=PATH, required=True,
+              help="Weights file to write, e.g. eoid/data/eoid-synth-clip.safetensors.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the web data, init and batch order.")
 @click.option("--steps", default=500, show_default=True, help="Training steps (batch 128).")
 @user_errors
 def synth_teacher(out, seed, steps) -> None:
     """Retrain the synthetic world's small CLIP teacher reproducibly (the shipped one: seed 0, 500 steps)."""
     import json
+
     from eoid.pipeline.synth.teacher import train_synth_teacher
     click.echo(json.dumps(train_synth_teacher(out, seed=seed, steps=steps), indent=1))
 

@@ -28,18 +28,21 @@ class DataConfig:
     train_images: str = ""           # folder holding the training images
     test_annotations: str = ""       # test annotation file, evaluated at the end of training
     test_images: str = ""            # folder holding the test images
-    setting: str = ""                # zero-shot setting ("ua", "uc0".."uc4", "rf-uc", ...); "" = fully supervised
-    unknown_pairs: str = "all"       # "all": every human x other box without a seen label (paper); "annotated": boxes of annotated HOIs only (original loader)
-    val_images: int = 0              # training images held out for model selection (0 = none, select the last epoch)
+    setting: str = ""                # zero-shot setting ("ua", "uc0".."uc4", "rf-uc", ...); "" = supervised
+    # "all": every human x other box with no seen label (paper); "annotated": annotated HOIs' boxes (original)
+    unknown_pairs: str = "all"
+    val_images: int = 0              # training images held out for model selection (0 = none, use last epoch)
     val_seed: int = 0                # seed of the validation split
-    skip_bad: bool = False           # skip bad records (counted, listed in bad_records.json) instead of stopping
+    skip_bad: bool = False           # skip bad records (counted, in bad_records.json) instead of stopping
     max_boxes: int = 64              # boxes kept per training image (the original keeps the first 64)
 
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    enabled: bool = True                                  # DETR-style flip / colour jitter / multi-scale resize / crop
-    scales: tuple[int, ...] = (480, 512, 544, 576, 608, 640, 672, 704, 736, 768, 800)  # shorter side choices, px
+    # DETR-style flip / colour jitter / multi-scale resize / crop
+    enabled: bool = True
+    # shorter side choices, px
+    scales: tuple[int, ...] = (480, 512, 544, 576, 608, 640, 672, 704, 736, 768, 800)
     max_size: int = 1333                                  # longest side after resize, px
     crop_scales: tuple[int, ...] = (400, 500, 600)        # shorter side before the random crop, px
     crop_min: int = 384                                   # random crop side range, px
@@ -50,27 +53,28 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class TeacherConfig:
-    model: str = "RN50x16"                                     # open_clip model name (e.g. RN50x16-quickgelu for OpenAI weights)
-    weights: str = "openai"                                    # open_clip pretrained tag or a local weights file
-    template: str = "a picture of person {verb_ing} {object}"  # HOI prompt; {verb_ing} and {object} are filled in
-    gamma: float = 100.0                                       # scale of the cosine similarity before the softmax
-    batch_size: int = 64                                       # crops per image-encoder call
-    num_workers: int = 2                                       # DataLoader workers that decode and crop
-    precision: str = "auto"                                    # "auto" (bf16 autocast on GPU, fp32 on CPU), "fp32", "bf16", "fp16"
-    min_iou: float = 0.5                                       # lookup: min(IoU human, IoU object) for a cached pair to match
-    shard_rows: int = 65536                                    # pairs per zarr shard (one writer per shard)
+    model: str = "RN50x16"           # open_clip model name (e.g. RN50x16-quickgelu for OpenAI weights)
+    weights: str = "openai"          # open_clip pretrained tag or a local weights file
+    # HOI prompt; {verb_ing} and {object} are filled in
+    template: str = "a picture of person {verb_ing} {object}"
+    gamma: float = 100.0             # scale of the cosine similarity before the softmax
+    batch_size: int = 64             # crops per image-encoder call
+    num_workers: int = 2             # DataLoader workers that decode and crop
+    precision: str = "auto"          # "auto" (bf16 autocast on GPU, fp32 on CPU), "fp32", "bf16", "fp16"
+    min_iou: float = 0.5             # lookup: min(IoU human, IoU object) for a cached pair to match
+    shard_rows: int = 65536          # pairs per zarr shard (one writer per shard)
 
 
 @dataclass(frozen=True)
 class StudentConfig:
     preset: str = "cdn-s"                 # "cdn-s", "cdn-b", "cdn-l" or "tiny" (CPU tests)
     num_queries: int = 64                 # decoder queries
-    is_head: str = "interaction"          # where the interactive-score head sits: "interaction" or "human_object"
-    detach: bool = True                   # stop gradients from the interaction decoder into the human-object decoder
+    is_head: str = "interaction"          # interactive-score head placement: "interaction" or "human_object"
+    detach: bool = True                   # stop gradients from interaction decoder into human-object decoder
     dropout: float = -1.0                 # transformer dropout; negative = the preset's (0.1 CDN, 0 tiny)
     backbone_weights: str = ""            # local torchvision ResNet state dict ("" = random init)
     detr_init: str = ""                   # local DETR-R50 COCO checkpoint to initialise from ("" = none)
-    detr_init_interaction: bool = True    # also copy DETR's decoder into the interaction decoder (the original leaves it random)
+    detr_init_interaction: bool = True    # also init the interaction decoder from DETR's (original: random)
 
 
 @dataclass(frozen=True)
@@ -94,10 +98,12 @@ class LossConfig:
     focal_alpha: float = 0.5         # focal loss alpha
     focal_gamma: float = 2.0         # focal loss gamma
     distill: float = 700.0           # weight of the BCE on soft teacher targets (0 = no distillation)
-    distill_norm: str = "tensor"     # "tensor": mean over batch x queries x verbs (original; strength depends on the per-GPU batch); "pairs": sum / matched pairs
+    # "tensor": mean of batch x queries x verbs (original; depends on GPU batch); "pairs": sum / matched pairs
+    distill_norm: str = "tensor"
     interactive: float = 1.0         # weight of the interactive-score cross entropy
     a_u_only: bool = False           # keep teacher mass on unseen verbs only (the paper's "A_U only", UA)
-    teacher_on_no_interaction: bool = True   # teacher fills pairs labelled only no_interaction too (the original); false keeps their 0s
+    # teacher fills pairs labelled only no_interaction too (the original); false keeps their 0s
+    teacher_on_no_interaction: bool = True
 
 
 @dataclass(frozen=True)
@@ -133,7 +139,7 @@ class CacheConfig:
     out: str = ""                    # cache folder to write
     part: str = ""                   # "i/n": this job-array part of the images ("" = all, or torchrun's rank)
     break_lock: bool = False         # remove a stale lock left by a dead process
-    seed: int = 0                    # seed (the teacher is deterministic; kept for the fingerprint of sampling)
+    seed: int = 0                    # seed (the teacher is deterministic; kept for the sampling fingerprint)
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,15 @@ from pathlib import Path
 
 import pytest
 
-from eoid.config import (CacheConfig, EvalConfig, PredictConfig, TrainConfig, dumps_toml, from_dict,
-                         load_config)
+from eoid.config import (
+    CacheConfig,
+    EvalConfig,
+    PredictConfig,
+    TrainConfig,
+    dumps_toml,
+    from_dict,
+    load_config,
+)
 from eoid.errors import ConfigError
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.toml"))
@@ -30,7 +37,8 @@ def test_every_shipped_config_loads(path):
 def test_misspelled_key_is_refused_with_the_nearest_valid_key(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[matcher]\ntop_k = 3\n")
-    with pytest.raises(ConfigError, match=r"bad.toml \[matcher\]: unknown key 'top_k'; did you mean 'topk'\?"):
+    with pytest.raises(ConfigError,
+                       match=r"bad.toml \[matcher\]: unknown key 'top_k'; did you mean 'topk'\?"):
         load_config(TrainConfig, bad)
 
 

@@ -61,7 +61,8 @@ def _eoid_imports(path: Path) -> list[str]:
 
 def _is_module(name: str) -> bool:
     rel = Path(*name.split("."))
-    return (PACKAGE.parent / rel).with_suffix(".py").is_file() or (PACKAGE.parent / rel / "__init__.py").is_file()
+    return ((PACKAGE.parent / rel).with_suffix(".py").is_file()
+            or (PACKAGE.parent / rel / "__init__.py").is_file())
 
 
 MODULES = sorted(p for p in PACKAGE.rglob("*.py"))

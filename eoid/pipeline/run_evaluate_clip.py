@@ -16,13 +16,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from eoid.config import AugmentConfig, DataConfig, EvalConfig, PostprocessConfig, TeacherConfig, dumps_toml
-from eoid.config import require_path
+from eoid.config import (
+    AugmentConfig,
+    DataConfig,
+    EvalConfig,
+    PostprocessConfig,
+    TeacherConfig,
+    dumps_toml,
+    require_path,
+)
 from eoid.pipeline.data.images import load_rgb
 from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.data.vocab import Vocabulary
 from eoid.pipeline.evaluation.inference import image_triplets, model_outputs, query_boxes_px, sizes_hw
-from eoid.pipeline.evaluation.predictions_io import ImageTriplets, format_table, write_predictions, write_results
+from eoid.pipeline.evaluation.predictions_io import (
+    ImageTriplets,
+    format_table,
+    write_predictions,
+    write_results,
+)
 from eoid.pipeline.evaluation.scoring import score
 from eoid.pipeline.training.builders import model_from_checkpoint
 from eoid.pipeline.training.distributed import World
@@ -86,7 +98,8 @@ def predict_with_clip_verbs(model, teacher: Teacher, text_emb: torch.Tensor, hoi
 def evaluate_clip_classifier(checkpoint: Path, data: DataConfig, augment: AugmentConfig,
                              post: PostprocessConfig, teacher_cfg: TeacherConfig, prior: bool, out: Path,
                              device: str, batch_size: int = 2) -> dict:
-    """Score a checkpoint with CLIP verbs on data.test_annotations; writes predictions.json and results.json."""
+    """Score a checkpoint with CLIP verbs on data.test_annotations; writes predictions.json and
+    results.json."""
     model, vocab, _ = model_from_checkpoint(checkpoint, device)
     ann = require_path(data.test_annotations, "test annotation file", "--annotations")
     images = require_path(data.test_images, "test image folder", "--images")

@@ -16,23 +16,31 @@ from eoid.errors import CheckpointError
 from eoid.pipeline.data.mixed_vocab import load_mixed_vocabulary, load_verb_mapping
 from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.evaluation.inference import dense_scores, model_outputs, sizes_hw
+from eoid.pipeline.evaluation.vcoco_map import evaluate_vcoco
+from eoid.pipeline.evaluation.vcoco_scoring import (
+    objectless_labels,
+    role_map_summary,
+    source_scores,
+    vcoco_detections,
+    vcoco_gt_from_records,
+    vcoco_structure,
+)
 from eoid.pipeline.training.builders import model_from_checkpoint
 from eoid.pipeline.training.distributed import World
-from eoid.pipeline.evaluation.vcoco_map import evaluate_vcoco
-from eoid.pipeline.evaluation.vcoco_scoring import (objectless_labels, role_map_summary, source_scores, vcoco_detections,
-                                         vcoco_gt_from_records, vcoco_structure)
 from eoid.student.postprocess import postprocess
 
 
 def run_evaluate_vcoco(checkpoint: Path, annotations: Path, images: Path, mapping: str, out: Path,
-                       world: World, *, batch_size: int = 2, num_workers: int = 0, progress: bool = True) -> str:
+                       world: World, *, batch_size: int = 2, num_workers: int = 0,
+                       progress: bool = True) -> str:
     """Score `checkpoint` on the V-COCO-format `annotations`; returns the printed table."""
     mixed = load_mixed_vocabulary(mapping)
     model, vocab, cfg = model_from_checkpoint(Path(checkpoint), world.device)
     if vocab.fingerprint() != mixed.vocab.fingerprint():
-        raise CheckpointError(f"{checkpoint} was trained with vocabulary {vocab.name!r} ({vocab.num_verbs} verbs), "
-                              f"not the merged {mixed.vocab.name!r} of mapping {mapping!r}. Evaluate a run "
-                              "trained on the output of `eoid mix` with this mapping.")
+        raise CheckpointError(
+            f"{checkpoint} was trained with vocabulary {vocab.name!r} ({vocab.num_verbs} verbs), "
+            f"not the merged {mixed.vocab.name!r} of mapping {mapping!r}. Evaluate a run "
+            "trained on the output of `eoid mix` with this mapping.")
     augment = from_dict(AugmentConfig, cfg.get("augment", {}), f"{checkpoint} [augment]")
     source = mixed.source
     structure = vcoco_structure(source, load_verb_mapping(mapping).source)
@@ -62,6 +70,7 @@ def run_evaluate_vcoco(checkpoint: Path, annotations: Path, images: Path, mappin
              f"{summary['num_unseen']} unseen verb-roles)", f"{'':12s}{'Full':>8s}{'Seen':>8s}{'Unseen':>8s}"]
     for s in (1, 2):
         row = summary[f"scenario_{s}"]
-        lines.append(f"{f'scenario {s}':12s}" + "".join(f"{'-' if row[k] is None else format(row[k], '.2f'):>8s}"
-                                               for k in ("full", "seen", "unseen")))
+        cells = "".join(f"{'-' if row[k] is None else format(row[k], '.2f'):>8s}"
+                        for k in ("full", "seen", "unseen"))
+        lines.append(f"{f'scenario {s}':12s}" + cells)
     return "\n".join(lines) + f"\nresults: {out / 'vcoco_results.json'}"

@@ -54,7 +54,8 @@ def run_mix(sources: list[MixSource], mapping: str, out: Path, *, skip_bad: bool
     entries, report = [], []
     for i, src in enumerate(sources):
         if not Path(src.images).is_dir():
-            raise DataError(f"{src.images}: image folder of {src.annotations} not found. Fix the --source path.")
+            raise DataError(f"{src.images}: image folder of {src.annotations} not found. "
+                            "Fix the --source path.")
         vocab = load_vocabulary(src.vocabulary)
         result = read_annotations(Path(src.annotations), Path(src.images), vocab, skip_bad=skip_bad)
         tag = f"src{i}"

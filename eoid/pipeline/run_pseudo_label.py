@@ -25,14 +25,13 @@ import torch
 from eoid.boxes import box_iou_np
 from eoid.config import AugmentConfig, from_dict
 from eoid.errors import ConfigError
-from eoid.files import write_text_atomic
+from eoid.files import file_sha256, write_text_atomic
 from eoid.pipeline.data.mixed_vocab import record_to_hico_json
 from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.data.records import ImageRecord
 from eoid.pipeline.evaluation.inference import dense_scores, model_outputs, sizes_hw
 from eoid.pipeline.training.builders import model_from_checkpoint
 from eoid.pipeline.training.distributed import World
-from eoid.files import file_sha256
 from eoid.student.postprocess import postprocess
 
 log = logging.getLogger(__name__)
@@ -41,7 +40,8 @@ log = logging.getLogger(__name__)
 def pseudo_labels(gt_boxes_xyxy: np.ndarray, gt_classes: np.ndarray, human_class: int,
                   pred_human_xyxy: np.ndarray, pred_object_xyxy: np.ndarray, pred_object_classes: np.ndarray,
                   pred_verb_scores: np.ndarray, valid_object_verb: np.ndarray, threshold: float,
-                  min_iou: float = 0.5, excluded_verbs: tuple[int, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+                  min_iou: float = 0.5,
+                  excluded_verbs: tuple[int, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
     """Pseudo labels of one image from its predictions.
 
     gt_boxes_xyxy (B, 4) px, gt_classes (B,) object index; pred_*_xyxy (Q, 4) px,
@@ -127,8 +127,9 @@ def run_pseudo_label(checkpoint: Path, coco: Path, images: Path, out: Path, worl
             for key, pred in zip(keys, preds):
                 rec = by_key[key]
                 human, obj, cls, scores = dense_scores(pred, num_queries, vocab.num_verbs)
-                rows, label_scores = pseudo_labels(rec.boxes_xyxy_px, rec.box_classes, vocab.human, human, obj,
-                                                   cls, scores, vocab.valid, threshold, min_iou, excluded)
+                rows, label_scores = pseudo_labels(rec.boxes_xyxy_px, rec.box_classes, vocab.human,
+                                                   human, obj, cls, scores,
+                                                   vocab.valid, threshold, min_iou, excluded)
                 entry = _entry(rec, rows, label_scores, vocab, sha)
                 sink.write(json.dumps(entry) + "\n")
                 done[key] = entry

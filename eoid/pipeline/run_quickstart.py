@@ -19,10 +19,10 @@ import numpy as np
 
 from eoid.config import CacheConfig, DataConfig, TeacherConfig, TrainConfig, load_config
 from eoid.errors import EoidError
-from eoid.pipeline.training.distributed import World
 from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.data.records import ImageRecord
 from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary
+from eoid.pipeline.training.distributed import World
 
 TEACHER = TeacherConfig(model="eoid-synth-clip", weights="bundled", batch_size=128, num_workers=0)
 
@@ -83,12 +83,12 @@ def run_quickstart(out: Path, seed: int = 0, num_images: int = 600, epochs: int 
     recipe of both runs alike (tests); `predict=False` skips the drawn predictions;
     `parallel` trains the two runs side by side in two processes (on a machine with 2+ cores).
     """
+    from eoid.config import PredictConfig
     from eoid.pipeline.run_cache import run_cache
     from eoid.pipeline.run_predict import run_predict
     from eoid.pipeline.run_report import run_report
     from eoid.pipeline.run_train import run_train
     from eoid.pipeline.synth.world import QUICKSTART, generate_world
-    from eoid.config import PredictConfig
     from eoid.teacher_cache.lookup import CacheReader
 
     start = time.time()

@@ -19,8 +19,16 @@ from eoid.files import file_sha256, read_json
 from eoid.pipeline.data.vocab import load_vocabulary
 from eoid.pipeline.run_cache import run_cache
 from eoid.pipeline.run_train import run_train
-from eoid.pipeline.study import (PlannedRun, Study, cache_config, cache_folders, check_same_config, plan_study,
-                                 read_study, runs_for_part)
+from eoid.pipeline.study import (
+    PlannedRun,
+    Study,
+    cache_config,
+    cache_folders,
+    check_same_config,
+    plan_study,
+    read_study,
+    runs_for_part,
+)
 from eoid.pipeline.study_tables import collect_rows, markdown_table, write_tables
 from eoid.pipeline.training.distributed import World
 from eoid.teacher_cache.lookup import check_complete
@@ -33,7 +41,8 @@ def _teacher_differs(manifest: dict, teacher: Any) -> list[str]:
     """Teacher fields of a cache recipe that disagree with what a finished cache was built with."""
     built = manifest.get("config", {}).get("teacher", {})
     return [f"{k}: cache {built.get(k)!r}, recipe {getattr(teacher, k)!r}"
-            for k in ("model", "weights", "template", "gamma") if k in built and built[k] != getattr(teacher, k)]
+            for k in ("model", "weights", "template", "gamma")
+            if k in built and built[k] != getattr(teacher, k)]
 
 
 def ensure_caches(study: Study, names: set[str], shared: tuple[str, ...], world: World,

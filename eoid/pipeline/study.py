@@ -242,7 +242,8 @@ def plan_study(study: Study, out: Path, overrides: tuple[str, ...] = ()) -> list
     folders = cache_folders(study, shared)
     planned = []
     for variant in study.variants:
-        cache = None if variant.cache is None else ("" if variant.cache == "" else str(folders[variant.cache]))
+        cache = (None if variant.cache is None
+                 else "" if variant.cache == "" else str(folders[variant.cache]))
         for run in expand_runs(variant):
             folder = out / "runs" / variant.name / run.key
             cfg = load_config(TrainConfig, variant.base, shared + variant.overrides + run.overrides,

@@ -12,6 +12,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+
 import numpy as np
 
 from eoid.errors import DataError
@@ -93,7 +94,8 @@ def write_csv(path: Path, study: Study, rows: list[Row]) -> None:
                     *(f"paper_{m}" for m in study.metrics)])
         for r in rows:
             stats = [mean_std(r.values[m]) for m in study.metrics]
-            w.writerow([r.variant.name, r.variant.label, *(r.variant.columns.get(c, "") for c in study.columns),
+            w.writerow([r.variant.name, r.variant.label,
+                        *(r.variant.columns.get(c, "") for c in study.columns),
                         r.runs_done, r.runs_total, *(num(x) for pair in stats for x in pair),
                         *(num(r.variant.paper.get(m)) for m in study.metrics)])
 

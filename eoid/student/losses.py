@@ -15,8 +15,8 @@ the queries not ignored (a mean).
 """
 from __future__ import annotations
 
-import re
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 

@@ -34,7 +34,7 @@ class MatchParams:
 
 class ImageMatch(NamedTuple):
     """One image's matching at one decoder layer. Target indices are rows of its PairTargets."""
-    query_idx: Tensor           # (M + k,) int64: queries trained as pairs; stage 1 first, then selected stage 2
+    query_idx: Tensor           # (M + k,) int64: queries trained as pairs; stage 1, then selected stage 2
     target_idx: Tensor          # (M + k,) int64: the pair each of those queries is trained on
     num_stage1: int             # the first num_stage1 entries come from stage 1 (labelled pairs)
     stage2_query_idx: Tensor    # (S,) int64: every stage-2 assignment, before the IoU gate and top-k

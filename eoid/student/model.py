@@ -6,7 +6,6 @@ COCO checkpoint file the way CDN/EoID convert it (see its docstring for the one 
 from __future__ import annotations
 
 import dataclasses
-
 from pathlib import Path
 from typing import NamedTuple
 

@@ -17,7 +17,7 @@ class PairTargets(NamedTuple):
     object_boxes_cxcywh: Tensor   # (P, 4) same frame
     object_classes: Tensor        # (P,) int64 object index
     verb_labels: Tensor           # (P, V) float32 multi-hot seen labels (0 for unknown pairs)
-    labelled: Tensor              # (P,) bool: has at least one seen label -> stage-1 matching; else unknown -> stage 2
+    labelled: Tensor              # (P,) bool: has a seen label -> stage-1 matching; else unknown -> stage 2
     interactive: Tensor           # (P,) bool: labelled with a verb other than no_interaction (IS positives)
     teacher_verb_probs: Tensor    # (P, V) float32 teacher distribution; zeros where teacher_hit is False
     teacher_hit: Tensor           # (P,) bool: the teacher row exists (cache hit or online teacher)

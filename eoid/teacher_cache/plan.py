@@ -97,7 +97,9 @@ def build_plan(records: Sequence[ImageBoxes], human_class: int) -> CachePlan:
         obj.append(rec.boxes_xyxy_px[pairs[:, 1]].reshape(-1, 4))
         cls.append(rec.box_classes[pairs[:, 1]])
         lab.append(labelled_mask(pairs, rec.boxes_xyxy_px, rec.box_classes, rec.hois))
-    cat = (lambda xs, shape, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(shape, dt))
+
+    def cat(xs: list[np.ndarray], shape: tuple[int, ...], dt) -> np.ndarray:
+        return np.concatenate(xs).astype(dt) if xs else np.zeros(shape, dt)
     return CachePlan(
         image_keys=[r.key for r in records],
         image_sizes=np.array([[r.width, r.height] for r in records], dtype=np.int64).reshape(-1, 2),

@@ -11,10 +11,10 @@ TINY = ("student.preset=tiny", "student.num_queries=8", "optim.num_workers=0",
 
 @pytest.fixture(scope="session")
 def world(tmp_path_factory) -> dict:
-    from eoid.pipeline.synth.world import generate_world
     from eoid.config import CacheConfig, DataConfig, TeacherConfig
-    from eoid.pipeline.training.distributed import World
     from eoid.pipeline.run_cache import run_cache
+    from eoid.pipeline.synth.world import generate_world
+    from eoid.pipeline.training.distributed import World
     root = tmp_path_factory.mktemp("e2e")
     paths = generate_world(root / "world", 40, seed=3, progress=False)
     data = DataConfig(dataset=str(paths.vocabulary), train_annotations=str(paths.train_json),

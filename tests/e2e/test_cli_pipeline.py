@@ -22,7 +22,7 @@ def test_cache_train_evaluate_predict_report_run_end_to_end(world, tmp_path):
                                   "--set", "optim.epochs=1", "--set", "optim.batch_size=4",
                                   "--set", "optim.max_iters=3"])
     assert result.exit_code == 0, result.output
-    rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows] == [1, 2, 3]
     assert all(r["teacher_miss_rate"] == 0.0 for r in rows)      # every candidate pair is cached
     assert (run / "config.toml").exists() and (run / "checkpoint.pt").exists()
@@ -40,7 +40,8 @@ def test_cache_train_evaluate_predict_report_run_end_to_end(world, tmp_path):
 
     # the saved predictions score the same without the model
     result = runner.invoke(main, ["evaluate", "--predictions", str(tmp_path / "eval" / "predictions.json"),
-                                  "--annotations", str(paths.test_json), "--vocabulary", str(paths.vocabulary),
+                                  "--annotations", str(paths.test_json),
+                                  "--vocabulary", str(paths.vocabulary),
                                   "--setting", "ua", "--out", str(tmp_path / "eval2")])
     assert result.exit_code == 0, result.output
     again = json.loads((tmp_path / "eval2" / "results.json").read_text())

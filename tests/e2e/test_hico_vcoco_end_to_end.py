@@ -14,8 +14,8 @@ import torch
 from click.testing import CliRunner
 
 from eoid.cli import main
-from eoid.pipeline.training.distributed import World
 from eoid.pipeline.synth.world import generate_world, synth_vocabulary_json
+from eoid.pipeline.training.distributed import World
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 NEW = ("kick", "carry")
@@ -33,7 +33,8 @@ def _base_vocabulary() -> dict:
 
 def _source_vocabulary() -> dict:
     raw = synth_vocabulary_json()
-    verbs = [{**v, "name": v["name"] if v["name"] == "no_interaction" else v["name"] + "_obj"} for v in raw["verbs"]]
+    verbs = [{**v, "name": v["name"] if v["name"] == "no_interaction" else v["name"] + "_obj"}
+             for v in raw["verbs"]]
     return {**raw, "name": "synth-vcoco", "verbs": verbs, "no_interaction": "no_interaction",
             "rare_hois": [], "settings": {}}
 
@@ -48,7 +49,8 @@ def _mapping(base: dict, source: dict) -> dict:
     return {"name": "synth-hico+vcoco", "base": "base_vocabulary.json", "source": "source_vocabulary.json",
             "mapped": [{"source": v["name"], "verbs": [v["name"][:-4]]} for v in source["verbs"]
                        if v["name"].endswith("_obj") and v["name"][:-4] not in NEW],
-            "added": [{"source": f"{v}_obj", "verb": v, "phrase": f"{v}ing", "objects": objects[v]} for v in NEW],
+            "added": [{"source": f"{v}_obj", "verb": v, "phrase": f"{v}ing", "objects": objects[v]}
+                      for v in NEW],
             "dropped": ["no_interaction"]}
 
 
@@ -87,17 +89,19 @@ def test_hico_plus_pseudo_labelled_vcoco_runs_end_to_end(tmp_path, monkeypatch):
     removed = {v["name"]: i + 1 for i, v in enumerate(synth_vocabulary_json()["verbs"])}
     a_train = json.loads(a.train_json.read_text())
     for rec in a_train:   # "HICO-DET" has no kick / carry labels
-        rec["hoi_annotation"] = [h for h in rec["hoi_annotation"] if h["category_id"] not in {removed[v] for v in NEW}]
+        rec["hoi_annotation"] = [h for h in rec["hoi_annotation"]
+                                 if h["category_id"] not in {removed[v] for v in NEW}]
     Path("hico_train.json").write_text(json.dumps(a_train))
     _coco_from(b.train_json, Path("coco_instances.json"))
 
     # 1. the "HICO-DET" student (no teacher), a couple of iterations
     _cli(["train", "--config", str(CONFIGS / "synth_ua.toml"), "--annotations", "hico_train.json",
-          "--images", str(a.image_dir), "--out", "run_hico", "--setting", "", "--set", "data.dataset=base_vocabulary.json",
+          "--images", str(a.image_dir), "--out", "run_hico", "--setting", "",
+          "--set", "data.dataset=base_vocabulary.json",
           "--set", "loss.distill=0", "--set", "cache=''", "--set", "loss.a_u_only=false", *TINY])
     # 2. pseudo labels on the boxes-only "COCO" images (threshold 0: keep whatever matches)
-    args = dict(checkpoint=Path("run_hico/checkpoint.pt"), coco=Path("coco_instances.json"), images=b.image_dir,
-                out=Path("pseudo.json"), world=World())
+    args = dict(checkpoint=Path("run_hico/checkpoint.pt"), coco=Path("coco_instances.json"),
+                images=b.image_dir, out=Path("pseudo.json"), world=World())
     if "pseudo-label" in main.commands:
         _cli(["pseudo-label", "--checkpoint", "run_hico/checkpoint.pt", "--coco", "coco_instances.json",
               "--images", str(b.image_dir), "--out", "pseudo.json", "--threshold", "0"])
@@ -115,12 +119,14 @@ def test_hico_plus_pseudo_labelled_vcoco_runs_end_to_end(tmp_path, monkeypatch):
     else:
         from eoid.pipeline.run_mix import MixSource, run_mix
         run_mix([MixSource(Path("hico_train.json"), a.image_dir, "base_vocabulary.json"),
-                 MixSource(Path("pseudo.json"), b.image_dir, "base_vocabulary.json")], "mapping.json", Path("mixed"))
+                 MixSource(Path("pseudo.json"), b.image_dir, "base_vocabulary.json")],
+                "mapping.json", Path("mixed"))
     merged = json.loads(Path("mixed/vocabulary.json").read_text())
     assert [v["name"] for v in merged["verbs"]][-2:] == list(NEW)
     # 4. the teacher over both sets with prompts for the union of the verbs
-    _cli(["cache-teacher", "--config", str(CONFIGS / "cache_synth.toml"), "--dataset", "mixed/vocabulary.json",
-          "--annotations", "mixed/train.json", "--images", "mixed/images", "--out", "cache",
+    _cli(["cache-teacher", "--config", str(CONFIGS / "cache_synth.toml"),
+          "--dataset", "mixed/vocabulary.json", "--annotations", "mixed/train.json",
+          "--images", "mixed/images", "--out", "cache",
           "--set", "teacher.num_workers=0"])
     # 5. EoID on the mix: the added verbs are unseen, learned from the teacher only
     _cli(["train", "--config", str(CONFIGS / "synth_ua.toml"), "--annotations", "mixed/train.json",
@@ -132,8 +138,8 @@ def test_hico_plus_pseudo_labelled_vcoco_runs_end_to_end(tmp_path, monkeypatch):
               "--annotations", str(b.test_json), "--images", str(b.image_dir), "--out", "eval"])
     else:
         from eoid.pipeline.run_evaluate_vcoco import run_evaluate_vcoco
-        run_evaluate_vcoco(Path("run_mix/checkpoint.pt"), b.test_json, b.image_dir, "mapping.json", Path("eval"),
-                           World(), progress=False)
+        run_evaluate_vcoco(Path("run_mix/checkpoint.pt"), b.test_json, b.image_dir, "mapping.json",
+                           Path("eval"), World(), progress=False)
     results = json.loads(Path("eval/vcoco_results.json").read_text())
     assert (results["num_seen"], results["num_unseen"]) == (6, 2)
     for s in (1, 2):

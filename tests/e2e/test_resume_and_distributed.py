@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from eoid.config import TrainConfig, load_config
-from eoid.pipeline.training.distributed import World
 from eoid.pipeline.run_train import run_train
+from eoid.pipeline.training.distributed import World
 
 
 def _cfg(world, out, *sets, **flags):
@@ -20,8 +20,8 @@ def _cfg(world, out, *sets, **flags):
 
 
 def _losses(run):
-    return [(r["iteration"], r["loss"]) for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
-            if "iteration" in r]
+    rows = map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+    return [(r["iteration"], r["loss"]) for r in rows if "iteration" in r]
 
 
 def test_resume_continues_with_the_same_losses_as_an_uninterrupted_run(world, tmp_path):
@@ -53,8 +53,8 @@ def test_two_gloo_processes_give_the_first_losses_of_one_process_with_the_same_g
                           "-m", "eoid", "train", "--out", str(tmp_path / "two"), *common,
                           "--set", "optim.batch_size=2"], env=env, capture_output=True, text=True)
     assert two.returncode == 0, two.stderr[-2000:]
-    rows_one = [json.loads(l) for l in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
-    rows_two = [json.loads(l) for l in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    rows_one = [json.loads(line) for line in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
+    rows_two = [json.loads(line) for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
     first_one, first_two = rows_one[0], rows_two[0]
     terms = [k for k in first_one if k.startswith("loss")]
     assert len(terms) > 8

@@ -16,10 +16,10 @@ from PIL import Image
 
 from eoid.config import CacheConfig, DataConfig, TeacherConfig
 from eoid.errors import CacheMismatchError, LockedError
-from eoid.pipeline.training.distributed import World
-from eoid.pipeline.run_cache import run_cache
-from eoid.teacher_cache.lookup import CacheReader
 from eoid.files import FolderLock
+from eoid.pipeline.run_cache import run_cache
+from eoid.pipeline.training.distributed import World
+from eoid.teacher_cache.lookup import CacheReader
 from eoid.teacher_cache.plan import ShardLayout
 
 TINY_CONFIG = Path(__file__).resolve().parents[1] / "data" / "tiny-clip.json"

@@ -5,16 +5,28 @@ import numpy as np
 import pytest
 import torch
 
-from eoid.config import AugmentConfig, EvalConfig, PostprocessConfig, StudentConfig, TeacherConfig, TrainConfig, \
-    load_config, to_dict
-from eoid.pipeline.training.checkpoint import save_checkpoint
-from eoid.pipeline.run_evaluate_clip import (classifier_hoi_table, predict_with_clip_verbs, run_clip_classifier,
-                                           with_verb_probs)
-from eoid.pipeline.evaluation.scoring import score
-from eoid.pipeline.training.builders import build_model
-from eoid.pipeline.synth.world import generate_world, synth_vocabulary
+from eoid.config import (
+    AugmentConfig,
+    EvalConfig,
+    PostprocessConfig,
+    StudentConfig,
+    TeacherConfig,
+    TrainConfig,
+    load_config,
+    to_dict,
+)
 from eoid.pipeline.data.images import load_rgb
 from eoid.pipeline.data.readers import read_annotations
+from eoid.pipeline.evaluation.scoring import score
+from eoid.pipeline.run_evaluate_clip import (
+    classifier_hoi_table,
+    predict_with_clip_verbs,
+    run_clip_classifier,
+    with_verb_probs,
+)
+from eoid.pipeline.synth.world import generate_world, synth_vocabulary
+from eoid.pipeline.training.builders import build_model
+from eoid.pipeline.training.checkpoint import save_checkpoint
 from eoid.pipeline.training.distributed import World
 from eoid.student.model import StudentOutput
 from eoid.student.postprocess import postprocess
@@ -40,7 +52,8 @@ def test_prior_table_is_the_teachers_mask_and_no_prior_opens_every_hoi_but_no_in
     vocab = synth_vocabulary()
     with_prior = classifier_hoi_table(vocab, prior=True)
     without = classifier_hoi_table(vocab, prior=False)
-    expected = valid_hoi_table(vocab.hoi_to_object, vocab.hoi_to_verb, vocab.num_objects, [vocab.no_interaction])
+    expected = valid_hoi_table(vocab.hoi_to_object, vocab.hoi_to_verb, vocab.num_objects,
+                               [vocab.no_interaction])
     assert (with_prior == expected).all()
     # without the prior every object class may take every HOI whose verb is not no_interaction
     assert (without == (vocab.hoi_to_verb != vocab.no_interaction)[None, :]).all()
@@ -60,7 +73,8 @@ def test_replaced_verb_probabilities_come_back_out_of_postprocess_as_triplet_sco
 
 
 class GroundTruthStudent:
-    """A stand-in student whose queries are the test images' ground-truth pairs (perfect boxes and objects)."""
+    """A stand-in student whose queries are the test images' ground-truth pairs
+    (perfect boxes and objects)."""
 
     def __init__(self, records, num_objects: int, num_verbs: int, num_queries: int):
         self.queue = []
@@ -87,7 +101,8 @@ class GroundTruthStudent:
         batch, self.queue = self.queue[:len(images)], self.queue[len(images):]
         hb, ob, lg = (torch.from_numpy(np.stack([b[i] for b in batch])) for i in range(3))
         q = hb.shape[1]
-        return StudentOutput(hb, ob, lg, torch.zeros(len(batch), q, self.num_verbs), torch.zeros(len(batch), q, 2))
+        return StudentOutput(hb, ob, lg, torch.zeros(len(batch), q, self.num_verbs),
+                             torch.zeros(len(batch), q, 2))
 
 
 def test_with_perfect_boxes_the_scores_are_the_teachers_distribution_on_each_union_crop(world, teacher):
@@ -103,15 +118,18 @@ def test_with_perfect_boxes_the_scores_are_the_teachers_distribution_on_each_uni
     # Oracle: the teacher run directly on the ground-truth pairs of the first image.
     r = records[0]
     pairs = pairs_of[r.key]
+    human_xyxy, object_xyxy = r.boxes_xyxy_px[pairs[:, 0]], r.boxes_xyxy_px[pairs[:, 1]]
     probs = online_teacher(teacher, [load_rgb(r.path, r.key)], np.zeros(len(pairs), np.int64),
-                           r.boxes_xyxy_px[pairs[:, 0]], r.boxes_xyxy_px[pairs[:, 1]], r.box_classes[pairs[:, 1]],
-                           text, torch.from_numpy(table), torch.from_numpy(vocab.hoi_to_verb), vocab.num_verbs, 100.0)
+                           human_xyxy, object_xyxy, r.box_classes[pairs[:, 1]],
+                           text, torch.from_numpy(table), torch.from_numpy(vocab.hoi_to_verb),
+                           vocab.num_verbs, 100.0)
     t = triplets[r.key]
     obj_score = 1 / (1 + (vocab.num_objects) * np.exp(-20.0))   # softmax of +10 against -10s
     checked = 0
     for h, o, v, s in zip(t.human_boxes_xyxy, t.object_boxes_xyxy, t.verb_idx, t.scores):
         for k, (hi, oi) in enumerate(pairs):
-            if np.allclose(h, r.boxes_xyxy_px[hi], atol=0.01) and np.allclose(o, r.boxes_xyxy_px[oi], atol=0.01):
+            if (np.allclose(h, r.boxes_xyxy_px[hi], atol=0.01)
+                    and np.allclose(o, r.boxes_xyxy_px[oi], atol=0.01)):
                 assert s == pytest.approx(obj_score * float(probs[k, v]), abs=1e-4)
                 checked += 1
     assert checked >= len(pairs)        # every pair's verbs were found among the triplets
@@ -137,7 +155,8 @@ def test_clip_classifier_evaluation_writes_full_rare_non_rare_with_and_without_p
         ev = load_config(EvalConfig, None, (), checkpoint=str(ckpt), out=str(out),
                          data__test_annotations=str(world.test_json), data__test_images=str(world.image_dir),
                          augment__test_size=160, augment__max_size=256)
-        table = run_clip_classifier(ev, TeacherConfig(model="eoid-synth-clip", weights="bundled"), World(), prior)
+        teacher_cfg = TeacherConfig(model="eoid-synth-clip", weights="bundled")
+        table = run_clip_classifier(ev, teacher_cfg, World(), prior)
         results = json.loads((out / "results.json").read_text())
         assert {"full", "rare", "non_rare"} <= set(results["mAP"])
         assert results["meta"]["verb_classifier"] == "clip" and results["meta"]["prior"] is prior

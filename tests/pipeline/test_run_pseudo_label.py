@@ -6,12 +6,12 @@ import pytest
 import torch
 from PIL import Image
 
-from eoid.config import StudentConfig, to_dict, TrainConfig
+from eoid.config import StudentConfig, TrainConfig, to_dict
+from eoid.pipeline.run_pseudo_label import pseudo_labels, run_pseudo_label
+from eoid.pipeline.synth.world import synth_vocabulary
+from eoid.pipeline.training.builders import build_model
 from eoid.pipeline.training.checkpoint import save_checkpoint
 from eoid.pipeline.training.distributed import World
-from eoid.pipeline.run_pseudo_label import pseudo_labels, run_pseudo_label
-from eoid.pipeline.training.builders import build_model
-from eoid.pipeline.synth.world import synth_vocabulary
 
 VOCAB = synth_vocabulary()
 PERSON, BALL, KITE = (VOCAB.objects.index(n) for n in ("person", "sports_ball", "kite"))
@@ -63,27 +63,29 @@ def test_an_image_without_a_person_gives_no_label():
 def coco_world(tmp_path):
     images = tmp_path / "images"
     images.mkdir()
-    coco = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "person"}, {"id": 37, "name": "sports ball"}]}
+    coco = {"images": [], "annotations": [],
+            "categories": [{"id": 1, "name": "person"}, {"id": 37, "name": "sports ball"}]}
     for i in range(3):
         Image.new("RGB", (96, 96), (i * 40, 90, 30)).save(images / f"c{i}.png")
         coco["images"].append({"id": i, "file_name": f"c{i}.png", "width": 96, "height": 96})
-        coco["annotations"] += [{"id": 2 * i, "image_id": i, "bbox": [5, 5, 40, 80], "category_id": 1, "iscrowd": 0},
-                                {"id": 2 * i + 1, "image_id": i, "bbox": [50, 50, 20.5, 20], "category_id": 37,
-                                 "iscrowd": 0}]
+        coco["annotations"] += [
+            {"id": 2 * i, "image_id": i, "bbox": [5, 5, 40, 80], "category_id": 1, "iscrowd": 0},
+            {"id": 2 * i + 1, "image_id": i, "bbox": [50, 50, 20.5, 20], "category_id": 37, "iscrowd": 0}]
     (tmp_path / "coco.json").write_text(json.dumps(coco))
     torch.manual_seed(0)
     cfg = TrainConfig(student=StudentConfig(preset="tiny", num_queries=4))
     model = build_model(cfg.student, VOCAB, "cpu")
     ckpt = tmp_path / "ckpt.pt"
-    save_checkpoint(ckpt, model=model.state_dict(), config={**to_dict(cfg), "augment": {"test_size": 96, "max_size": 96}},
+    config = {**to_dict(cfg), "augment": {"test_size": 96, "max_size": 96}}
+    save_checkpoint(ckpt, model=model.state_dict(), config=config,
                     vocabulary=VOCAB.to_json(), epoch=1, iteration=1)
     return tmp_path, ckpt
 
 
 def test_the_runner_writes_every_coco_image_with_its_boxes_in_hico_format(coco_world):
     root, ckpt = coco_world
-    out = run_pseudo_label(ckpt, root / "coco.json", root / "images", root / "pseudo.json", World(), threshold=0.0,
-                           batch_size=2, num_workers=0, progress=False)
+    out = run_pseudo_label(ckpt, root / "coco.json", root / "images", root / "pseudo.json", World(),
+                           threshold=0.0, batch_size=2, num_workers=0, progress=False)
     entries = json.loads(out.read_text())
     assert [e["file_name"] for e in entries] == ["c0.png", "c1.png", "c2.png"]
     assert entries[0]["annotations"] == [{"bbox": [5.0, 5.0, 45.0, 85.0], "category_id": 1},
@@ -101,10 +103,11 @@ def test_a_rerun_skips_images_an_interrupted_run_finished(coco_world):
     marker = {"file_name": "c1.png", "annotations": [{"bbox": [5, 5, 45, 85], "category_id": 1},
                                                      {"bbox": [50, 50, 70.5, 70], "category_id": 37}],
               "hoi_annotation": [{"subject_id": 0, "object_id": 1, "category_id": VOCAB.verb_ids[KICK],
-                                  "provenance": {"source": "pseudo-label", "checkpoint_sha256": "x", "score": 0.9}}]}
+                                  "provenance": {"source": "pseudo-label", "checkpoint_sha256": "x",
+                                                 "score": 0.9}}]}
     (root / "pseudo.json.partial.jsonl").write_text(json.dumps(header) + "\n" + json.dumps(marker) + "\n")
-    out = run_pseudo_label(ckpt, root / "coco.json", root / "images", root / "pseudo.json", World(), threshold=0.5,
-                           batch_size=2, num_workers=0, progress=False)
+    out = run_pseudo_label(ckpt, root / "coco.json", root / "images", root / "pseudo.json", World(),
+                           threshold=0.5, batch_size=2, num_workers=0, progress=False)
     entries = json.loads(out.read_text())
     assert entries[1] == marker and [e["file_name"] for e in entries] == ["c0.png", "c1.png", "c2.png"]
     from eoid.pipeline.data.readers import read_annotations

@@ -33,6 +33,7 @@ def reference_run(synth, tmp_path_factory) -> Path:
 def inprocess_reference(synth, tmp_path_factory) -> Path:
     """The same 3-epoch run inside this process (in-process runs compare with in-process runs)."""
     from eoid.pipeline.run_train import run_train
+
     from tiny_train import WORLD, train_config
     return run_train(train_config(synth, tmp_path_factory.mktemp("inprocess") / "run", 3), WORLD)
 
@@ -46,5 +47,6 @@ def clip_weights(tiny_weights) -> Path:
 def cache(synth, clip_weights, tmp_path_factory) -> Path:
     """A finished teacher cache of the synthetic world (tests copy it before damaging it)."""
     from eoid.pipeline.run_cache import run_cache
+
     from tiny_train import WORLD, cache_config
     return run_cache(cache_config(synth, clip_weights, tmp_path_factory.mktemp("cache") / "cache"), WORLD)

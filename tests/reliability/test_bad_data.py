@@ -25,8 +25,9 @@ from PIL import Image
 
 from eoid.errors import ConfigError, DataError
 from eoid.pipeline.data.readers import read_annotations
-from eoid.pipeline.run_train import run_train
 from eoid.pipeline.data.vocab import load_vocabulary
+from eoid.pipeline.run_train import run_train
+
 from tiny_train import WORLD, train_config
 
 BROKEN = 5   # the record index that gets broken
@@ -108,7 +109,8 @@ def test_a_broken_record_stops_training_with_a_message_naming_it(synth, tmp_path
     if kind in DECODE_ONLY:        # found by the loader, when training first decodes the image
         assert "--skip-bad" in msg
     else:                          # found by the reader: before any training, with the record index
-        assert f"record {BROKEN}" in msg and "Fix:" in msg and not (tmp_path / "run" / "checkpoint.pt").exists()
+        assert (f"record {BROKEN}" in msg and "Fix:" in msg
+                and not (tmp_path / "run" / "checkpoint.pt").exists())
     assert not (tmp_path / "run" / ".lock").exists()
 
 

@@ -1,4 +1,5 @@
-"""Disk full while writing a checkpoint or a cache shard: a clear error, and what was written before intact."""
+"""Disk full while writing a checkpoint or a cache shard: a clear error, and what was written
+before intact."""
 from __future__ import annotations
 
 import errno
@@ -10,8 +11,9 @@ import torch
 
 import eoid.pipeline.training.checkpoint as checkpoint_module
 from eoid.errors import CheckpointError, EoidError
-from eoid.pipeline.training.checkpoint import load_checkpoint, save_checkpoint
 from eoid.pipeline.run_train import run_train
+from eoid.pipeline.training.checkpoint import load_checkpoint, save_checkpoint
+
 from tiny_train import ROOT, WORLD, cache_bytes, cache_config, losses, subprocess_env, train_config
 
 
@@ -65,12 +67,14 @@ def test_disk_full_at_an_epoch_checkpoint_stops_training_and_keeps_the_previous_
     assert not list(out.glob(".checkpoint.pt.tmp-*")) and not (out / ".lock").exists()
     monkeypatch.undo()
     run_train(train_config(synth, out, 2, resume=True), WORLD)   # space freed: the run finishes
-    assert [i for i, _ in losses(out)] == list(range(1, 7)) and load_checkpoint(out / "checkpoint.pt")["epoch"] == 2
+    assert ([i for i, _ in losses(out)] == list(range(1, 7))
+            and load_checkpoint(out / "checkpoint.pt")["epoch"] == 2)
 
 
 def test_disk_full_while_writing_a_cache_shard_keeps_finished_shards_and_resumes_to_the_same_bytes(
         synth, clip_weights, cache, tmp_path, monkeypatch):
     import zarr.storage._local as zarr_local
+
     from eoid.pipeline.run_cache import run_cache
     from eoid.teacher_cache import store
     real = zarr_local._put
@@ -81,7 +85,8 @@ def test_disk_full_while_writing_a_cache_shard_keeps_finished_shards_and_resumes
         return real(path, value, *args, **kwargs)
     monkeypatch.setattr(zarr_local, "_put", full)
     out = tmp_path / "cache"
-    with pytest.raises(EoidError, match=r"could not write teacher shard 2 \(rows 32:48\) \(No space left on device") as err:
+    with pytest.raises(EoidError, match=r"could not write teacher shard 2 \(rows 32:48\) "
+                                        r"\(No space left on device") as err:
         run_cache(cache_config(synth, clip_weights, out), WORLD)
     assert "run the same command again" in str(err.value)
     # shards written before (or beside, by the background writer) are kept; shard 2 is not marked done

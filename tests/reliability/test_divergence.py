@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from eoid.errors import TrainingDiverged
+from eoid.pipeline.run_train import run_train
 from eoid.pipeline.training import dataset as train_data
 from eoid.pipeline.training.checkpoint import load_checkpoint
-from eoid.pipeline.run_train import run_train
+
 from tiny_train import WORLD, train_config
 
 POISONED = "train_000003.png"

@@ -1,4 +1,5 @@
-"""Checkpoints and caches from someone else: nothing in them runs, and a misfit is refused saying what differs."""
+"""Checkpoints and caches from someone else: nothing in them runs, and a misfit is refused saying
+what differs."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,8 +12,9 @@ import pytest
 import torch
 
 from eoid.errors import CacheMismatchError, CheckpointError, ConfigError, DataError
-from eoid.pipeline.training.checkpoint import load_checkpoint, save_checkpoint
 from eoid.pipeline.run_train import run_train
+from eoid.pipeline.training.checkpoint import load_checkpoint, save_checkpoint
+
 from tiny_train import WORLD, train_config
 
 
@@ -178,4 +180,5 @@ def test_file_names_that_could_leave_the_image_folder_are_refused(synth, tmp_pat
     records[1]["file_name"] = file_name
     (tmp_path / "a.json").write_text(json.dumps(records))
     with pytest.raises(DataError, match=f"record 1 .*{words}"):
-        read_annotations(tmp_path / "a.json", synth / "images", load_vocabulary(str(synth / "vocabulary.json")))
+        read_annotations(tmp_path / "a.json", synth / "images",
+                         load_vocabulary(str(synth / "vocabulary.json")))

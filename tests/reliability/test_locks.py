@@ -1,4 +1,5 @@
-"""One writer per run folder: a second `eoid train` is refused naming the holder; a dead holder's lock is broken."""
+"""One writer per run folder: a second `eoid train` is refused naming the holder; a dead holder's
+lock is broken."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,8 +13,9 @@ import sys
 import pytest
 
 from eoid.errors import LockedError
-from eoid.pipeline.run_train import run_train
 from eoid.files import FolderLock
+from eoid.pipeline.run_train import run_train
+
 from tiny_train import WORLD, run_cli, train_command, train_config
 
 

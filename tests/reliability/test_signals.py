@@ -17,8 +17,8 @@ import eoid.pipeline.run_train as rt
 import eoid.pipeline.training.loop as loop
 from eoid.errors import Interrupted
 from eoid.pipeline.training.checkpoint import load_checkpoint
-from tiny_train import (ROOT, WORLD, losses, same_weights, subprocess_env, train_command, train_config,
-                        weights)
+
+from tiny_train import ROOT, WORLD, losses, same_weights, subprocess_env, train_command, train_config, weights
 
 
 def _signal_at_step(monkeypatch, step: int, signum: int) -> None:
@@ -57,7 +57,8 @@ def test_a_signal_stops_after_the_current_batch_and_resume_equals_an_uninterrupt
     assert same_weights(weights(out), weights(inprocess_reference))
 
 
-def test_sigterm_to_the_process_group_with_loader_workers_exits_non_zero_with_the_resume_hint(synth, tmp_path):
+def test_sigterm_to_the_process_group_with_loader_workers_exits_non_zero_with_the_resume_hint(
+        synth, tmp_path):
     """As a cluster scheduler or Ctrl-C does it: every process of the job gets the signal."""
     out = tmp_path / "run"
     cmd = train_command(synth, out, 50, "optim.num_workers=1")

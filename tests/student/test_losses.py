@@ -6,9 +6,17 @@ import torch
 
 from eoid.config import LossConfig, MatcherConfig
 from eoid.errors import ConfigError
-from eoid.student.losses import (IGNORE, build_criterion, compute_losses, distill_verb_loss,
-                                 focal_verb_loss, interactive_targets, loss_weights, verb_targets,
-                                 weighted_sum)
+from eoid.student.losses import (
+    IGNORE,
+    build_criterion,
+    compute_losses,
+    distill_verb_loss,
+    focal_verb_loss,
+    interactive_targets,
+    loss_weights,
+    verb_targets,
+    weighted_sum,
+)
 from eoid.student.matching import ImageMatch, MatchParams
 from eoid.student.model import build_student
 from eoid.student.targets import PairTargets
@@ -35,7 +43,10 @@ def _match(q, t, num_stage1):
 def test_interactive_targets_follow_the_paper_rule():
     tgt = _targets([True, False], [True, False])   # pair 0 labelled interactive, pair 1 unknown
     h, o = tgt.human_boxes_cxcywh, tgt.object_boxes_cxcywh
-    shifted = lambda b: b + torch.tensor([0.15, 0, 0, 0])   # IoU with the original well below 0.5
+
+    def shifted(b: torch.Tensor) -> torch.Tensor:
+        return b + torch.tensor([0.15, 0, 0, 0])   # IoU with the original well below 0.5
+
     # q0: exact copy of pair 0, matched to it -> 1.
     # q1: copy of pair 0 but not trained -> 0 (the paper rewards only the matched prediction).
     # q2: exact copy of unknown pair 1, selected stage-2 match -> 1.

@@ -4,8 +4,15 @@ import itertools
 import numpy as np
 import torch
 
-from eoid.student.matching import (MatchParams, assign, box_l1_cost, match_image, match_unknown, pair_min_iou,
-                                   verb_cost)
+from eoid.student.matching import (
+    MatchParams,
+    assign,
+    box_l1_cost,
+    match_image,
+    match_unknown,
+    pair_min_iou,
+    verb_cost,
+)
 from eoid.student.targets import PairTargets
 
 WEIGHTS = dict(cost_box_l1=2.5, cost_giou=1.0, cost_object=1.0, cost_verb=1.0)
@@ -100,7 +107,9 @@ def _random_case(rng, num_queries, num_pairs, num_objects=3, num_verbs=4):
                       torch.zeros(num_pairs, dtype=torch.bool))
     # predictions: copies of target boxes with noise so that the IoU gate passes sometimes
     src = rng.integers(0, num_pairs, num_queries)
-    noise = lambda: torch.as_tensor(rng.normal(0, 0.03, (num_queries, 4)), dtype=torch.float32)
+
+    def noise() -> torch.Tensor:
+        return torch.as_tensor(rng.normal(0, 0.03, (num_queries, 4)), dtype=torch.float32)
     pred_h = (tgt.human_boxes_cxcywh[src] + noise()).clamp(0.05, 0.95)
     pred_o = (tgt.object_boxes_cxcywh[src] + noise()).clamp(0.05, 0.95)
     obj_prob = torch.as_tensor(rng.random((num_queries, num_objects + 1)), dtype=torch.float32).softmax(1)

@@ -56,8 +56,10 @@ def test_tiny_student_overfits_one_image_within_a_few_hundred_steps(one_thread):
     _, stats = compute_losses(out, [target], distill_mask, loss=LossParams(distill_norm="pairs"))
     # the query the matcher picks has learned the pair
     q = out.object_logits[0, :, 2].argmax()
-    iou_h = box_iou(cxcywh_to_xyxy(out.human_boxes_cxcywh[0, q][None]), cxcywh_to_xyxy(target.human_boxes_cxcywh))
-    iou_o = box_iou(cxcywh_to_xyxy(out.object_boxes_cxcywh[0, q][None]), cxcywh_to_xyxy(target.object_boxes_cxcywh))
+    iou_h = box_iou(cxcywh_to_xyxy(out.human_boxes_cxcywh[0, q][None]),
+                    cxcywh_to_xyxy(target.human_boxes_cxcywh))
+    iou_o = box_iou(cxcywh_to_xyxy(out.object_boxes_cxcywh[0, q][None]),
+                    cxcywh_to_xyxy(target.object_boxes_cxcywh))
     assert iou_h.item() > 0.8 and iou_o.item() > 0.8
     verb_prob = out.verb_logits[0, q].sigmoid()
     assert verb_prob[0] > 0.8 and verb_prob[2] > 0.8 and verb_prob[1] < 0.2

@@ -8,13 +8,15 @@ from eoid.config import PostprocessConfig
 from eoid.student.model import StudentOutput
 from eoid.student.postprocess import postprocess, postprocess_kwargs, triplet_nms
 
-LOGIT = lambda p: math.log(p / (1 - p))
+
+def logit(p: float) -> float:
+    return math.log(p / (1 - p))
 
 
 def _outputs():
     # One image, 2 queries, 2 real objects + no-object, 2 verbs; logits = log of the probabilities.
     obj_prob = torch.tensor([[[0.2, 0.5, 0.3], [0.6, 0.1, 0.3]]])
-    verb = torch.tensor([[[LOGIT(0.8), LOGIT(0.1)], [LOGIT(0.5), LOGIT(0.9)]]])
+    verb = torch.tensor([[[logit(0.8), logit(0.1)], [logit(0.5), logit(0.9)]]])
     human = torch.tensor([[[0.5, 0.5, 0.5, 0.5], [0.25, 0.25, 0.5, 0.5]]])
     obj = torch.tensor([[[0.5, 0.5, 1.0, 1.0], [0.75, 0.75, 0.5, 0.5]]])
     is_logits = torch.tensor([[[0.0, 0.0], [0.0, math.log(3.0)]]])   # IS probs .5 and .75

@@ -1,5 +1,6 @@
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from eoid.teacher_cache.candidates import candidate_pairs, labelled_mask
 
@@ -56,7 +57,9 @@ def test_candidates_equal_the_brute_force_set_of_distinct_pairs(spec):
     boxes = pos[[p for p, _ in spec]].reshape(-1, 4)
     classes = np.array([c for _, c in spec], np.int64)
     pairs = candidate_pairs(boxes, classes, 0)
-    key = lambda h, o: (tuple(boxes[h]), tuple(boxes[o]), int(classes[o]))
+
+    def key(h: int, o: int) -> tuple:
+        return (tuple(boxes[h]), tuple(boxes[o]), int(classes[o]))
     expected = {key(h, o) for h in range(len(spec)) for o in range(len(spec))
                 if h != o and classes[h] == 0 and not np.array_equal(boxes[h], boxes[o])}
     got = [key(h, o) for h, o in pairs]

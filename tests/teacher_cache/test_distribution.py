@@ -1,6 +1,7 @@
 import numpy as np
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from eoid.teacher_cache.distribution import pair_verb_probs, teacher_verb_probs, valid_hoi_table
 

@@ -225,8 +225,10 @@ def _labels(labels: Any, num_boxes: int, classes: np.ndarray | None, vocab: Voca
             bad("subject_not_human", f"label {k}: subject box {s} is a {vocab.objects[classes[s]]!r}, "
                 f"not a {vocab.objects[vocab.human]!r}", "the subject of an interaction must be a person box")
         elif not valid[classes[o], v]:
-            bad("invalid_hoi", f"label {k}: verb {vocab.verbs[v]!r} with object {vocab.objects[classes[o]]!r} "
-                f"is not one of the vocabulary's HOI categories", "check the verb id and the object's category_id")
+            bad("invalid_hoi",
+                f"label {k}: verb {vocab.verbs[v]!r} with object {vocab.objects[classes[o]]!r} "
+                f"is not one of the vocabulary's HOI categories",
+                "check the verb id and the object's category_id")
         else:
             rows.append((s, o, v))
     unique = list(dict.fromkeys(rows))  # a label written twice counts once

@@ -89,7 +89,8 @@ def parse_anno_bbox_mat(path: Path, vocab: Vocabulary, split: str = "train") -> 
         raise DataError(f"{path}: not a readable MATLAB file ({type(err).__name__}: {err}). "
                         "Pass HICO-DET's anno_bbox.mat or a JSON annotation file.") from None
     if key not in mat:
-        raise DataError(f"{path}: no '{key}' in this .mat file (found {sorted(k for k in mat if not k.startswith('__'))}). "
+        found = sorted(k for k in mat if not k.startswith("__"))
+        raise DataError(f"{path}: no '{key}' in this .mat file (found {found}). "
                         "Pass HICO-DET's anno_bbox.mat.")
     out = []
     for index, entry in enumerate(_items(mat[key])):

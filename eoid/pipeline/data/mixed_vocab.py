@@ -25,8 +25,14 @@ import numpy as np
 
 from eoid.errors import DataError
 from eoid.pipeline.data.records import ImageRecord
-from eoid.pipeline.data.vocab import (BUILTIN, Setting, Vocabulary, load_vocabulary, read_named_json,
-                                 vocabulary_from_json)
+from eoid.pipeline.data.vocab import (
+    BUILTIN,
+    Setting,
+    Vocabulary,
+    load_vocabulary,
+    read_named_json,
+    vocabulary_from_json,
+)
 
 BUILTIN_MAPPINGS = {"vcoco-to-hico-det": "vcoco_to_hico_det.json"}
 NEW_VERBS_SETTING = "new-verbs"
@@ -65,7 +71,8 @@ class MixedVocabulary:
     added_hois: tuple[int, ...]                        # merged HOI indices of the added verbs
 
     def merged_to_source(self) -> np.ndarray:
-        """(merged num_verbs, source num_verbs) bool: a merged verb's prediction counts for these source verbs."""
+        """(merged num_verbs, source num_verbs) bool: a merged verb's prediction counts for these
+        source verbs."""
         table = np.zeros((self.vocab.num_verbs, self.source.num_verbs), dtype=bool)
         for s, candidates in enumerate(self.source_to_merged):
             table[list(candidates), s] = True
@@ -103,8 +110,8 @@ def merge_vocabularies(base: Vocabulary, source: Vocabulary, mapping: VerbMappin
     listed = list(mapping.mapped) + [a.source for a in mapping.added] + list(mapping.dropped)
     for verb in source.verbs:
         if listed.count(verb) != 1:
-            problems.append(f"source verb {verb!r} is listed {listed.count(verb)} times in mapped/added/dropped "
-                            "(list it exactly once)")
+            problems.append(f"source verb {verb!r} is listed {listed.count(verb)} times "
+                            "in mapped/added/dropped (list it exactly once)")
     for verb in sorted(set(listed) - set(source.verbs)):
         problems.append(f"{verb!r} is not a verb of the source vocabulary {source.name!r}")
     for src, targets in mapping.mapped.items():
@@ -133,7 +140,8 @@ def merge_vocabularies(base: Vocabulary, source: Vocabulary, mapping: VerbMappin
     phrases = list(base.verb_phrases) + [a.phrase for a in mapping.added]
     next_id = max(base.verb_ids, default=0) + 1
     verb_ids = list(base.verb_ids) + list(range(next_id, next_id + len(new_names)))
-    hois = list(base.hois) + [(verbs.index(a.verb), objects.index(o)) for a in mapping.added for o in a.objects]
+    hois_of_added = [(verbs.index(a.verb), objects.index(o)) for a in mapping.added for o in a.objects]
+    hois = list(base.hois) + hois_of_added
     added_hois = tuple(range(len(base.hois), len(hois)))
     settings = dict(base.settings)
     settings[NEW_VERBS_SETTING] = Setting(NEW_VERBS_SETTING, "verb", added_hois,
@@ -213,7 +221,8 @@ def record_to_hico_json(record: ImageRecord, vocab: Vocabulary, file_name: str |
         if provenance is not None:
             label["provenance"] = provenance[k]
         labels.append(label)
+    box_annotations = [{"bbox": [round(float(c), 2) for c in box], "category_id": vocab.object_ids[int(c)]}
+                       for box, c in zip(record.boxes_xyxy_px, record.box_classes)]
     return {"file_name": file_name or record.key,
-            "annotations": [{"bbox": [round(float(c), 2) for c in box], "category_id": vocab.object_ids[int(c)]}
-                            for box, c in zip(record.boxes_xyxy_px, record.box_classes)],
+            "annotations": box_annotations,
             "hoi_annotation": labels}

@@ -3,12 +3,12 @@
 A vocabulary file (`eoid/data/vocab_*.json` for the built-in ones, or a user's own):
 
     {"name": "hico-det",
-     "verbs":   [{"name": "ride", "phrase": "riding"}, ...],       # index = verb index (0-based)
-     "objects": [{"name": "person", "id": 1}, ...],                 # id = category_id in annotation files
-     "verb_ids": [1, 2, ...],                                       # optional: category_id of each verb (default index + 1)
-     "hois":    [[verb_index, object_index], ...],                  # official HOI order
-     "human": "person", "no_interaction": "no_interaction",         # names (no_interaction may be null)
-     "rare_hois": [...],                                            # optional: HOIs with < 10 training instances
+     "verbs":   [{"name": "ride", "phrase": "riding"}, ...],  # index = verb index (0-based)
+     "objects": [{"name": "person", "id": 1}, ...],          # id = category_id in annotation files
+     "verb_ids": [1, 2, ...],                                # optional: verb category_ids (default index + 1)
+     "hois":    [[verb_index, object_index], ...],           # official HOI order
+     "human": "person", "no_interaction": "no_interaction",  # names (no_interaction may be null)
+     "rare_hois": [...],                                     # optional: HOIs with < 10 training instances
      "settings": {"ua": {"kind": "verb", "unseen_hois": [...], "about": "..."}, ...}}
 
 A setting's `kind` says how training labels are removed: "verb" drops every label whose verb

@@ -156,7 +156,8 @@ def match_detections(gt: Mapping[str, ImageGT], detections: Mapping[str, ImageDe
     unknown = [k for k in detections if k not in gt]
     if unknown:
         raise DataError(f"detections for {len(unknown)} image(s) not in the ground truth, e.g. "
-                        f"{unknown[0]!r}. Evaluate against the annotation file the predictions were made for.")
+                        f"{unknown[0]!r}. "
+                        "Evaluate against the annotation file the predictions were made for.")
     hoi_to_object = np.asarray(hoi_to_object, dtype=np.int64)
     num_objects = int(hoi_to_object.max()) + 1 if len(hoi_to_object) else 0
     num_gt = np.zeros(num_hois, dtype=np.int64)
@@ -185,7 +186,8 @@ def match_detections(gt: Mapping[str, ImageGT], detections: Mapping[str, ImageDe
                    image_rank[order].astype(np.int64), num_gt, objects_present)
 
 
-def average_precision(is_tp_ranked: np.ndarray, num_gt: int, ap_method: str = "official") -> tuple[float, float]:
+def average_precision(is_tp_ranked: np.ndarray, num_gt: int,
+                      ap_method: str = "official") -> tuple[float, float]:
     """AP and final recall of one category from its ranked true-positive flags (N,) bool.
 
     Returns (0, 0) without detections; (nan, nan) when num_gt is 0 (no category to score).

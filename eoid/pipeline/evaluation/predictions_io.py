@@ -44,7 +44,8 @@ def _triplet_problem(t: object, num_verbs: int, num_objects: int) -> str | None:
     for name in ("human_box", "object_box"):
         box = t[name]
         if (not isinstance(box, list) or len(box) != 4
-                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in box)):
+                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+                           for x in box)):
             return f"has {name} {box!r}, not a list of 4 finite numbers [x1, y1, x2, y2]"
         if box[2] < box[0] or box[3] < box[1]:
             return f"has {name} {box!r} with x2 < x1 or y2 < y1 (boxes are [x1, y1, x2, y2] in pixels)"
@@ -63,7 +64,8 @@ def parse_predictions(raw: object, where: str, num_verbs: int, num_objects: int,
     """Check and convert a parsed predictions list; every problem is a DataError naming its record."""
     if not isinstance(raw, list):
         raise DataError(f"{where}: expected a JSON list of {{\"file_name\", \"triplets\"}} objects, "
-                        f"got {type(raw).__name__}. See eoid/pipeline/evaluation/predictions_io.py for the format.")
+                        f"got {type(raw).__name__}. "
+                        "See eoid/pipeline/evaluation/predictions_io.py for the format.")
     known = None if known_file_names is None else set(known_file_names)
     out: dict[str, ImageTriplets] = {}
     for i, rec in enumerate(raw):
@@ -126,7 +128,8 @@ def write_predictions(path: Path, predictions: Mapping[str, ImageTriplets]) -> N
     _write_json_atomic(Path(path), predictions_to_json(predictions))
 
 
-def to_detections(predictions: Mapping[str, ImageTriplets], hoi_index: np.ndarray) -> dict[str, ImageDetections]:
+def to_detections(predictions: Mapping[str, ImageTriplets],
+                  hoi_index: np.ndarray) -> dict[str, ImageDetections]:
     """Triplets to HOI detections; hoi_index: (num_verbs, num_objects) from Vocabulary.hoi_index()."""
     return {name: detections_from_triplets(p.human_boxes_xyxy, p.object_boxes_xyxy, p.verb_idx,
                                            p.object_idx, p.scores, hoi_index)
@@ -185,7 +188,8 @@ def format_table(results: Mapping[str, object]) -> str:
         lines.append(f"{label:<14}" + "".join(cell(block["mAP"][g]) for g in MAP_GROUPS))
     recall = results.get("unseen_recall")
     if recall:
-        lines.append("unseen-pair recall (%): " + "  ".join(f"U-R@{k} {cell(v).strip()}" for k, v in recall.items()))
+        recall_cells = "  ".join(f"U-R@{k} {cell(v).strip()}" for k, v in recall.items())
+        lines.append("unseen-pair recall (%): " + recall_cells)
     if "ap_method" in results:
         lines.append(f"AP: {results['ap_method']} (11-point as the official HICO-DET MATLAB code)"
                      if results["ap_method"] == "official" else f"AP: {results['ap_method']}")

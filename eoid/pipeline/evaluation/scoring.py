@@ -1,4 +1,5 @@
-"""A student scored with the official HICO-DET protocol: results.json from triplets, records or a checkpoint."""
+"""A student scored with the official HICO-DET protocol: results.json from triplets, records or
+a checkpoint."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,8 +11,13 @@ from eoid.pipeline.data.records import ImageRecord
 from eoid.pipeline.data.vocab import Vocabulary
 from eoid.pipeline.evaluation.hico_map import gt_from_records, hoi_map_from_matches, match_detections
 from eoid.pipeline.evaluation.inference import predict_images
-from eoid.pipeline.evaluation.predictions_io import (ImageTriplets, results_to_json, to_detections,
-                                                     write_predictions, write_results)
+from eoid.pipeline.evaluation.predictions_io import (
+    ImageTriplets,
+    results_to_json,
+    to_detections,
+    write_predictions,
+    write_results,
+)
 from eoid.pipeline.evaluation.unseen_recall import RankedPairs, unseen_pair_recall, unseen_pairs_from_records
 from eoid.pipeline.training.builders import model_from_checkpoint
 

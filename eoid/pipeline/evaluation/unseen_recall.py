@@ -32,7 +32,8 @@ class RankedPairs(NamedTuple):
     interactive_scores: np.ndarray  # (Q,) float64
 
 
-def unseen_pairs_from_records(records: Sequence[ImageRecord], unseen_verbs: Sequence[int]) -> dict[str, PairBoxes]:
+def unseen_pairs_from_records(records: Sequence[ImageRecord],
+                              unseen_verbs: Sequence[int]) -> dict[str, PairBoxes]:
     """Per image key, the labelled (human box, object box) pairs whose verbs are all unseen.
 
     A pair is one (human_box_idx, object_box_idx) of the record's hois rows, with the set of

@@ -83,7 +83,8 @@ def evaluate_vcoco(gt: Mapping[str, VcocoImageGT], detections: Mapping[str, Vcoc
     unknown = [k for k in detections if k not in gt]
     if unknown:
         raise DataError(f"V-COCO detections for {len(unknown)} image(s) not in the ground truth, "
-                        f"e.g. {unknown[0]!r}. Evaluate against the annotation file the predictions were made for.")
+                        f"e.g. {unknown[0]!r}. "
+                        "Evaluate against the annotation file the predictions were made for.")
     num_actions = len(num_roles_per_action)
     max_roles = max(list(num_roles_per_action) + [1])
     npos = np.zeros(num_actions, dtype=np.int64)

@@ -23,8 +23,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from eoid.pipeline.data.records import ImageRecord
-from eoid.pipeline.evaluation.vcoco_map import VcocoImageDetections, VcocoImageGT
 from eoid.pipeline.data.vocab import BUILTIN, Vocabulary
+from eoid.pipeline.evaluation.vcoco_map import VcocoImageDetections, VcocoImageGT
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,9 @@ def vcoco_structure(vocab: Vocabulary, vocabulary_file: str | Path | None = None
     roles = raw.get("roles")
     if not roles:   # one action per verb, one object role each
         eval_verbs = [v for v in range(vocab.num_verbs) if v != vocab.no_interaction]
-        return VcocoStructure(list(vocab.verbs), np.arange(vocab.num_verbs), np.zeros(vocab.num_verbs, np.int64),
-                              [1] * vocab.num_verbs, raw.get("eval_verbs", eval_verbs))
+        return VcocoStructure(list(vocab.verbs), np.arange(vocab.num_verbs),
+                              np.zeros(vocab.num_verbs, np.int64), [1] * vocab.num_verbs,
+                              raw.get("eval_verbs", eval_verbs))
     actions: list[str] = []
     verb_action, verb_role = [], []
     role_names: dict[str, list[str]] = {}
@@ -87,7 +88,8 @@ def objectless_labels(path: Path) -> dict[str, list[tuple[int, int]]]:
 
 
 def vcoco_gt_from_records(records: Sequence[ImageRecord], vocab: Vocabulary, structure: VcocoStructure,
-                          objectless: Mapping[str, list[tuple[int, int]]] | None = None) -> dict[str, VcocoImageGT]:
+                          objectless: Mapping[str, list[tuple[int, int]]] | None = None
+                          ) -> dict[str, VcocoImageGT]:
     """Ground truth per image key: every box of the human class is an annotated person.
 
     objectless: role-less labels (person box index, verb category_id) per key, see objectless_labels.
@@ -121,7 +123,10 @@ def source_scores(merged_scores: np.ndarray, merged_to_source: np.ndarray) -> np
     merged_scores (Q, V_merged); merged_to_source (V_merged, V_source) bool.
     """
     masked = np.where(merged_to_source[None, :, :], merged_scores[:, :, None], -np.inf)   # (Q, Vm, Vs)
-    best = masked.max(axis=1) if merged_scores.shape[1] else np.full((len(merged_scores), merged_to_source.shape[1]), -np.inf)
+    if merged_scores.shape[1]:
+        best = masked.max(axis=1)
+    else:
+        best = np.full((len(merged_scores), merged_to_source.shape[1]), -np.inf)
     return np.where(np.isfinite(best), best, 0.0)
 
 
@@ -138,7 +143,8 @@ def vcoco_detections(human_xyxy: np.ndarray, object_xyxy: np.ndarray, verb_score
         agent[:, a] = np.fmax(agent[:, a], verb_scores[:, v])
         if r >= 0:
             role_scores[:, a, r] = verb_scores[:, v]
-    role_boxes = np.broadcast_to(object_xyxy[:, None, None, :], (num_q, num_actions, max_roles, 4)).astype(np.float64)
+    role_shape = (num_q, num_actions, max_roles, 4)
+    role_boxes = np.broadcast_to(object_xyxy[:, None, None, :], role_shape).astype(np.float64)
     return VcocoImageDetections(human_xyxy.astype(np.float64), agent, role_boxes, role_scores)
 
 
@@ -157,7 +163,8 @@ def role_map_summary(result: dict, structure: VcocoStructure, seen_verbs: Sequen
         out[f"scenario_{scenario}"] = {
             "full": mean(list(ap)), "seen": mean([v for v in ap if v in set(seen_verbs)]),
             "unseen": mean([v for v in ap if v in set(unseen_verbs)]),
-            "per_verb": {verb_names[v]: (round(100 * a, 2) if np.isfinite(a) else None) for v, a in ap.items()}}
+            "per_verb": {verb_names[v]: (round(100 * a, 2) if np.isfinite(a) else None)
+                         for v, a in ap.items()}}
     out["num_seen"] = len([v for v in structure.eval_verbs if v in set(seen_verbs)])
     out["num_unseen"] = len([v for v in structure.eval_verbs if v in set(unseen_verbs)])
     return out

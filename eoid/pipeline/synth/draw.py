@@ -185,7 +185,8 @@ def draw_object(draw: ImageDraw.ImageDraw, name: str, box: tuple[float, float, f
         draw.line([(cx, bottom), (cx - 0.2 * w, y1 + 0.87 * h), (cx, y2)], fill=(240, 180, 0), width=1)
     elif name == "suitcase":
         draw.rectangle([x1, y1 + 0.22 * h, x2, y2], fill=colour)
-        draw.rectangle([x1 + 0.3 * w, y1, x2 - 0.3 * w, y1 + 0.25 * h], outline=colour, width=max(1, round(0.08 * h)))
+        draw.rectangle([x1 + 0.3 * w, y1, x2 - 0.3 * w, y1 + 0.25 * h],
+                       outline=colour, width=max(1, round(0.08 * h)))
     elif name == "bicycle":
         r, width = 0.36 * h, max(2, round(0.06 * h))
         cx = (x1 + x2) / 2

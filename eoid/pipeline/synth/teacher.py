@@ -9,7 +9,8 @@ The result is an ordinary open_clip state dict (safetensors) for the model confi
 `eoid/data/clip_configs/eoid-synth-clip.json`, loaded like any other CLIP weights file:
 
     open_clip.add_model_config("eoid/data/clip_configs")
-    open_clip.create_model_and_transforms("eoid-synth-clip", pretrained="eoid/data/eoid-synth-clip.safetensors")
+    open_clip.create_model_and_transforms("eoid-synth-clip",
+                                          pretrained="eoid/data/eoid-synth-clip.safetensors")
 
 Crops are made by eoid/teacher_cache/crops.py, the same code the teacher cache uses.
 """
@@ -31,8 +32,8 @@ from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
 
-from eoid.pipeline.synth.world import Scene, sample_scenes, synth_vocabulary
 from eoid.pipeline.data.vocab import Vocabulary
+from eoid.pipeline.synth.world import Scene, sample_scenes, synth_vocabulary
 from eoid.teacher_cache.crops import CropSpec, union_crops
 
 MODEL_NAME = "eoid-synth-clip"

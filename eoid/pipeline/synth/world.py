@@ -2,9 +2,9 @@
 
 `generate_world(out, num_images, seed)` writes
 
-    out/images/{train,test}_NNNNNN.png        one image folder for both splits
-    out/train.json, out/test.json             PPDM/CDN HICO-DET format (file_name, annotations, hoi_annotation)
-    out/vocabulary.json                       eoid's vocabulary format (see pipeline/data/vocab.py)
+    out/images/{train,test}_NNNNNN.png      one image folder for both splits
+    out/train.json, out/test.json           PPDM/CDN HICO-DET format (file_name, annotations, hoi_annotation)
+    out/vocabulary.json                     eoid's vocabulary format (see pipeline/data/vocab.py)
 
 Each image holds 1-3 drawn people, each with one object it interacts with through one verb
 (the visible rules are in pipeline/synth/draw.py), and sometimes a loose object nobody
@@ -25,9 +25,18 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from eoid.errors import ConfigError
-from eoid.pipeline.synth.draw import (OBJECT_COLOURS, OBJECT_SHAPES, SHIRTS, SKIN, Pose, draw_lines,
-                                      draw_object, draw_person, pose_for)
 from eoid.pipeline.data.vocab import Vocabulary, vocabulary_from_json
+from eoid.pipeline.synth.draw import (
+    OBJECT_COLOURS,
+    OBJECT_SHAPES,
+    SHIRTS,
+    SKIN,
+    Pose,
+    draw_lines,
+    draw_object,
+    draw_person,
+    pose_for,
+)
 
 VERBS = [("carry", "carrying"), ("fly", "flying"), ("hold", "holding"), ("kick", "kicking"),
          ("look_at", "looking at"), ("no_interaction", "no interaction"), ("push", "pushing"),
@@ -227,7 +236,8 @@ def sample_scene(rng: np.random.Generator, size: int, hois: Iterator[int], vocab
     draw = ImageDraw.Draw(canvas)
     colours = {}
     for k, (pose, dx, dy, _, obj) in enumerate(placed):
-        colours[k] = tuple(int(c) for c in np.clip(np.array(OBJECT_COLOURS[obj]) + rng.integers(-20, 21, 3), 0, 255))
+        jitter = rng.integers(-20, 21, 3)
+        colours[k] = tuple(int(c) for c in np.clip(np.array(OBJECT_COLOURS[obj]) + jitter, 0, 255))
     facing = [int(rng.choice([-1, 1])) for _ in placed]
     for k, (pose, dx, dy, verb, obj) in enumerate(placed):
         if pose.object_behind:
@@ -236,11 +246,14 @@ def sample_scene(rng: np.random.Generator, size: int, hois: Iterator[int], vocab
                         facing=-1 if pose.hands[0][0] < 0 else 1)
     for pose, dx, dy, _, _ in placed:
         draw_lines(draw, pose, dx, dy)
-        draw_person(draw, pose, dx, dy, SKIN[int(rng.integers(len(SKIN)))], SHIRTS[int(rng.integers(len(SHIRTS)))])
+        skin = SKIN[int(rng.integers(len(SKIN)))]
+        shirt = SHIRTS[int(rng.integers(len(SHIRTS)))]
+        draw_person(draw, pose, dx, dy, skin, shirt)
     for k, (pose, dx, dy, verb, obj) in enumerate(placed):
         if not pose.object_behind:
             box = pose.object_xyxy
-            draw_object(draw, obj, (box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy), colours[k], facing[k])
+            placed_box = (box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy)
+            draw_object(draw, obj, placed_box, colours[k], facing[k])
     for obj, box in loose:
         draw_object(draw, obj, box, OBJECT_COLOURS[obj], int(rng.choice([-1, 1])))
 
@@ -283,7 +296,8 @@ def scene_to_record_json(scene: Scene, file_name: str, vocab: Vocabulary) -> dic
 
 
 def generate_world(out_dir: Path, num_images: int, seed: int, *, image_size: int = 160,
-                   test_fraction: float = 0.3, progress: bool = True, layout: SceneLayout = FREE) -> WorldPaths:
+                   test_fraction: float = 0.3, progress: bool = True,
+                   layout: SceneLayout = FREE) -> WorldPaths:
     """Write a world of `num_images` images (a `test_fraction` of them in the test split) to `out_dir`.
 
     `layout`: FREE (default, the teacher's world) or QUICKSTART (people in columns, see SceneLayout).

@@ -8,8 +8,8 @@ import torch
 
 from eoid.config import LossConfig, MatcherConfig, OptimConfig, StudentConfig, from_dict
 from eoid.errors import CheckpointError
-from eoid.pipeline.training.checkpoint import load_checkpoint
 from eoid.pipeline.data.vocab import Vocabulary, vocabulary_from_json
+from eoid.pipeline.training.checkpoint import load_checkpoint
 from eoid.student.losses import Criterion, build_criterion, loss_weights
 from eoid.student.model import CDN, build_student, load_detr_init
 

@@ -13,10 +13,10 @@ import torch
 from torch import Tensor
 
 from eoid.boxes import xyxy_to_cxcywh
-from eoid.pipeline.training.pairs import training_pairs
 from eoid.pipeline.data.images import load_rgb
 from eoid.pipeline.data.records import ImageRecord
 from eoid.pipeline.data.transforms import AugmentParams, augment_test, augment_train, pad_batch
+from eoid.pipeline.training.pairs import training_pairs
 from eoid.student.targets import PairTargets
 
 

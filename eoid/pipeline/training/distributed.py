@@ -30,7 +30,8 @@ class World:
 
 
 def init_world(device: str | None = None) -> World:
-    """World from torchrun's RANK/LOCAL_RANK/WORLD_SIZE; joins the process group (NCCL on GPU, gloo on CPU)."""
+    """World from torchrun's RANK/LOCAL_RANK/WORLD_SIZE; joins the process group
+    (NCCL on GPU, gloo on CPU)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))

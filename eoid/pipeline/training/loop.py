@@ -64,7 +64,8 @@ def nonfinite_fields(outputs: StudentOutput) -> list[str]:
     """Names of the model outputs holding a NaN or an infinity (auxiliary layers included)."""
     bad = []
     for name, value in zip(outputs._fields, outputs):
-        tensors = [value] if torch.is_tensor(value) else [t for aux in value for t in aux if torch.is_tensor(t)]
+        tensors = ([value] if torch.is_tensor(value)
+                   else [t for aux in value for t in aux if torch.is_tensor(t)])
         if any(not bool(torch.isfinite(t).all()) for t in tensors):
             bad.append(name)
     return bad

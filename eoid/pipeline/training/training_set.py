@@ -8,8 +8,8 @@ import numpy as np
 
 from eoid.config import DataConfig, require_path
 from eoid.errors import ConfigError
-from eoid.pipeline.data.records import ImageRecord
 from eoid.pipeline.data.readers import read_annotations
+from eoid.pipeline.data.records import ImageRecord
 from eoid.pipeline.data.splits import apply_setting
 from eoid.pipeline.data.vocab import Vocabulary
 

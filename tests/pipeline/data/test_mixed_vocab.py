@@ -7,12 +7,17 @@ import pytest
 from PIL import Image
 
 from eoid.errors import DataError
-from eoid.pipeline.data.mixed_vocab import (NEW_VERBS_SETTING, load_mixed_vocabulary, merge_vocabularies,
-                                       remap_record, verb_mapping_from_json)
+from eoid.pipeline.data.mixed_vocab import (
+    NEW_VERBS_SETTING,
+    load_mixed_vocabulary,
+    merge_vocabularies,
+    remap_record,
+    verb_mapping_from_json,
+)
 from eoid.pipeline.data.records import ImageRecord
-from eoid.pipeline.run_mix import MixSource, run_mix
 from eoid.pipeline.data.vcoco import vcoco_actions
 from eoid.pipeline.data.vocab import load_vocabulary
+from eoid.pipeline.run_mix import MixSource, run_mix
 
 # The original hvco vocabulary (mrwu-mac/EoID datasets/static_hico_vcoco.py): HOIs 600..608.
 ORIGINAL_ADDED_HOIS = [("surf", "surfboard"), ("ski", "skis"), ("snowboard", "snowboard"),
@@ -115,11 +120,13 @@ def _tiny_source(folder: Path, vocab, verb: str, obj: str) -> Path:
     folder.mkdir(parents=True)
     Image.new("RGB", (40, 40)).save(folder / "x.png")
     ann = folder / "ann.json"
+    object_id = vocab.object_ids[vocab.objects.index(obj)]
+    verb_id = vocab.verb_ids[vocab.verbs.index(verb)]
     ann.write_text(json.dumps([{"file_name": "x.png",
                                 "annotations": [{"bbox": [1, 1, 20, 30], "category_id": 1},
-                                                {"bbox": [10, 10, 30, 30], "category_id": vocab.object_ids[vocab.objects.index(obj)]}],
+                                                {"bbox": [10, 10, 30, 30], "category_id": object_id}],
                                 "hoi_annotation": [{"subject_id": 0, "object_id": 1,
-                                                    "category_id": vocab.verb_ids[vocab.verbs.index(verb)]}]}]))
+                                                    "category_id": verb_id}]}]))
     return ann
 
 
@@ -137,5 +144,6 @@ def test_mix_writes_one_training_set_in_the_merged_vocabulary(tmp_path, mixed):
     assert [vocab.verbs[r.hois[0, 2]] for r in records] == ["ride", "surf"]
     report = json.loads((out / "mix_report.json").read_text())
     assert [s["labels"] for s in report["sources"]] == [1, 1] and report["num_hois"] == 609
-    run_mix([MixSource(hico_ann, tmp_path / "hico", "hico-det")], "vcoco-to-hico-det", out)  # rerun: links replaced
+    # rerun: links replaced
+    run_mix([MixSource(hico_ann, tmp_path / "hico", "hico-det")], "vcoco-to-hico-det", out)
     assert len(json.loads(train.read_text())) == 1

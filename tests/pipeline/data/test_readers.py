@@ -45,7 +45,8 @@ def test_hico_json_becomes_records_in_original_pixels(tmp_path, images):
     assert [r.key for r in result.records] == ["a.png", "b.png"] and result.bad == []
     r = result.records[0]
     assert r.path == images / "a.png" and (r.width, r.height) == (64, 48)
-    assert r.boxes_xyxy_px.tolist() == [[1, 2, 30, 40], [10, 10, 60, 45]] and r.boxes_xyxy_px.dtype == np.float32
+    assert (r.boxes_xyxy_px.tolist() == [[1, 2, 30, 40], [10, 10, 60, 45]]
+            and r.boxes_xyxy_px.dtype == np.float32)
     assert r.box_classes.tolist() == [0, 1]
     assert r.hois.tolist() == [[0, 1, RIDE - 1], [0, 1, HOLD - 1]]
 
@@ -82,10 +83,12 @@ def test_coco_instances_give_boxes_only_in_xyxy(tmp_path, images):
 
 def test_vcoco_drops_labels_without_object_box_and_keeps_the_rest(tmp_path, images):
     hold_obj, stand = VCOCO.verbs.index("hold_obj"), VCOCO.verbs.index("stand")
+    # verb ids are 0-based
     rec = {"file_name": "a.png",
-           "annotations": [{"bbox": [1, 2, 30, 40], "category_id": 1}, {"bbox": [10, 10, 60, 45], "category_id": 47}],
+           "annotations": [{"bbox": [1, 2, 30, 40], "category_id": 1},
+                           {"bbox": [10, 10, 60, 45], "category_id": 47}],
            "hoi_annotation": [{"subject_id": 0, "object_id": -1, "category_id": stand},   # role-less: dropped
-                              {"subject_id": 0, "object_id": 1, "category_id": hold_obj}]}  # verb ids are 0-based
+                              {"subject_id": 0, "object_id": 1, "category_id": hold_obj}]}
     (r,) = read_annotations(write(tmp_path, [rec]), images, VCOCO).records
     assert r.hois.tolist() == [[0, 1, hold_obj]] and r.num_boxes == 2
     # the same -1 in a HICO-DET file is an index error, never a silent "last box"
@@ -113,7 +116,8 @@ def test_anno_bbox_mat_maps_hoi_ids_and_shifts_to_zero_based_pixels(tmp_path, im
     hois = _mat_struct(4, id=[ride_bike, hold_bike, sit_bike, 1],
                        bboxhuman=[person, person, person, np.zeros((0,))],
                        bboxobject=[bike, bike, bike, np.zeros((0,))],
-                       connection=[np.array([[1, 1]]), np.array([[1, 1]]), np.array([[1, 1]]), np.zeros((0, 2))],
+                       connection=[np.array([[1, 1]]), np.array([[1, 1]]), np.array([[1, 1]]),
+                                   np.zeros((0, 2))],
                        invis=[0, 0, 1, 1])             # sit_on is invisible: no label
     size = _mat_struct(1, width=[64], height=[48], depth=[3])
     bbx = _mat_struct(1, filename=["a.png"], size=[size], hoi=[hois])
@@ -179,7 +183,8 @@ def test_bad_record_raises_a_message_naming_file_record_problem_and_fix(tmp_path
 
 def test_duplicate_file_name_is_refused(tmp_path, images):
     path = write(tmp_path, [good_record("a.png"), good_record("b.png"), good_record("a.png")])
-    with pytest.raises(DataError, match=r"record 2 \(file_name 'a.png'\): file_name already used by record 0"):
+    with pytest.raises(DataError,
+                       match=r"record 2 \(file_name 'a.png'\): file_name already used by record 0"):
         read_annotations(path, images, HICO)
 
 

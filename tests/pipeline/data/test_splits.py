@@ -3,7 +3,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from eoid.errors import DataError
 from eoid.pipeline.data.records import ImageRecord
@@ -16,7 +17,8 @@ SETTINGS = sorted(HICO.settings)
 
 def record(classes, hois, key="img.jpg"):
     n = len(classes)
-    boxes = np.tile(np.array([[0, 0, 10, 10]], dtype=np.float32), (n, 1)) + np.arange(n, dtype=np.float32)[:, None]
+    offsets = np.arange(n, dtype=np.float32)[:, None]
+    boxes = np.tile(np.array([[0, 0, 10, 10]], dtype=np.float32), (n, 1)) + offsets
     return ImageRecord(key, Path(key), 100, 100, boxes, np.asarray(classes, dtype=np.int64),
                        np.asarray(hois, dtype=np.int64).reshape(-1, 3))
 
@@ -33,7 +35,8 @@ def random_records(draw):
         people = draw(st.integers(1, 3))
         hoi_ids = draw(st.lists(st.integers(0, 599), min_size=0, max_size=6))
         classes = [0] * people + [HICO.hois[h][1] for h in hoi_ids]
-        labels = [(draw(st.integers(0, people - 1)), people + i, HICO.hois[h][0]) for i, h in enumerate(hoi_ids)]
+        labels = [(draw(st.integers(0, people - 1)), people + i, HICO.hois[h][0])
+                  for i, h in enumerate(hoi_ids)]
         out.append(record(classes, labels, key=f"img{k}.jpg"))
     return out
 
@@ -50,20 +53,21 @@ def test_apply_setting_keeps_every_seen_label_and_removes_every_unseen_one(recor
     for before, after in zip(records, out):
         assert np.array_equal(before.boxes_xyxy_px, after.boxes_xyxy_px)
         assert np.array_equal(before.box_classes, after.box_classes)
-        expected = [tuple(l) for l in before.hois.tolist()
-                    if not (l[2] in unseen_verbs if s.kind == "verb"
-                            else table[l[2], before.box_classes[l[1]]] in unseen_hois)]
-        assert [tuple(l) for l in after.hois.tolist()] == expected  # same labels, same order
+        expected = [tuple(label) for label in before.hois.tolist()
+                    if not (label[2] in unseen_verbs if s.kind == "verb"
+                            else table[label[2], before.box_classes[label[1]]] in unseen_hois)]
+        assert [tuple(label) for label in after.hois.tolist()] == expected  # same labels, same order
 
 
 def test_weak_spot_8_case_keeps_all_three_seen_labels():
     # EOID_CODE_FACTS weak spot 8: (h0,o1,ride), (h0,o2,hold), (h3,o2,hold) -> the original UC loader
     # kept only (h0,o1). None of these HOIs is in uc1, so all three labels must survive.
     classes = [0, 1, 17, 0]  # person, bicycle, horse, person
-    labels = [(0, 1, HICO.verbs.index("ride")), (0, 2, HICO.verbs.index("hold")), (3, 2, HICO.verbs.index("hold"))]
+    labels = [(0, 1, HICO.verbs.index("ride")), (0, 2, HICO.verbs.index("hold")),
+              (3, 2, HICO.verbs.index("hold"))]
     assert not {hoi("ride", "bicycle"), hoi("hold", "horse")} & set(HICO.unseen_hois("uc1"))
     (out,) = apply_setting([record(classes, labels)], HICO, "uc1")
-    assert out.hois.tolist() == [list(l) for l in labels]
+    assert out.hois.tolist() == [list(label) for label in labels]
 
 
 def test_ua_drops_unseen_verbs_but_keeps_seen_verbs_of_the_same_pair():

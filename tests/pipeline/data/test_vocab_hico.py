@@ -75,7 +75,8 @@ def test_prompts_use_gerund_phrases_and_spaced_object_names(hico):
 
 @pytest.mark.parametrize("verb, phrase", [("hose", "hosing down"), ("lie_on", "lying on"),
                                           ("race", "racing"), ("tie", "tying"), ("run", "running"),
-                                          ("brush_with", "brushing with"), ("no_interaction", "no interaction")])
+                                          ("brush_with", "brushing with"),
+                                          ("no_interaction", "no interaction")])
 def test_gerund_phrases_follow_eoid_act_to_ing(hico, verb, phrase):
     assert hico.verb_phrases[hico.verbs.index(verb)] == phrase
 
@@ -86,7 +87,8 @@ def test_rare_hois_are_the_138_hois_of_eoid_rare_first(hico):
 
 
 UA_VERBS = ["carry", "catch", "exit", "greet", "hop_on", "hose", "hunt", "lasso", "launch", "pet", "pick_up",
-            "pull", "race", "run", "scratch", "sip", "sit_at", "smell", "stand_on", "stop_at", "straddle", "text_on"]
+            "pull", "race", "run", "scratch", "sip", "sit_at", "smell", "stand_on", "stop_at", "straddle",
+            "text_on"]
 
 
 def test_ua_is_all_100_hois_of_its_22_verbs_and_those_verbs_have_no_seen_hoi(hico):
@@ -104,7 +106,8 @@ def test_ua_is_all_100_hois_of_its_22_verbs_and_those_verbs_have_no_seen_hoi(hic
 UC_FULLY_UNSEEN_VERBS = {
     "uc0": ["block", "check", "flip", "greet", "install", "sign", "sit_at", "squeeze", "text_on"],
     "uc1": ["assemble", "control", "cut_with", "flip", "hunt", "kick", "light", "stab", "toast", "wave"],
-    "uc2": ["brush_with", "dribble", "eat_at", "flip", "move", "serve", "stick", "talk_on", "text_on", "type_on"],
+    "uc2": ["brush_with", "dribble", "eat_at", "flip", "move", "serve", "stick", "talk_on", "text_on",
+            "type_on"],
     "uc3": ["assemble", "flip", "flush", "move", "pay", "point", "slide", "squeeze", "teach"],
     "uc4": ["hunt", "kick", "lift", "lose", "release", "shear", "sit_at", "slide", "tag", "teach"],
 }
@@ -170,12 +173,14 @@ def test_uv_is_all_84_hois_of_gen_vlkt_20_unseen_verbs(hico):
 
 
 def test_every_setting_says_where_its_list_comes_from(hico):
-    assert set(hico.settings) == {"ua", "uc0", "uc1", "uc2", "uc3", "uc4", "rf-uc", "nf-uc", "rf-uc-138", "uo", "uv"}
+    assert set(hico.settings) == {"ua", "uc0", "uc1", "uc2", "uc3", "uc4", "rf-uc", "nf-uc", "rf-uc-138",
+                                  "uo", "uv"}
     assert all(s.about for s in hico.settings.values())
 
 
 def test_vocabulary_round_trips_through_its_json(hico, tmp_path):
     import json
+
     from eoid.pipeline.data.vocab import vocabulary_from_json
     again = vocabulary_from_json(json.loads(json.dumps(hico.to_json())), "round trip")
     assert again.fingerprint() == hico.fingerprint()

@@ -12,13 +12,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eoid.errors import DataError
-from eoid.pipeline.evaluation.hico_map import (ImageDetections, ImageGT, average_precision,
-                                        detections_from_triplets, evaluate_hoi_map, gt_from_records,
-                                        hoi_map_from_matches, match_detections)
+from eoid.pipeline.evaluation.hico_map import (
+    ImageDetections,
+    ImageGT,
+    average_precision,
+    detections_from_triplets,
+    evaluate_hoi_map,
+    gt_from_records,
+    hoi_map_from_matches,
+    match_detections,
+)
 
 HOI_TO_OBJECT = np.array([0, 0, 1])
 H = [0, 0, 99, 99]            # 100 x 100 px in the inclusive-pixel convention
-O = [200, 0, 299, 99]
+OBJ = [200, 0, 299, 99]
 
 
 def gt(*pairs):
@@ -34,7 +41,8 @@ def dets(*rows):
     if not rows:
         return ImageDetections(np.zeros((0, 4)), np.zeros((0, 4)), np.zeros(0, np.int64), np.zeros(0))
     h, o, hoi, s = zip(*rows)
-    return ImageDetections(np.array(h, float), np.array(o, float), np.array(hoi, np.int64), np.array(s, float))
+    return ImageDetections(np.array(h, float), np.array(o, float), np.array(hoi, np.int64),
+                           np.array(s, float))
 
 
 def evaluate(gt_map, det_map, **kw):
@@ -42,8 +50,8 @@ def evaluate(gt_map, det_map, **kw):
 
 
 def test_perfect_detections_score_100():
-    g = {"a": gt((H, O, 0), (H, O, 2)), "b": gt((H, O, 1))}
-    d = {"a": dets((H, O, 0, 0.3), (H, O, 2, 0.9)), "b": dets((H, O, 1, 0.1))}
+    g = {"a": gt((H, OBJ, 0), (H, OBJ, 2)), "b": gt((H, OBJ, 1))}
+    d = {"a": dets((H, OBJ, 0, 0.3), (H, OBJ, 2, 0.9)), "b": dets((H, OBJ, 1, 0.1))}
     r = evaluate(g, d)
     # 11 terms of 1/11 summed one by one give 1.0000000000000002, as in MATLAB: compare approximately.
     assert r.ap_per_hoi.tolist() == pytest.approx([1.0, 1.0, 1.0])
@@ -51,13 +59,13 @@ def test_perfect_detections_score_100():
 
 
 def test_no_detections_score_zero_ap_and_zero_recall():
-    r = evaluate({"a": gt((H, O, 0))}, {})
+    r = evaluate({"a": gt((H, OBJ, 0))}, {})
     assert r.ap_per_hoi[0] == 0.0 and r.max_recall_per_hoi[0] == 0.0
 
 
 def test_categories_without_ground_truth_are_nan_and_left_out_of_the_means():
     # Only HOI 0 has GT (AP 1); HOIs 1 and 2 get NaN, so Full = 1, not 1/3.
-    r = evaluate({"a": gt((H, O, 0))}, {"a": dets((H, O, 0, 0.5), (H, O, 1, 0.9))})
+    r = evaluate({"a": gt((H, OBJ, 0))}, {"a": dets((H, OBJ, 0, 0.5), (H, OBJ, 1, 0.9))})
     assert r.ap_per_hoi[0] == pytest.approx(1.0) and np.isnan(r.ap_per_hoi[1:]).all()
     assert r.mean_ap["full"] == pytest.approx(1.0) and r.num_gt_per_hoi.tolist() == [1, 0, 0]
 
@@ -66,8 +74,8 @@ def test_a_duplicate_detection_is_a_false_positive():
     # Two GT pairs (images a, b). Ranked: a exact (TP), a duplicate (FP: its pair is taken),
     # b exact (TP). recall .5 .5 1, precision 1 .5 2/3.
     # t = 0..0.5 (6 points): max precision 1; t = 0.6..1 (5 points): 2/3. AP = (6 + 10/3) / 11 = 28/33.
-    g = {"a": gt((H, O, 0)), "b": gt((H, O, 0))}
-    d = {"a": dets((H, O, 0, 0.9), (H, O, 0, 0.8)), "b": dets((H, O, 0, 0.7))}
+    g = {"a": gt((H, OBJ, 0)), "b": gt((H, OBJ, 0))}
+    d = {"a": dets((H, OBJ, 0, 0.9), (H, OBJ, 0, 0.8)), "b": dets((H, OBJ, 0, 0.7))}
     m = match_detections(g, d, 3, HOI_TO_OBJECT)
     assert m.is_tp.tolist() == [True, False, True]
     assert evaluate(g, d).ap_per_hoi[0] == pytest.approx(28 / 33, abs=1e-12)
@@ -77,7 +85,7 @@ def test_a_duplicate_detection_is_a_false_positive():
 
 def test_the_right_boxes_with_the_wrong_verb_are_a_false_positive():
     # The only detection says HOI 1 (another verb, same object); HOI 0's GT stays unmatched.
-    r = evaluate({"a": gt((H, O, 0))}, {"a": dets((H, O, 1, 0.9))})
+    r = evaluate({"a": gt((H, OBJ, 0))}, {"a": dets((H, OBJ, 1, 0.9))})
     assert r.ap_per_hoi[0] == 0.0 and np.isnan(r.ap_per_hoi[1])
 
 
@@ -85,7 +93,7 @@ def test_iou_just_under_half_is_a_false_positive_and_half_is_a_true_positive():
     # GT object 100 x 100 = 10000 px (+1 convention). A detection rows 0..48 covers 100 x 49 =
     # 4900 px inside it: IoU 0.49 -> FP. Rows 0..49: 5000 / 10000 = 0.5 -> TP (>= 0.5).
     # The human box is exact, so min(IoU_h, IoU_o) is the object's IoU.
-    g = {"a": gt((H, O, 0))}
+    g = {"a": gt((H, OBJ, 0))}
     under = evaluate(g, {"a": dets((H, [200, 0, 299, 48], 0, 0.9))})
     at = evaluate(g, {"a": dets((H, [200, 0, 299, 49], 0, 0.9))})
     assert under.ap_per_hoi[0] == 0.0 and at.ap_per_hoi[0] == pytest.approx(1.0)
@@ -104,15 +112,17 @@ def test_unranked_ties_keep_image_order_then_row_order():
     # MATLAB's sort is stable over detections listed image by image: with a before b the
     # ranking is FP, TP -> precision .5 at recall 1 -> AP 0.5; with b first it is TP, FP -> 1.
     wrong = [500, 500, 599, 599]
-    d = {"a": dets((wrong, O, 0, 0.5)), "b": dets((H, O, 0, 0.5))}
-    a_first = {"a": gt(), "b": gt((H, O, 0))}
-    b_first = {"b": gt((H, O, 0)), "a": gt()}
+    d = {"a": dets((wrong, OBJ, 0, 0.5)), "b": dets((H, OBJ, 0, 0.5))}
+    a_first = {"a": gt(), "b": gt((H, OBJ, 0))}
+    b_first = {"b": gt((H, OBJ, 0)), "a": gt()}
     assert evaluate(a_first, d).ap_per_hoi[0] == pytest.approx(0.5)
     assert evaluate(b_first, d).ap_per_hoi[0] == pytest.approx(1.0)
     # Inside one image, the earlier row wins the tie.
-    g = {"a": gt((H, O, 0))}
-    assert evaluate(g, {"a": dets((wrong, O, 0, 0.5), (H, O, 0, 0.5))}).ap_per_hoi[0] == pytest.approx(0.5)
-    assert evaluate(g, {"a": dets((H, O, 0, 0.5), (wrong, O, 0, 0.5))}).ap_per_hoi[0] == pytest.approx(1.0)
+    g = {"a": gt((H, OBJ, 0))}
+    wrong_first = {"a": dets((wrong, OBJ, 0, 0.5), (H, OBJ, 0, 0.5))}
+    right_first = {"a": dets((H, OBJ, 0, 0.5), (wrong, OBJ, 0, 0.5))}
+    assert evaluate(g, wrong_first).ap_per_hoi[0] == pytest.approx(0.5)
+    assert evaluate(g, right_first).ap_per_hoi[0] == pytest.approx(1.0)
 
 
 def test_one_detection_between_two_ground_truth_pairs_takes_the_closer_one_only():
@@ -122,8 +132,8 @@ def test_one_detection_between_two_ground_truth_pairs_takes_the_closer_one_only(
     # FP even though its IoU with the free H1 is .83: no fall-back to the second best pair.
     # recall .5 .5, precision 1 .5 -> 11-point AP = 6/11 (t = 0..0.5).
     h1, h2 = [0, 0, 99, 99], [0, 10, 99, 109]
-    g = {"a": gt((h1, O, 0), (h2, O, 0))}
-    d = {"a": dets(([0, 8, 99, 107], O, 0, 0.9), ([0, 9, 99, 108], O, 0, 0.8))}
+    g = {"a": gt((h1, OBJ, 0), (h2, OBJ, 0))}
+    d = {"a": dets(([0, 8, 99, 107], OBJ, 0, 0.9), ([0, 9, 99, 108], OBJ, 0, 0.8))}
     m = match_detections(g, d, 3, HOI_TO_OBJECT)
     assert m.is_tp.tolist() == [True, False]
     r = evaluate(g, d)
@@ -134,15 +144,16 @@ def test_group_means_over_rare_non_rare_seen_unseen():
     # HOI 0: perfect (AP 1). HOI 1: not detected (AP 0). HOI 2: FP then TP -> precision .5 at
     # recall 1 for every t -> AP .5. rare = {1}, unseen = {0}:
     # full (1+0+.5)/3 = .5; rare 0; non-rare (1+.5)/2 = .75; seen (0+.5)/2 = .25; unseen 1.
-    g = {"a": gt((H, O, 0), (H, O, 1), (H, O, 2))}
-    d = {"a": dets((H, O, 0, 0.9), ([500, 500, 599, 599], O, 2, 0.8), (H, O, 2, 0.7))}
+    g = {"a": gt((H, OBJ, 0), (H, OBJ, 1), (H, OBJ, 2))}
+    d = {"a": dets((H, OBJ, 0, 0.9), ([500, 500, 599, 599], OBJ, 2, 0.8), (H, OBJ, 2, 0.7))}
     r = evaluate(g, d, rare_hois=[1], unseen_hois=[0])
     assert r.ap_per_hoi.tolist() == pytest.approx([1.0, 0.0, 0.5])
-    assert r.mean_ap == pytest.approx({"full": 0.5, "rare": 0.0, "non_rare": 0.75, "seen": 0.25, "unseen": 1.0})
+    assert r.mean_ap == pytest.approx({"full": 0.5, "rare": 0.0, "non_rare": 0.75,
+                                       "seen": 0.25, "unseen": 1.0})
 
 
 def test_without_an_unseen_list_seen_equals_full_and_unseen_is_nan():
-    r = evaluate({"a": gt((H, O, 0))}, {"a": dets((H, O, 0, 0.9))})
+    r = evaluate({"a": gt((H, OBJ, 0))}, {"a": dets((H, OBJ, 0, 0.9))})
     assert r.mean_ap["seen"] == r.mean_ap["full"] and math.isnan(r.mean_ap["unseen"])
 
 
@@ -151,8 +162,8 @@ def test_known_object_mode_drops_detections_in_images_without_the_object():
     # Image c: a HOI-1 pair (object 0 again). Ranked HOI-0 detections: b (.9, FP), c (.8, FP), a (.7, TP).
     # Default: precision 1/3 at recall 1 -> AP 1/3. Known object: b is dropped (no object-0
     # label there), c stays -> FP, TP -> AP .5.
-    g = {"a": gt((H, O, 0)), "b": gt((H, O, 2)), "c": gt((H, O, 1))}
-    d = {"a": dets((H, O, 0, 0.7)), "b": dets((H, O, 0, 0.9)), "c": dets((H, O, 0, 0.8))}
+    g = {"a": gt((H, OBJ, 0)), "b": gt((H, OBJ, 2)), "c": gt((H, OBJ, 1))}
+    d = {"a": dets((H, OBJ, 0, 0.7)), "b": dets((H, OBJ, 0, 0.9)), "c": dets((H, OBJ, 0, 0.8))}
     m = match_detections(g, d, 3, HOI_TO_OBJECT)
     default = hoi_map_from_matches(m, HOI_TO_OBJECT)
     known = hoi_map_from_matches(m, HOI_TO_OBJECT, known_object=True)
@@ -176,12 +187,12 @@ def test_average_precision_refuses_an_unknown_method():
 
 def test_detections_for_an_image_outside_the_ground_truth_are_refused():
     with pytest.raises(DataError, match="not in the ground truth"):
-        evaluate({"a": gt((H, O, 0))}, {"zzz": dets((H, O, 0, 0.9))})
+        evaluate({"a": gt((H, OBJ, 0))}, {"zzz": dets((H, OBJ, 0, 0.9))})
 
 
 def test_triplets_that_are_no_hoi_are_dropped_when_converting():
     table = np.array([[0, -1], [1, 2]])  # verb 0 only with object 0
-    d = detections_from_triplets(np.array([H, H]), np.array([O, O]), np.array([0, 1]),
+    d = detections_from_triplets(np.array([H, H]), np.array([OBJ, OBJ]), np.array([0, 1]),
                                  np.array([1, 1]), np.array([0.9, 0.8]), table)
     assert d.hoi_idx.tolist() == [2] and d.scores.tolist() == [0.8]
 
@@ -193,7 +204,7 @@ def _vocab():
 
 
 def _record(key, hois, classes=(0, 1)):
-    return SimpleNamespace(key=key, boxes_xyxy_px=np.array([H, O], np.float32),
+    return SimpleNamespace(key=key, boxes_xyxy_px=np.array([H, OBJ], np.float32),
                            box_classes=np.array(classes), hois=np.array(hois).reshape(-1, 3))
 
 
@@ -201,7 +212,7 @@ def test_gt_from_records_maps_each_label_to_its_hoi_and_boxes():
     g = gt_from_records([_record("x.jpg", [[0, 1, 0], [0, 1, 1]]), _record("y.jpg", [])], _vocab())
     assert list(g) == ["x.jpg", "y.jpg"]
     assert g["x.jpg"].hoi_idx.tolist() == [0, 2]            # (ride, bike) = 0, (hold, bike) = 2
-    assert g["x.jpg"].object_boxes_xyxy.tolist() == [O, O] and len(g["y.jpg"].hoi_idx) == 0
+    assert g["x.jpg"].object_boxes_xyxy.tolist() == [OBJ, OBJ] and len(g["y.jpg"].hoi_idx) == 0
 
 
 def test_gt_from_records_refuses_a_label_that_is_no_hoi():
@@ -230,8 +241,8 @@ def test_random_ap_is_a_fraction_and_a_new_perfect_top_detection_never_lowers_it
     assert ((finite >= 0) & (finite <= 1 + 1e-12)).all()  # 11 sums of 1/11 may give 1 + 2e-16
     # A new image with one GT pair of HOI 0 and its exact detection above every score: every
     # earlier point (recall, precision) moves up and right, so the envelope cannot drop.
-    g["new"] = gt((H, O, 0))
-    d["new"] = dets((H, O, 0, 2.0))
+    g["new"] = gt((H, OBJ, 0))
+    d["new"] = dets((H, OBJ, 0, 2.0))
     after = evaluate(g, d, ap_method=method)
     assert after.ap_per_hoi[0] >= (0.0 if np.isnan(before.ap_per_hoi[0]) else before.ap_per_hoi[0]) - 1e-12
 
@@ -241,10 +252,10 @@ def test_a_perfect_detection_that_takes_an_already_matched_pair_can_lower_ap():
     # at the top takes pair 1 from its old detection, which becomes a FP:
     # recall .5 .5 1, precision 1 .5 2/3 -> AP 28/33 < 1.
     h2 = [300, 300, 399, 399]
-    g = {"a": gt((H, O, 0), (h2, O, 0))}
-    old = [([0, 0, 99, 90], O, 0, 0.9), (h2, O, 0, 0.8)]
+    g = {"a": gt((H, OBJ, 0), (h2, OBJ, 0))}
+    old = [([0, 0, 99, 90], OBJ, 0, 0.9), (h2, OBJ, 0, 0.8)]
     assert evaluate(g, {"a": dets(*old)}).ap_per_hoi[0] == pytest.approx(1.0)
-    assert evaluate(g, {"a": dets((H, O, 0, 1.0), *old)}).ap_per_hoi[0] == pytest.approx(28 / 33)
+    assert evaluate(g, {"a": dets((H, OBJ, 0, 1.0), *old)}).ap_per_hoi[0] == pytest.approx(28 / 33)
 
 
 def _literal_official_ap(g, d, hoi):

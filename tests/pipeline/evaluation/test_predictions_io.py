@@ -7,8 +7,15 @@ import pytest
 
 from eoid.errors import DataError
 from eoid.pipeline.evaluation.hico_map import HoiMapResult
-from eoid.pipeline.evaluation.predictions_io import (ImageTriplets, format_table, read_predictions, results_to_json,
-                                          to_detections, write_predictions, write_results)
+from eoid.pipeline.evaluation.predictions_io import (
+    ImageTriplets,
+    format_table,
+    read_predictions,
+    results_to_json,
+    to_detections,
+    write_predictions,
+    write_results,
+)
 
 TRIPLET = {"human_box": [0.0, 0.0, 10.5, 10.0], "object_box": [5.0, 5.0, 20.0, 30.0],
            "object": 1, "verb": 0, "score": 0.75}
@@ -56,7 +63,8 @@ def test_a_non_finite_score_is_refused(tmp_path):
 
 
 def test_a_file_name_not_in_the_annotations_is_refused(tmp_path):
-    path = write_raw(tmp_path, [{"file_name": "a.jpg", "triplets": []}, {"file_name": "zz.jpg", "triplets": []}])
+    path = write_raw(tmp_path, [{"file_name": "a.jpg", "triplets": []},
+                                {"file_name": "zz.jpg", "triplets": []}])
     with pytest.raises(DataError, match=r"record 1 \(zz.jpg\): this file_name is not in the annotations"):
         read_predictions(path, 3, 2, known_file_names={"a.jpg"})
 
@@ -82,7 +90,8 @@ def _result(ap):
     nan = float("nan")
     return HoiMapResult(np.array(ap), np.array([1.0, nan]), np.array([1, 0]),
                         {"full": ap[0], "rare": nan, "non_rare": ap[0], "seen": ap[0], "unseen": nan},
-                        {"full": 1.0, "rare": nan, "non_rare": 1.0, "seen": 1.0, "unseen": nan}, "official", False)
+                        {"full": 1.0, "rare": nan, "non_rare": 1.0, "seen": 1.0, "unseen": nan},
+                        "official", False)
 
 
 def test_results_json_holds_percentages_and_null_for_nan(tmp_path):

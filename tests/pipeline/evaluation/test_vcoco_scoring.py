@@ -7,8 +7,13 @@ import pytest
 from eoid.pipeline.data.mixed_vocab import load_mixed_vocabulary
 from eoid.pipeline.data.records import ImageRecord
 from eoid.pipeline.evaluation.vcoco_map import evaluate_vcoco
-from eoid.pipeline.evaluation.vcoco_scoring import (role_map_summary, source_scores, vcoco_detections,
-                                         vcoco_gt_from_records, vcoco_structure)
+from eoid.pipeline.evaluation.vcoco_scoring import (
+    role_map_summary,
+    source_scores,
+    vcoco_detections,
+    vcoco_gt_from_records,
+    vcoco_structure,
+)
 
 MIXED = load_mixed_vocabulary("vcoco-to-hico-det")
 SRC = MIXED.source
@@ -31,7 +36,8 @@ def _record():
 
 def test_ground_truth_marks_actions_role_boxes_and_objectless_labels():
     # eat_instr of person 0 had object_id -1 in the file: eat is done, the instr role has no box.
-    gt = vcoco_gt_from_records([_record()], SRC, S, {"img.jpg": [(0, SRC.verb_ids[V("eat_instr")])]})["img.jpg"]
+    objectless = {"img.jpg": [(0, SRC.verb_ids[V("eat_instr")])]}
+    gt = vcoco_gt_from_records([_record()], SRC, S, objectless)["img.jpg"]
     eat = S.actions.index("eat")
     assert gt.actions[:, eat].tolist() == [1, 0] and gt.actions.sum() == 1
     assert gt.role_boxes_xyxy[0, eat, S.verb_role[V("eat_obj")]].tolist() == [100, 100, 149, 149]
@@ -57,7 +63,9 @@ def test_a_perfect_query_scores_100_in_scenario_two_and_splits_seen_and_unseen()
     gt = vcoco_gt_from_records([rec], SRC, S, {"img.jpg": [(0, SRC.verb_ids[V("eat_instr")])]})
     scores = np.zeros((1, SRC.num_verbs))
     scores[0, V("eat_obj")], scores[0, V("eat_instr")] = 0.9, 0.8
-    det = vcoco_detections(rec.boxes_xyxy_px[:1].astype(float), rec.boxes_xyxy_px[1:2].astype(float), scores, S)
+    human_xyxy = rec.boxes_xyxy_px[:1].astype(float)
+    object_xyxy = rec.boxes_xyxy_px[1:2].astype(float)
+    det = vcoco_detections(human_xyxy, object_xyxy, scores, S)
     result = evaluate_vcoco(gt, {"img.jpg": det}, S.num_roles)
     summary = role_map_summary(result, S, MIXED.seen_source_verbs, MIXED.unseen_source_verbs, SRC.verbs)
     assert summary["scenario_1"]["seen"] == 100.0 and summary["scenario_1"]["unseen"] == 0.0

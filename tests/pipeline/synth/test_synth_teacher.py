@@ -7,9 +7,18 @@ import numpy as np
 import pytest
 import torch
 
-from eoid.pipeline.synth.teacher import (MODEL_NAME, build_synth_clip, chance_accuracy, clip_configs_dir,
-                                         crop_spec_of, labelled_pair_crops, measure_zero_shot_accuracy,
-                                         per_verb_accuracy, shipped_weights, train_synth_teacher)
+from eoid.pipeline.synth.teacher import (
+    MODEL_NAME,
+    build_synth_clip,
+    chance_accuracy,
+    clip_configs_dir,
+    crop_spec_of,
+    labelled_pair_crops,
+    measure_zero_shot_accuracy,
+    per_verb_accuracy,
+    shipped_weights,
+    train_synth_teacher,
+)
 from eoid.pipeline.synth.world import sample_scenes, synth_vocabulary
 
 
@@ -19,7 +28,8 @@ def shipped():
     import open_clip
     open_clip.add_model_config(str(clip_configs_dir()))
     # exactly the call a user makes for RN50x16 weights, with eoid's config and file instead
-    model, _, preprocess = open_clip.create_model_and_transforms(MODEL_NAME, pretrained=str(shipped_weights()))
+    model, _, preprocess = open_clip.create_model_and_transforms(MODEL_NAME,
+                                                                 pretrained=str(shipped_weights()))
     return model.eval(), open_clip.get_tokenizer(MODEL_NAME)
 
 

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from eoid.errors import ConfigError
-from eoid.pipeline.synth.world import FREE, QUICKSTART, generate_world, synth_vocabulary
 from eoid.pipeline.data.vocab import load_vocabulary
+from eoid.pipeline.synth.world import FREE, QUICKSTART, generate_world, synth_vocabulary
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +37,11 @@ def test_vocabulary_file_loads_and_matches_the_builtin_definition(world):
     assert vocab.fingerprint() == synth_vocabulary().fingerprint()
     assert vocab.objects[vocab.human] == "person" and vocab.human == 0
     assert vocab.no_interaction is not None and vocab.verbs[vocab.no_interaction] == "no_interaction"
-    assert 3 <= vocab.num_objects - 1 <= 5 and {"ride", "hold", "kick", "carry", "look_at"} <= set(vocab.verbs)
+    assert (3 <= vocab.num_objects - 1 <= 5
+            and {"ride", "hold", "kick", "carry", "look_at"} <= set(vocab.verbs))
     # every verb has a gerund phrase for the prompts, and prompts read like HICO-DET's
-    assert "a picture of person kicking sports ball" in vocab.prompts("a picture of person {verb_ing} {object}")
+    prompts = vocab.prompts("a picture of person {verb_ing} {object}")
+    assert "a picture of person kicking sports ball" in prompts
 
 
 def test_annotations_are_valid_hico_records(world):
@@ -83,7 +85,8 @@ def test_quickstart_layout_labels_carrying_pairs_hold_too_and_draws_the_same_ima
     added = 0
     for a, b in zip(json.loads(free.train_json.read_text()), json.loads(implied.train_json.read_text())):
         assert a["annotations"] == b["annotations"]
-        assert (free.image_dir / a["file_name"]).read_bytes() == (implied.image_dir / b["file_name"]).read_bytes()
+        assert ((free.image_dir / a["file_name"]).read_bytes()
+                == (implied.image_dir / b["file_name"]).read_bytes())
         pairs = {(h["subject_id"], h["object_id"]): set() for h in b["hoi_annotation"]}
         for h in b["hoi_annotation"]:
             pairs[h["subject_id"], h["object_id"]].add(h["category_id"])
@@ -117,11 +120,13 @@ def test_zero_shot_settings_have_hico_det_properties():
     assert set(ua.unseen_hois) == {i for i, (v, _) in enumerate(vocab.hois) if v in unseen_verbs}
     for i in ua.unseen_hois:
         obj = vocab.hois[i][1]
-        others = [v for v, o in vocab.hois if o == obj and v not in unseen_verbs and v != vocab.no_interaction]
+        others = [v for v, o in vocab.hois
+                  if o == obj and v not in unseen_verbs and v != vocab.no_interaction]
         assert len(others) >= 2
     # UC hides combinations only: every verb stays seen with another object
     assert uc.unseen_hois and vocab.unseen_verbs("uc") == []
-    assert set(vocab.rare_hois).isdisjoint(ua.unseen_hois) and set(vocab.rare_hois) < set(range(len(vocab.hois)))
+    assert (set(vocab.rare_hois).isdisjoint(ua.unseen_hois)
+            and set(vocab.rare_hois) < set(range(len(vocab.hois))))
 
 
 def test_every_object_has_several_verbs():
