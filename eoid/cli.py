@@ -82,21 +82,24 @@ def cache_group() -> None:
 
 @cache_group.command("inspect")
 @click.argument("cache", type=PATH)
-@click.option("--png", type=PATH, help="Write a grid of sample union crops with their top-3 verbs here.")
+@click.option("--out", type=PATH,
+              help="Folder for stats.json and grid.png (the crops grid), created if needed, e.g. inspect/.")
+@click.option("--png", type=PATH, help="Write only the grid of union crops, to this PNG file.")
 @click.option("--samples", default=16, show_default=True, help="Union crops drawn in the grid.")
 @click.option("--images", type=PATH, help="Image folder, if it moved since the cache was written.")
 @user_errors
-def cache_inspect(cache, png, samples, images) -> None:
+def cache_inspect(cache, out, png, samples, images) -> None:
     """Counts, teacher entropy, per-verb mass, and a PNG grid of crops with their top-3 verbs."""
     from eoid.pipeline.run_cache_inspect import run_inspect
     from eoid.teacher_cache.stats import format_stats
-    click.echo(format_stats(run_inspect(cache, png, images, samples)))
+    click.echo(format_stats(run_inspect(cache, png, images, samples, out=out)))
 
 
 @cache_group.command("verify")
 @click.argument("cache", type=PATH)
 @click.option("--annotations", type=PATH, help="The training annotations the cache should fit.")
-@click.option("--images", type=PATH, help="Their image folder.")
+@click.option("--images", type=PATH,
+              help="Their image folder (default: the folder the cache was built from, in its manifest).")
 @click.option("--dataset", help="Vocabulary name or file (default: the cache's).")
 @user_errors
 def cache_verify(cache, annotations, images, dataset) -> None:
@@ -120,6 +123,16 @@ def cache_relabel(cache, template, gamma, dataset, out, clip_weights) -> None:
     """Recompute verb distributions for new prompts, gamma or verbs from the stored image embeddings."""
     from eoid.pipeline.run_cache_relabel import run_relabel
     click.echo(f"relabelled cache: {run_relabel(cache, out, template, gamma, dataset, clip_weights)}")
+
+
+@cache_group.command("export")
+@click.argument("cache", type=PATH)
+@click.option("--out", type=PATH, required=True, help="HDF5 file to write, e.g. teacher_hico.h5.")
+@user_errors
+def cache_export(cache, out) -> None:
+    """Write a finished cache as one HDF5 file that any codebase can read with h5py (layout: README)."""
+    from eoid.teacher_cache.export import export_hdf5
+    click.echo(f"exported: {export_hdf5(cache, out)}")
 
 
 # ----------------------------------------------------------------------------- phase 2
