@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import functools
-import logging
-import os
 from pathlib import Path
 
 import click
 
 from eoid.config import CacheConfig, EvalConfig, PredictConfig, TeacherConfig, TrainConfig, load_config
-from eoid.errors import EoidError
+from eoid.errors import EoidError, Interrupted
+from eoid.terminal import configure_logging, stop_exit_code
 
 PATH = click.Path(path_type=Path)
 
@@ -25,10 +24,22 @@ def user_errors(command):
     return wrapper
 
 
-def _logging() -> None:
-    rank = int(os.environ.get("RANK", "0"))
-    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+def saved_on_stop(resume: str | None = None):
+    """Show a graceful stop (SIGINT/SIGTERM, progress saved) as a saved run, not as an error.
+
+    Exits 128 + the signal's number (130 SIGINT, 143 SIGTERM). `resume` replaces the runner's
+    hint where this command resumes differently.
+    """
+    def decorate(command):
+        @functools.wraps(command)
+        def wrapper(*args, **kwargs):
+            try:
+                return command(*args, **kwargs)
+            except Interrupted as stop:
+                click.echo(f"{stop.what}.\n{resume or stop.resume}", err=True)
+                raise SystemExit(stop_exit_code(stop)) from None
+        return wrapper
+    return decorate
 
 
 def _world():
@@ -44,9 +55,11 @@ set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALU
 
 @click.group()
 @click.version_option(package_name="eoid")
-def main() -> None:
+@click.option("--verbose", "-v", is_flag=True,
+              help="Also show the libraries' INFO log lines (open_clip, matplotlib, ...) and eoid's DEBUG.")
+def main(verbose: bool) -> None:
     """eoid: zero-shot HOI detection by distilling a cached CLIP teacher into a CDN student."""
-    _logging()
+    configure_logging(verbose)
 
 
 # ----------------------------------------------------------------------------- phase 1
@@ -64,6 +77,7 @@ def main() -> None:
 @click.option("--break-lock", is_flag=True, default=None, help="Remove a stale lock left by a dead process.")
 @set_option
 @user_errors
+@saved_on_stop()
 def cache_teacher(config_path, dataset, annotations, images, clip, clip_weights, out, part, skip_bad,
                   break_lock, overrides) -> None:
     """Run the CLIP teacher once over every candidate pair and write the teacher cache."""
@@ -82,21 +96,24 @@ def cache_group() -> None:
 
 @cache_group.command("inspect")
 @click.argument("cache", type=PATH)
-@click.option("--png", type=PATH, help="Write a grid of sample union crops with their top-3 verbs here.")
+@click.option("--out", type=PATH,
+              help="Folder for stats.json and grid.png (the crops grid), created if needed, e.g. inspect/.")
+@click.option("--png", type=PATH, help="Write only the grid of union crops, to this PNG file.")
 @click.option("--samples", default=16, show_default=True, help="Union crops drawn in the grid.")
 @click.option("--images", type=PATH, help="Image folder, if it moved since the cache was written.")
 @user_errors
-def cache_inspect(cache, png, samples, images) -> None:
+def cache_inspect(cache, out, png, samples, images) -> None:
     """Counts, teacher entropy, per-verb mass, and a PNG grid of crops with their top-3 verbs."""
     from eoid.pipeline.run_cache_inspect import run_inspect
     from eoid.teacher_cache.stats import format_stats
-    click.echo(format_stats(run_inspect(cache, png, images, samples)))
+    click.echo(format_stats(run_inspect(cache, png, images, samples, out=out)))
 
 
 @cache_group.command("verify")
 @click.argument("cache", type=PATH)
 @click.option("--annotations", type=PATH, help="The training annotations the cache should fit.")
-@click.option("--images", type=PATH, help="Their image folder.")
+@click.option("--images", type=PATH,
+              help="Their image folder (default: the folder the cache was built from, in its manifest).")
 @click.option("--dataset", help="Vocabulary name or file (default: the cache's).")
 @user_errors
 def cache_verify(cache, annotations, images, dataset) -> None:
@@ -122,6 +139,16 @@ def cache_relabel(cache, template, gamma, dataset, out, clip_weights) -> None:
     click.echo(f"relabelled cache: {run_relabel(cache, out, template, gamma, dataset, clip_weights)}")
 
 
+@cache_group.command("export")
+@click.argument("cache", type=PATH)
+@click.option("--out", type=PATH, required=True, help="HDF5 file to write, e.g. teacher_hico.h5.")
+@user_errors
+def cache_export(cache, out) -> None:
+    """Write a finished cache as one HDF5 file that any codebase can read with h5py (layout: README)."""
+    from eoid.teacher_cache.export import export_hdf5
+    click.echo(f"exported: {export_hdf5(cache, out)}")
+
+
 # ----------------------------------------------------------------------------- phase 2
 
 @main.command("train")
@@ -140,6 +167,7 @@ def cache_relabel(cache, template, gamma, dataset, out, clip_weights) -> None:
 @click.option("--break-lock", is_flag=True, default=None, help="Remove a stale lock left by a dead process.")
 @set_option
 @user_errors
+@saved_on_stop()
 def train(config_path, cache, out, annotations, images, setting, online_teacher, skip_bad, resume,
           break_lock, overrides) -> None:
     """Train the student against a teacher cache."""
@@ -147,8 +175,11 @@ def train(config_path, cache, out, annotations, images, setting, online_teacher,
                       data__train_annotations=_s(annotations), data__train_images=_s(images),
                       data__setting=setting, online_teacher=online_teacher, data__skip_bad=skip_bad,
                       resume=resume, break_lock=break_lock)
-    from eoid.pipeline.run_train import run_train
-    click.echo(f"run: {run_train(cfg, _world())}")
+    from eoid.pipeline.run_train import run_summary, run_train
+    world = _world()
+    out = run_train(cfg, world)
+    if world.is_main:
+        click.echo(run_summary(out))
 
 
 @main.command("evaluate")
@@ -227,6 +258,7 @@ def report(run) -> None:
 @click.option("--collect-only", is_flag=True, help="Write the tables from the finished runs, train nothing.")
 @set_option
 @user_errors
+@saved_on_stop("Run the same command again to resume: finished runs are kept and the stopped one continues.")
 def sweep(study, out, part, caches_only, collect_only, overrides) -> None:
     """Run a study (configs/studies/*.toml): every variant on shared teacher caches, then its table."""
     from eoid.pipeline.run_sweep import run_sweep
@@ -298,7 +330,7 @@ def data_check(annotations, images, dataset) -> None:
     from eoid.pipeline.data.readers import check_dataset, format_report
     from eoid.pipeline.data.vocab import load_vocabulary
     report = check_dataset(annotations, images, load_vocabulary(dataset))
-    click.echo(format_report(report))
+    click.echo(format_report(report, vocabulary=dataset))
     if not report.ok:
         raise SystemExit(1)
 
@@ -313,7 +345,8 @@ def data_check(annotations, images, dataset) -> None:
 def synth(out, num_images, seed, layout) -> None:
     """Generate the built-in synthetic HOI world (HICO-DET format + its vocabulary)."""
     from eoid.pipeline.synth.world import FREE, QUICKSTART, generate_world
-    click.echo(generate_world(out, num_images, seed, layout=QUICKSTART if layout == "quickstart" else FREE))
+    paths = generate_world(out, num_images, seed, layout=QUICKSTART if layout == "quickstart" else FREE)
+    click.echo(paths.describe())
 
 
 @main.command("synth-teacher")
@@ -334,6 +367,7 @@ def synth_teacher(out, seed, steps) -> None:
 @click.option("--out", type=PATH, default=Path("eoid-quickstart"), show_default=True, help="Output folder.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the world and both runs.")
 @user_errors
+@saved_on_stop("Run the same command again to resume: finished runs are kept and the stopped one continues.")
 def quickstart(out, seed) -> None:
     """Generate the world, cache the shipped teacher, train EoID and a no-teacher baseline, compare."""
     from eoid.pipeline.run_quickstart import run_quickstart

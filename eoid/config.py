@@ -32,6 +32,7 @@ class DataConfig:
     # "all": every human x other box with no seen label (paper); "annotated": annotated HOIs' boxes (original)
     unknown_pairs: str = "all"
     val_images: int = 0              # training images held out for model selection (0 = none, use last epoch)
+    val_fraction: float = 0.0        # with val_images = 0: hold out this share instead (at least 1 image)
     val_seed: int = 0                # seed of the validation split
     skip_bad: bool = False           # skip bad records (counted, in bad_records.json) instead of stopping
     max_boxes: int = 64              # boxes kept per training image (the original keeps the first 64)

@@ -34,4 +34,14 @@ class TrainingDiverged(EoidError):
 
 
 class Interrupted(EoidError):
-    """SIGINT/SIGTERM reached a long job; progress was saved and the message says how to resume."""
+    """SIGINT/SIGTERM reached a long job; progress was saved and the message says how to resume.
+
+    Not a failure: the CLI prints `what` and `resume` as a saved run and exits 128 + the signal's
+    number (130 for SIGINT, 143 for SIGTERM), as a shell does for a job a signal ended.
+    """
+
+    def __init__(self, what: str, resume: str, signal_name: str | None = None):
+        super().__init__(f"{what}. {resume}")
+        self.what = what                  # what stopped and where the progress is saved
+        self.resume = resume              # how to continue
+        self.signal_name = signal_name    # "SIGINT", "SIGTERM", or None if not known

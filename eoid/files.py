@@ -48,7 +48,7 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], Any]) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
+        with open(tmp, "w+b") as f:   # readable too: h5py reads back what it writes
             write(f)
             f.flush()
             os.fsync(f.fileno())

@@ -22,3 +22,19 @@ def tiny_weights(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("weights") / "tiny-clip.pt"
     torch.save(model.state_dict(), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def synth_cache(tmp_path_factory) -> Path:
+    """A finished teacher cache of a 10-image generated world (the shipped teacher), in 16-row shards."""
+    from eoid.config import CacheConfig, DataConfig, TeacherConfig
+    from eoid.pipeline.run_cache import run_cache
+    from eoid.pipeline.synth.world import generate_world
+    from eoid.pipeline.training.distributed import World
+    root = tmp_path_factory.mktemp("synth_cache")
+    paths = generate_world(root / "world", 10, seed=1, progress=False)
+    data = DataConfig(dataset=str(paths.vocabulary), train_annotations=str(paths.train_json),
+                      train_images=str(paths.image_dir))
+    teacher = TeacherConfig(model="eoid-synth-clip", weights="bundled", batch_size=64, num_workers=0,
+                            shard_rows=16)
+    return run_cache(CacheConfig(data=data, teacher=teacher, out=str(root / "cache")), World())

@@ -1,6 +1,6 @@
 """The house of DESIGN.md as a test: floors, rooms, no runner borrowing from a runner, no circles, sizes.
 
-Floors, from the bottom: the leaves (boxes, errors, config, files); teacher_cache/ and student/
+Floors, from the bottom: the leaves (boxes, errors, config, files, terminal); teacher_cache/ and student/
 (never each other); pipeline/data/; pipeline/{training, synth} and above them
 pipeline/evaluation/ (it loads a trained student through training/'s checkpoint and builders;
 training/ never imports evaluation/, the runner composes the two); the study schema; the
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "eoid"
-LEAVES = {"eoid", "eoid.boxes", "eoid.errors", "eoid.config", "eoid.files", "eoid.data"}
+LEAVES = {"eoid", "eoid.boxes", "eoid.errors", "eoid.config", "eoid.files", "eoid.terminal", "eoid.data"}
 ROOMS = {  # module prefix -> (floor, role); the longest matching prefix wins
     "eoid.teacher_cache": (1, "teacher_cache"),
     "eoid.student": (1, "student"),

@@ -101,7 +101,7 @@ def run_cache(cfg: CacheConfig, world: World) -> Path:
                        vocab.hoi_to_verb, vocab.num_verbs, cfg.teacher.gamma)
         with StopFlag() as stop:
             compute_shards(job, teacher, text_emb, mine, cfg.teacher.batch_size, cfg.teacher.num_workers,
-                           show_progress=world.rank == 0, stop_requested=lambda: stop.requested)
+                           show_progress=world.rank == 0, stop_requested=lambda: stop.raised)
         if not finalize_if_complete(out, manifest(cfg, expected, layout, plan, teacher.embed_dim), layout):
             left = layout.num_shards - len(store.done_shards(out))
             log.warning("%s: part %d/%d done; %d shard(s) of other parts remain. The last part to "

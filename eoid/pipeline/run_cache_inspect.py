@@ -6,20 +6,32 @@ from typing import Any
 
 import numpy as np
 
+from eoid.files import write_json_atomic
 from eoid.teacher_cache.crops import crop_region, pad_to_square, union_boxes_np
 from eoid.teacher_cache.lookup import CacheReader
 from eoid.teacher_cache.stats import cache_stats
 
 
 def run_inspect(cache: Path, png: Path | None = None, images: Path | None = None,
-                num_samples: int = 16, seed: int = 0) -> dict[str, Any]:
-    """Stats of a cache, and optionally a PNG grid of sample union crops with their top-3 verbs."""
+                num_samples: int = 16, seed: int = 0, out: Path | None = None) -> dict[str, Any]:
+    """Stats of a cache, and optionally a PNG grid of sample union crops with their top-3 verbs.
+
+    `png`: the grid's file; `out`: a folder that gets stats.json and grid.png (both created
+    with their folders).
+    """
     reader = CacheReader(cache)
     stats = cache_stats(reader)
+    if out is not None:
+        png = png or Path(out) / "grid.png"
     if png is not None and len(reader.verb_probs):
         images = Path(images or reader.manifest["config"]["data"]["train_images"])
+        Path(png).parent.mkdir(parents=True, exist_ok=True)
         _draw_grid(reader, images, Path(png), num_samples, np.random.default_rng(seed))
         stats["grid"] = str(png)
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        write_json_atomic(Path(out) / "stats.json", stats, "the cache's stats")
+        stats["stats"] = str(Path(out) / "stats.json")
     return stats
 
 

@@ -19,8 +19,11 @@ def run_verify(cache: Path, annotations: Path | None = None, images: Path | None
                dataset: str | None = None, skip_bad: bool = False) -> dict[str, Any]:
     """Check a cache's integrity and, given a dataset, that it was built from that dataset.
 
-    Returns a report; any problem raises CacheMismatchError listing all of them.
+    `images` defaults to the folder the cache was built from (its manifest). Returns a report;
+    any problem raises CacheMismatchError listing all of them.
     """
+    if images is not None and annotations is None:
+        raise ConfigError("cache verify --images DIR checks the dataset and needs --annotations FILE too.")
     reader = CacheReader(cache)
     fp, problems = reader.fingerprint, []
     probs = reader.verb_probs.astype(np.float32)
@@ -40,9 +43,10 @@ def run_verify(cache: Path, annotations: Path | None = None, images: Path | None
             problems.append(f"annotation file {annotations} differs from the one the cache was built from")
         if dataset is not None and load_vocabulary(dataset).fingerprint() != fp["vocabulary"]:
             problems.append(f"vocabulary {dataset} differs from the cache's")
-        if not images:
-            raise ConfigError("cache verify --annotations FILE also needs --images DIR (the images "
-                              "the cache was built from).")
+        images = images or reader.manifest.get("config", {}).get("data", {}).get("train_images")
+        if not images or not Path(images).is_dir():
+            raise ConfigError(f"cache verify --annotations FILE also needs the images the cache was built "
+                              f"from: the manifest's folder {images!r} is not here. Pass --images DIR.")
         records = read_annotations(Path(annotations), Path(images), vocab, skip_bad=skip_bad).records
         plan = build_plan(records, vocab.human)
         if plan.image_keys != reader.image_keys or not np.array_equal(plan.image_offsets, reader.offsets) \

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,11 @@ from PIL import Image, ImageDraw
 
 from eoid.config import PredictConfig, dumps_toml, require_path
 from eoid.errors import DataError
+from eoid.files import write_text_atomic
+from eoid.pipeline.data.images import unreadable_images
+from eoid.pipeline.data.vocab import Vocabulary
 from eoid.pipeline.evaluation.inference import predict_images
+from eoid.pipeline.evaluation.predictions_io import ImageTriplets
 from eoid.pipeline.training.builders import model_from_checkpoint
 from eoid.pipeline.training.distributed import World
 
@@ -32,31 +37,57 @@ def draw_triplets(image: Image.Image, triplets: list[dict]) -> Image.Image:
     return canvas
 
 
+def prediction_names(images: list[Path]) -> list[str]:
+    """Each image's `file_name` in predictions.json: its path below the images' common folder.
+
+    For images given from one folder that is the bare file name, as annotation files name them,
+    so `eoid evaluate --predictions` scores the file as it is.
+    """
+    folders = [str(Path(p).resolve().parent) for p in images]
+    common = Path(os.path.commonpath(folders)) if folders else Path(".")
+    return [Path(p).resolve().relative_to(common).as_posix() for p in images]
+
+
 def run_predict(cfg: PredictConfig, images: list[Path], world: World) -> str:
     """Write OUT/predictions.json (top triplets per image, with names) and OUT/<image>.png."""
     checkpoint = require_path(cfg.checkpoint, "checkpoint", "--checkpoint")
     out = require_path(cfg.out, "output folder", "--out")
-    missing = [str(p) for p in images if not Path(p).is_file()]
+    images = [Path(p) for p in images]
+    missing = [str(p) for p in images if not p.is_file()]
     if missing:
         raise DataError(f"no such image file(s): {', '.join(missing[:5])}. Pass existing image paths.")
+    names = prediction_names(images)
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise DataError(f"image(s) given twice: {', '.join(twice[:5])}. Pass each image once.")
+    unreadable = unreadable_images(images)
+    if unreadable:
+        raise DataError(f"cannot read {len(unreadable)} image(s): {'; '.join(unreadable[:5])}. "
+                        "Replace them or leave them out of the command.")
     device = world.device
     model, vocab, _ = model_from_checkpoint(checkpoint, device)
-    keys = [f"{i:04d}_{Path(p).name}" for i, p in enumerate(images)]
-    triplets, _ = predict_images(model, [Path(p) for p in images], keys, vocab, cfg.augment, cfg.post,
-                                 device, batch_size=1)
+    triplets, _ = predict_images(model, images, names, vocab, cfg.augment, cfg.post, device, batch_size=1)
+    write_predictions_and_drawings(out, images, names, triplets, vocab, cfg)
+    (out / "predict_config.toml").write_text(dumps_toml(cfg))
+    return f"{len(images)} image(s): {out / 'predictions.json'} and one PNG each in {out}"
+
+
+def write_predictions_and_drawings(out: Path, images: list[Path], names: list[str],
+                                   triplets: dict[str, ImageTriplets], vocab: Vocabulary,
+                                   cfg: PredictConfig) -> None:
+    """OUT/predictions.json (the format `eoid evaluate --predictions` reads, plus verb and object
+    names) and one drawn PNG per image, from each image's triplets (keyed by its name)."""
     out.mkdir(parents=True, exist_ok=True)
     listing = []
-    for path, key in zip(images, keys):
-        t = triplets[key]
+    for i, (path, name) in enumerate(zip(images, names)):
+        t = triplets[name]
         keep = np.flatnonzero(t.scores >= cfg.threshold)[: cfg.top_k]
         rows = [{"human_box": [round(float(x), 1) for x in t.human_boxes_xyxy[j]],
                  "object_box": [round(float(x), 1) for x in t.object_boxes_xyxy[j]],
                  "object": int(t.object_idx[j]), "object_name": vocab.objects[int(t.object_idx[j])],
                  "verb": int(t.verb_idx[j]), "verb_name": vocab.verbs[int(t.verb_idx[j])],
                  "score": round(float(t.scores[j]), 4)} for j in keep]
-        listing.append({"file_name": str(path), "triplets": rows})
+        listing.append({"file_name": name, "triplets": rows})
         with Image.open(path) as im:
-            draw_triplets(im, rows).save(out / f"{Path(key).stem}.png")
-    (out / "predictions.json").write_text(json.dumps(listing, indent=1))
-    (out / "predict_config.toml").write_text(dumps_toml(cfg))
-    return f"{len(images)} image(s): {out / 'predictions.json'} and one PNG each in {out}"
+            draw_triplets(im, rows).save(out / f"{i:04d}_{Path(name).stem}.png")
+    write_text_atomic(out / "predictions.json", json.dumps(listing, indent=1))

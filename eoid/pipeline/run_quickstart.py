@@ -14,6 +14,7 @@ import os
 import time
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -47,28 +48,85 @@ def teacher_accuracy(reader, records: list[ImageRecord], vocab: Vocabulary, verb
     return correct / total if total else float("nan")
 
 
-def _train_one(cfg: TrainConfig, threads: int) -> None:
-    """Child-process body of `train_in_parallel`: one CPU training with `threads` torch threads."""
+def _train_one(cfg: TrainConfig, threads: int, rows: Any, index: int) -> None:
+    """Child-process body of `train_in_parallel`: one CPU training with `threads` torch threads.
+
+    Its metrics rows go to the parent over `rows` (the parent draws the progress); a graceful stop
+    exits 128 + the signal's number without a traceback, its run saved.
+    """
     import torch
 
+    from eoid.errors import Interrupted
     from eoid.pipeline.run_train import run_train
+    from eoid.terminal import stop_exit_code
     torch.set_num_threads(threads)
-    run_train(cfg, World())
+    try:
+        run_train(cfg, World(), on_row=lambda row: rows.put((index, row)))
+    except Interrupted as stop:
+        raise SystemExit(stop_exit_code(stop)) from None
 
 
-def train_in_parallel(configs: list[TrainConfig]) -> None:
+class RunBars:
+    """One progress line per run, drawn by the parent from its children's metrics rows."""
+
+    def __init__(self, names: list[str]):
+        from tqdm import tqdm
+        width = max(len(n) for n in names)
+        self.bars = [tqdm(total=1, desc=f"{n:<{width}}", position=i, leave=True, unit="it",
+                          dynamic_ncols=True) for i, n in enumerate(names)]
+        self.val_map: list[str] = [""] * len(names)
+
+    def update(self, index: int, row: dict) -> None:
+        """Advance run `index` by one metrics row (see run_train's `on_row`)."""
+        bar = self.bars[index]
+        if "iterations_total" in row:
+            bar.total, bar.n = row["iterations_total"], row["iteration"]
+        elif "val_map_full" in row:
+            self.val_map[index] = f", val mAP {row['val_map_full']:.1f}"
+        elif "iteration" in row:
+            bar.n = row["iteration"]
+            bar.set_postfix_str(f"epoch {row['epoch'] + 1}, loss {row['loss']:.3f}{self.val_map[index]}",
+                                refresh=False)
+        bar.refresh()
+
+    def close(self) -> None:
+        for bar in self.bars:
+            bar.close()
+
+
+def train_in_parallel(configs: list[TrainConfig], names: list[str] | None = None) -> None:
     """Train the runs side by side, one spawned process each, the CPU cores split between them.
 
     The runs are small (one image batch keeps a core busy), so two single-thread runs take
-    about the time of one two-thread run. A failed child raises an EoidError naming its run.
+    about the time of one two-thread run. The children draw nothing: this process shows one
+    progress line per run. A failed child raises an EoidError naming its run; a stop signal
+    (Ctrl-C reaches every process) stops both at their next batch, saved.
     """
+    from queue import Empty
+
+    from eoid.errors import Interrupted
+    from eoid.pipeline.training.stop import StopFlag
     threads = max(1, (os.cpu_count() or 1) // len(configs))
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_train_one, args=(cfg, threads)) for cfg in configs]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join()
+    rows = ctx.Queue()
+    procs = [ctx.Process(target=_train_one, args=(cfg, threads, rows, i)) for i, cfg in enumerate(configs)]
+    bars = RunBars(names or [Path(cfg.out).name for cfg in configs])
+    with StopFlag() as stop:
+        for proc in procs:
+            proc.start()
+        while any(proc.is_alive() for proc in procs) or not rows.empty():
+            try:
+                bars.update(*rows.get(timeout=0.2))
+            except Empty:
+                continue
+        for proc in procs:
+            proc.join()
+    bars.close()
+    stopped = [cfg.out for cfg, proc in zip(configs, procs) if proc.exitcode in (130, 143)]
+    if stop.requested or stopped:
+        raise Interrupted(f"quickstart stopped by {stop.raised or 'a signal'}; the runs are saved in "
+                          f"{[str(c.out) for c in configs]}", "Run the same command again to resume.",
+                          stop.raised)
     failed = [cfg.out for cfg, proc in zip(configs, procs) if proc.exitcode != 0]
     if failed:
         raise EoidError(f"quickstart training failed in {failed}; see the traceback above. "
@@ -119,7 +177,7 @@ def run_quickstart(out: Path, seed: int = 0, num_images: int = 600, epochs: int 
     }
     todo = [cfg for cfg in runs.values() if not (Path(cfg.out) / "results.json").exists()]
     if len(todo) > 1 and parallel and (os.cpu_count() or 1) > 1:
-        train_in_parallel(todo)
+        train_in_parallel(todo, [name for name, cfg in runs.items() if cfg in todo])
     else:
         for cfg in todo:
             run_train(cfg, world)

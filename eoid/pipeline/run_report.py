@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from eoid.errors import DataError
@@ -36,6 +37,12 @@ def smooth(values: list[float], window: int) -> list[float]:
     return out
 
 
+def log_floor(values: list[float]) -> float:
+    """The power of ten at or below the smallest positive finite value (1.0 if there is none)."""
+    positive = [v for v in values if v > 0 and math.isfinite(v)]
+    return 10.0 ** math.floor(math.log10(min(positive))) if positive else 1.0
+
+
 def run_report(run: Path) -> str:
     """Write RUN/loss.png (total and every term) and RUN/map.png (validation mAP); returns a summary."""
     import matplotlib
@@ -49,13 +56,18 @@ def run_report(run: Path) -> str:
     it = [r["iteration"] for r in steps]
     window = max(1, len(steps) // 50)
     terms = sorted(k for k in steps[-1] if k.startswith("loss_") and "_aux" not in k)
+    curves = {"total": smooth([r["loss"] for r in steps], window)}
+    curves.update({k: smooth([r.get(k, float("nan")) for r in steps], window) for k in terms})
     fig, ax = plt.subplots(figsize=(8, 5))
-    ax.plot(it, smooth([r["loss"] for r in steps], window), label="total", linewidth=2)
-    for k in terms:
-        ax.plot(it, smooth([r.get(k, float("nan")) for r in steps], window), label=k, linewidth=1)
+    for name, values in curves.items():
+        zero = all(v == 0 for v in values)  # e.g. the distillation term of a no-teacher run
+        ax.plot(it, values, label=f"{name} (0 throughout)" if zero else name,
+                linewidth=2 if name == "total" else 1, linestyle=":" if zero else "-")
     ax.set_xlabel("iteration")
     ax.set_ylabel("loss (unweighted terms, smoothed)")
-    ax.set_yscale("log")
+    # symmetric log: logarithmic above the smallest positive value, linear below, so a term that
+    # stays 0 is drawn at the bottom instead of vanishing from a log axis
+    ax.set_yscale("symlog", linthresh=log_floor([v for values in curves.values() for v in values]))
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(run / "loss.png", dpi=100)

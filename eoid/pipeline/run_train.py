@@ -13,6 +13,7 @@ import logging
 import time
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -21,13 +22,14 @@ from eoid.errors import ConfigError, Interrupted
 from eoid.files import FolderLock
 from eoid.pipeline.data.transforms import augment_params
 from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary
+from eoid.pipeline.evaluation.predictions_io import format_table
 from eoid.pipeline.evaluation.scoring import evaluate_checkpoint, evaluate_model_on_records
 from eoid.pipeline.training.builders import build_loss, build_model, build_optimizer
 from eoid.pipeline.training.checkpoint import load_checkpoint, require_fits, save_checkpoint
 from eoid.pipeline.training.dataset import TrainDataset, collate
 from eoid.pipeline.training.distributed import World, barrier
 from eoid.pipeline.training.loop import GlobalBatchSampler, TrainState, train_one_epoch
-from eoid.pipeline.training.metrics import MetricsLog, truncate_metrics
+from eoid.pipeline.training.metrics import MetricsLog, tensorboard_available, truncate_metrics
 from eoid.pipeline.training.stop import StopFlag, workers_ignore_stop_signals
 from eoid.pipeline.training.teacher_source import open_teacher_for_training
 from eoid.pipeline.training.training_set import TrainingSet, prepare_training_set
@@ -35,15 +37,19 @@ from eoid.pipeline.training.training_set import TrainingSet, prepare_training_se
 log = logging.getLogger(__name__)
 
 
-def run_train(cfg: TrainConfig, world: World) -> Path:
-    """Train the student; returns the run folder (checkpoints, metrics.jsonl, results.json)."""
+def run_train(cfg: TrainConfig, world: World, on_row: Callable[[dict], None] | None = None) -> Path:
+    """Train the student; returns the run folder (checkpoints, metrics.jsonl, results.json).
+
+    `on_row`: also receives every metrics row (and a first row with "iterations_total"), and the
+    progress bars stay off: a parent process draws the progress of several runs (the quickstart).
+    """
     if not cfg.out:
         raise ConfigError("no run folder given: pass --out runs/NAME.")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     lock = FolderLock(out / ".lock", break_lock=cfg.break_lock) if world.is_main else nullcontext()
     with lock:
-        return _train(cfg, world, out)
+        return _train(cfg, world, out, on_row)
 
 
 def _start_run_folder(cfg: TrainConfig, out: Path, data: TrainingSet, world: World) -> None:
@@ -59,7 +65,7 @@ def _start_run_folder(cfg: TrainConfig, out: Path, data: TrainingSet, world: Wor
                         data.num_problems, out / "bad_records.json")
 
 
-def _train(cfg: TrainConfig, world: World, out: Path) -> Path:
+def _train(cfg: TrainConfig, world: World, out: Path, on_row: Callable[[dict], None] | None) -> Path:
     vocab = load_vocabulary(cfg.data.dataset)
     data = prepare_training_set(cfg.data, vocab)
     if not data.records:
@@ -105,7 +111,12 @@ def _train(cfg: TrainConfig, world: World, out: Path) -> Path:
                                          pin_memory=world.device.startswith("cuda"),
                                          persistent_workers=False,
                                          worker_init_fn=workers_ignore_stop_signals)
-    metrics = MetricsLog(out / "metrics.jsonl") if world.is_main else None
+    metrics = MetricsLog(out / "metrics.jsonl", out / "tensorboard" if tensorboard_available() else None,
+                         state.iteration) if world.is_main else None
+    log_row = _row_sinks(metrics, on_row)
+    if on_row is not None:
+        total = cfg.optim.epochs * len(sampler)
+        on_row({"iterations_total": min(total, cfg.optim.max_iters or total), "iteration": state.iteration})
     with StopFlag() as stop:
         for epoch in range(start_epoch, cfg.optim.epochs):
             dataset.set_epoch(epoch)
@@ -114,15 +125,15 @@ def _train(cfg: TrainConfig, world: World, out: Path) -> Path:
             torch.manual_seed(cfg.optim.seed * 1000 + epoch * 17 + world.rank)  # dropout, resumable
             ddp.train()
             train_one_epoch(ddp, criterion, weights, optimizer, loader, world, epoch, cfg.optim, state,
-                            stop, last, metrics.write if metrics is not None else None, online)
+                            stop, last, log_row, online, show_bar=on_row is None)
             # a stop mid-epoch saves the position in the epoch: --resume redoes nothing and skips nothing
             mid_epoch = stop.requested and state.batch_in_epoch < len(sampler)
             if not mid_epoch:
                 scheduler.step()
             if world.is_main:
-                if not mid_epoch and cfg.data.val_images and ((epoch + 1) % cfg.optim.eval_every == 0
+                if not mid_epoch and data.val_records and ((epoch + 1) % cfg.optim.eval_every == 0
                                                               or epoch + 1 == cfg.optim.epochs):
-                    best = _validate(cfg, model, vocab, data, epoch, best, out, metrics, world)
+                    best = _validate(cfg, model, vocab, data, epoch, best, out, log_row, world)
                 position = {"batches_done": state.batch_in_epoch, "torch_rng": torch.get_rng_state()} \
                     if mid_epoch else {}
                 save_checkpoint(last, model=model.state_dict(), config=to_dict(cfg),
@@ -134,34 +145,70 @@ def _train(cfg: TrainConfig, world: World, out: Path) -> Path:
                 where = f"epoch {epoch + 1}, batch {state.batch_in_epoch}/{len(sampler)}" if mid_epoch \
                     else f"epoch {epoch + 1}"
                 raise Interrupted(f"stopped by {stop.raised} after {where} (iteration {state.iteration}); "
-                                  f"progress saved in {last}. Resume with the same command and --resume.")
+                                  f"the run is saved in {last}", "Resume with the same command and --resume.",
+                                  stop.raised)
             if cfg.optim.max_iters and state.iteration >= cfg.optim.max_iters:
                 break
     if metrics is not None:
         metrics.close()
     if world.is_main:
-        _finish(cfg, out, world)
+        _finish(cfg, out, world, progress=on_row is None)
     return out
 
 
+def _row_sinks(metrics: MetricsLog | None, on_row: Callable[[dict], None] | None
+               ) -> Callable[[dict], None] | None:
+    """One callable that hands a metrics row to metrics.jsonl (rank 0) and to `on_row`."""
+    sinks = [f for f in (metrics.write if metrics is not None else None, on_row) if f is not None]
+    if not sinks:
+        return None
+
+    def write(row: dict) -> None:
+        for sink in sinks:
+            sink(row)
+    return write
+
+
 def _validate(cfg: TrainConfig, model: torch.nn.Module, vocab: Vocabulary, data: TrainingSet, epoch: int,
-              best: dict, out: Path, metrics: MetricsLog | None, world: World) -> dict:
+              best: dict, out: Path, log_row: Callable[[dict], None] | None, world: World) -> dict:
     """Full mAP on the validation split (seen labels of training images); keeps the best checkpoint."""
     result = evaluate_model_on_records(model, data.val_records, vocab, cfg.augment, cfg.post, world.device,
                                        setting="", batch_size=cfg.optim.batch_size)
     score = result["mAP"]["full"]
-    if metrics is not None:
-        metrics.write({"epoch": epoch, "val_map_full": score, "time": time.time()})
+    if log_row is not None:
+        log_row({"epoch": epoch, "val_map_full": score, "time": time.time()})
     if score > best["score"]:
         best = {"score": score, "epoch": epoch + 1}
         save_checkpoint(out / "checkpoint_best.pt", model=model.state_dict(), config=to_dict(cfg),
                         vocabulary=vocab.to_json(), epoch=epoch + 1, iteration=0, extra={"best": best})
+    log.info("epoch %d/%d: validation mAP (Full) %s %%, best %s %% at epoch %d", epoch + 1, cfg.optim.epochs,
+             _percent(score), _percent(best["score"]), best["epoch"])
     return best
 
 
-def _finish(cfg: TrainConfig, out: Path, world: World) -> None:
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _finish(cfg: TrainConfig, out: Path, world: World, progress: bool = True) -> None:
     """Evaluate the selected checkpoint on the test set, once, at the end."""
     if not cfg.data.test_annotations:
         return
     chosen = out / "checkpoint_best.pt" if (out / "checkpoint_best.pt").exists() else out / "checkpoint.pt"
-    evaluate_checkpoint(chosen, cfg.data, cfg.augment, cfg.post, out, world.device)
+    evaluate_checkpoint(chosen, cfg.data, cfg.augment, cfg.post, out, world.device, progress=progress)
+
+
+def run_summary(out: Path) -> str:
+    """What a finished run printed at its end: the selected epoch and, if scored, the test-set table."""
+    checkpoint = out / "checkpoint_best.pt"
+    lines = []
+    if checkpoint.exists():
+        best = load_checkpoint(checkpoint, mmap=True)["extra"].get("best", {})
+        score = _percent(best.get("score"))
+        lines.append(f"selected: epoch {best.get('epoch')} (validation mAP, Full: {score} %), {checkpoint}")
+    else:
+        lines.append(f"selected: the last epoch (no validation split), {out / 'checkpoint.pt'}")
+    if (out / "results.json").exists():
+        results = json.loads((out / "results.json").read_text())
+        lines += ["test set:", format_table(results), f"results: {out / 'results.json'}"]
+    return "\n".join(lines + [f"run: {out}"])

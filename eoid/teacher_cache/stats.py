@@ -30,4 +30,6 @@ def format_stats(stats: dict[str, Any], top: int = 12) -> str:
     lines += [f"  {verb:<20} {mass:.4f}" for verb, mass in list(stats["verb_mass"].items())[:top]]
     if "grid" in stats:
         lines.append(f"crop grid: {stats['grid']}")
+    if "stats" in stats:
+        lines.append(f"stats: {stats['stats']}")
     return "\n".join(lines)

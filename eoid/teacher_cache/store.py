@@ -165,7 +165,34 @@ def load_arrays(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     group = zarr.open_group(str(path), mode="r")
     for n in names:
         _require_shard_files(path, n, group[n])
-    return {n: np.asarray(group[n][...]) for n in names}
+    return {n: _read_whole(path, n, group[n]) for n in names}
+
+
+def _read_whole(path: Path, name: str, array: Any) -> np.ndarray:
+    """One whole array; a damaged chunk is a CacheMismatchError naming the array."""
+    try:
+        return np.asarray(array[...])
+    except (RuntimeError, ValueError, OSError) as err:
+        _settle_other_reads()
+        raise CacheMismatchError(f"{path}: cache array {name!r} is unreadable, a chunk is damaged "
+                                 f"({type(err).__name__}: {err}). "
+                                 "Copy the cache again or rebuild it with `eoid cache-teacher`.") from None
+
+
+def _settle_other_reads() -> None:
+    """Let zarr's other chunk reads of a failed read finish (their results are dropped).
+
+    zarr decodes chunks as concurrent tasks on its own event loop; when one fails the others
+    are still pending, and at exit asyncio logs each as "Task was destroyed but it is pending".
+    """
+    import asyncio
+
+    from zarr.core.sync import sync
+
+    async def settle() -> None:
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        await asyncio.gather(*others, return_exceptions=True)
+    sync(settle())
 
 
 def _require_shard_files(path: Path, name: str, array: Any) -> None:

@@ -165,11 +165,11 @@ class BackgroundWriter:
 
 def compute_shards(job: ShardJob, teacher: Teacher, text_emb: np.ndarray, shards: list[int],
                    batch_size: int, num_workers: int, show_progress: bool,
-                   stop_requested: Callable[[], bool] = lambda: False) -> None:
+                   stop_requested: Callable[[], str | None] = lambda: None) -> None:
     """Run the teacher over the rows of `shards` not yet saved and write each finished shard.
 
-    text_emb (H, D) float32 prompt embeddings. `stop_requested` is asked after every block; when
-    it says yes the loop raises Interrupted with every finished block saved.
+    text_emb (H, D) float32 prompt embeddings. `stop_requested` is asked after every block: once
+    it names a signal ("SIGINT") the loop raises Interrupted with every finished block saved.
     """
     from tqdm import tqdm
     out, layout, plan = job.out, job.layout, job.plan
@@ -215,9 +215,11 @@ def compute_shards(job: ShardJob, teacher: Teacher, text_emb: np.ndarray, shards
                 if len(layout.blocks(shard)) > 1:
                     writer.submit(store.save_block, out, shard, blo, *saved[blo])
                 _write_if_full(out, layout, shard, saved, writer.submit)
-                if stop_requested():
-                    raise Interrupted(f"{out}: stopped by a signal after rows {blo}:{hi}; finished "
-                                      "blocks are saved. Run the same command again to resume.")
+                signal_name = stop_requested()
+                if signal_name:
+                    raise Interrupted(f"{out}: stopped by {signal_name} after rows {blo}:{hi}; finished "
+                                      "blocks are saved", "Run the same command again to resume.",
+                                      signal_name)
         for s in shards:
             _write_if_full(out, layout, s, saved, writer.submit)
     bar.close()

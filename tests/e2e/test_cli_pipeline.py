@@ -22,6 +22,7 @@ def test_cache_train_evaluate_predict_report_run_end_to_end(world, tmp_path):
                                   "--set", "optim.epochs=1", "--set", "optim.batch_size=4",
                                   "--set", "optim.max_iters=3"])
     assert result.exit_code == 0, result.output
+    assert f"run: {run}" in result.output and "selected: the last epoch" in result.output
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows] == [1, 2, 3]
     assert all(r["teacher_miss_rate"] == 0.0 for r in rows)      # every candidate pair is cached
@@ -54,6 +55,13 @@ def test_cache_train_evaluate_predict_report_run_end_to_end(world, tmp_path):
     listing = json.loads((tmp_path / "pred" / "predictions.json").read_text())
     assert len(listing) == 2 and all(len(item["triplets"]) <= 3 for item in listing)
     assert len(list((tmp_path / "pred").glob("*.png"))) == 2
+    # one predictions format: what predict writes, evaluate reads as it is (file names, not paths)
+    assert [item["file_name"] for item in listing] == [p.name for p in images]
+    result = runner.invoke(main, ["evaluate", "--predictions", str(tmp_path / "pred" / "predictions.json"),
+                                  "--annotations", str(paths.test_json),
+                                  "--vocabulary", str(paths.vocabulary),
+                                  "--setting", "ua", "--out", str(tmp_path / "eval_pred")])
+    assert result.exit_code == 0, result.output
     used = (tmp_path / "pred" / "predict_config.toml").read_text()
     assert "test_size = 112" in used
 

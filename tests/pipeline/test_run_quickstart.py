@@ -54,3 +54,4 @@ def test_distillation_beats_the_baseline_on_unseen_verbs_without_losing_seen_one
     assert eoid["unseen"] >= base["unseen"] + UNSEEN_MARGIN, summary
     assert eoid["unseen"] >= UNSEEN_RATIO * base["unseen"], summary
     assert eoid["seen"] >= base["seen"] - SEEN_SLACK, summary
+

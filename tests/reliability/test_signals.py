@@ -57,7 +57,7 @@ def test_a_signal_stops_after_the_current_batch_and_resume_equals_an_uninterrupt
     assert same_weights(weights(out), weights(inprocess_reference))
 
 
-def test_sigterm_to_the_process_group_with_loader_workers_exits_non_zero_with_the_resume_hint(
+def test_sigterm_to_the_process_group_with_loader_workers_exits_143_as_a_saved_run_with_the_resume_hint(
         synth, tmp_path):
     """As a cluster scheduler or Ctrl-C does it: every process of the job gets the signal."""
     out = tmp_path / "run"
@@ -68,8 +68,9 @@ def test_sigterm_to_the_process_group_with_loader_workers_exits_non_zero_with_th
         time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 1, stderr[-2000:]
-    assert "Error: stopped by SIGTERM" in stderr and "--resume" in stderr
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-2000:]   # as a shell reports a signalled job
+    assert "stopped by SIGTERM" in stderr and "the run is saved in" in stderr and "--resume" in stderr
+    assert "Error" not in stderr                            # a saved run, not a failure
     assert "Traceback" not in stderr                        # one clear line, not a worker crash
     ckpt = load_checkpoint(out / "checkpoint.pt")
     assert ckpt["iteration"] == len(losses(out)) >= 2      # every logged step is in the checkpoint

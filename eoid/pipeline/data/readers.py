@@ -154,8 +154,26 @@ def check_dataset(path: Path, images: Path, vocab: Vocabulary, *, check_images: 
     return DatasetReport(path, images, n, ok, boxes, labels, problems)
 
 
-def format_report(report: DatasetReport, max_per_kind: int = 10) -> str:
-    """The report as text: totals, counts per kind, then up to `max_per_kind` messages per kind."""
+VOCABULARY_KINDS = ("invalid_hoi", "unknown_verb", "unknown_object")  # what another vocabulary causes
+
+
+def vocabulary_hint(report: DatasetReport, vocabulary: str) -> str | None:
+    """A hint when the problems look like a file written in another vocabulary than `vocabulary`."""
+    if not any(p.kind in VOCABULARY_KINDS for p in report.problems):
+        return None
+    beside = Path(report.path).parent / "vocabulary.json"
+    found = beside.is_file() and str(beside) != vocabulary
+    tip = (f"--dataset {beside} (the vocabulary.json beside it)" if found
+           else "--dataset v-coco, or --dataset FILE.json (your vocabulary)")
+    return (f"hint: {', '.join(VOCABULARY_KINDS)} problems often mean the file is written in another "
+            f"vocabulary than {vocabulary!r}. Pass {tip}.")
+
+
+def format_report(report: DatasetReport, max_per_kind: int = 10, vocabulary: str | None = None) -> str:
+    """The report as text: totals, counts per kind, then up to `max_per_kind` messages per kind.
+
+    `vocabulary`: the vocabulary checked against; named in a hint when it may be the wrong one.
+    """
     lines = [f"{report.path}: {report.num_records} records, {report.num_ok} valid "
              f"({report.num_boxes} boxes, {report.num_labels} labels), images in {report.images}"]
     if report.ok:
@@ -169,4 +187,5 @@ def format_report(report: DatasetReport, max_per_kind: int = 10) -> str:
         lines += [f"  {p.message()}" for p in of_kind[:max_per_kind]]
         if len(of_kind) > max_per_kind:
             lines.append(f"  ... and {len(of_kind) - max_per_kind} more")
-    return "\n".join(lines)
+    hint = vocabulary_hint(report, vocabulary) if vocabulary is not None else None
+    return "\n".join(lines + ([hint] if hint else []))

@@ -128,6 +128,15 @@ class WorldPaths:
     train_json: Path
     test_json: Path
     vocabulary: Path
+    num_train: int = 0         # images in train.json
+    num_test: int = 0          # images in test.json
+
+    def describe(self) -> str:
+        """What was written, as `eoid synth` prints it."""
+        return "\n".join([f"synthetic world in {self.root}: {self.num_train} training and "
+                          f"{self.num_test} test images in {self.image_dir}",
+                          f"  annotations: {self.train_json}, {self.test_json}",
+                          f"  vocabulary:  {self.vocabulary} (pass it as --dataset)"])
 
 
 def hoi_stream(rng: np.random.Generator, vocab: Vocabulary) -> Iterator[int]:
@@ -312,7 +321,7 @@ def generate_world(out_dir: Path, num_images: int, seed: int, *, image_size: int
     vocab = vocabulary_from_json(vocab_json, "the synthetic world's vocabulary")
     num_test = min(num_images - 1, max(1, round(num_images * test_fraction)))
     paths = WorldPaths(out_dir, image_dir, out_dir / "train.json", out_dir / "test.json",
-                       out_dir / "vocabulary.json")
+                       out_dir / "vocabulary.json", num_images - num_test, num_test)
     bar = tqdm(total=num_images, desc="synth world", unit="img", disable=not progress)
     for split, count, path in (("train", num_images - num_test, paths.train_json),
                                ("test", num_test, paths.test_json)):

@@ -87,15 +87,16 @@ def as_float32(outputs: StudentOutput) -> StudentOutput:
 def train_one_epoch(model: torch.nn.Module, criterion: Criterion, weights: dict[str, float],
                     optimizer: torch.optim.Optimizer, loader: Any, world: World, epoch: int,
                     optim: OptimConfig, state: TrainState, stop: StopFlag, last: Path,
-                    log_row: Callable[[dict], None] | None = None, online: Any = None) -> None:
+                    log_row: Callable[[dict], None] | None = None, online: Any = None,
+                    show_bar: bool = True) -> None:
     """Train until the loader ends, optim.max_iters is reached or a stop signal arrives.
 
     model: the (DDP-wrapped) student in train mode; `state` advances in place. `last` is the
     checkpoint a divergence message points to; `online` fills teacher rows per batch (else the
-    loader's targets carry them).
+    loader's targets carry them); `show_bar`: rank 0 draws the epoch's progress bar.
     """
     use_amp = optim.amp and world.device.startswith("cuda")
-    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{optim.epochs}", disable=not world.is_main,
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{optim.epochs}", disable=not (world.is_main and show_bar),
                leave=False, dynamic_ncols=True)
     for images, masks, targets, metas in bar:
         if optim.max_iters and state.iteration >= optim.max_iters:

@@ -36,18 +36,43 @@ def prepare_training_set(data: DataConfig, vocab: Vocabulary) -> TrainingSet:
     if data.setting:
         records = apply_setting(records, vocab, data.setting)
     records = [_first_boxes(r, data.max_boxes) for r in records]
-    val: list[ImageRecord] = []
-    if data.val_images > 0:
-        if data.val_images >= len(records):
-            raise ConfigError(f"data.val_images = {data.val_images} but {ann} has only {len(records)} "
-                              "images; choose fewer validation images.")
-        order = np.random.default_rng(data.val_seed).permutation(len(records))
-        held = set(order[: data.val_images].tolist())
-        val = [r for i, r in enumerate(records) if i in held]
-        records = [r for i, r in enumerate(records) if i not in held]
+    records, val = split_validation(records, data, ann)
     bad = [b if isinstance(b, dict) else getattr(b, "__dict__", {"record": str(b)}) for b in result.bad]
     return TrainingSet(records, val, annotated, result.num_skipped, len(result.bad),
                        json.loads(json.dumps(bad, default=str)))
+
+
+def validation_count(num_records: int, data: DataConfig, where: object) -> int:
+    """How many of `num_records` training images the validation split holds.
+
+    data.val_images is a count, as before; data.val_fraction (used when val_images is 0) scales
+    with the data: round(fraction x images), at least 1 and never every image.
+    """
+    if data.val_images < 0 or not 0.0 <= data.val_fraction < 1.0:
+        raise ConfigError(f"data.val_images = {data.val_images}, data.val_fraction = {data.val_fraction}: "
+                          "pass a count >= 0 or a fraction in [0, 1), e.g. --set data.val_fraction=0.1.")
+    if data.val_images > 0:
+        if data.val_images >= num_records:
+            raise ConfigError(
+                f"data.val_images = {data.val_images} but {where} has only {num_records} training images. "
+                f"Pass fewer, e.g. --set data.val_images={max(1, num_records // 10)}, or a share that "
+                "scales with the data: --set data.val_images=0 --set data.val_fraction=0.1.")
+        return data.val_images
+    if data.val_fraction == 0.0 or num_records < 2:
+        return 0
+    return min(num_records - 1, max(1, round(data.val_fraction * num_records)))
+
+
+def split_validation(records: list[ImageRecord], data: DataConfig, where: object
+                     ) -> tuple[list[ImageRecord], list[ImageRecord]]:
+    """(training records, validation records): a seeded (data.val_seed) draw, the file's order kept."""
+    count = validation_count(len(records), data, where)
+    if count == 0:
+        return records, []
+    order = np.random.default_rng(data.val_seed).permutation(len(records))
+    held = set(order[:count].tolist())
+    return ([r for i, r in enumerate(records) if i not in held],
+            [r for i, r in enumerate(records) if i in held])
 
 
 def _first_boxes(rec: ImageRecord, max_boxes: int) -> ImageRecord:

@@ -1,0 +1,92 @@
+"""`eoid cache export`: a finished teacher cache as one HDF5 file that any codebase reads with h5py.
+
+HOI codebases share pre-extracted features as single HDF5 files; this is eoid's cache in that
+form. Layout (P pairs, N images, H prompts, V verbs, D embedding width; rows sorted by image):
+
+    /                     attrs: format "eoid-teacher-cache-hdf5", format_version 1,
+                          manifest (manifest.json as JSON text), vocabulary (JSON text)
+    /images/keys          (N,) str      file names, as the annotation file gives them
+    /images/sizes         (N, 2) int64  (width, height) px of the original images
+    /images/offsets       (N+1,) int64  image i holds pairs offsets[i]:offsets[i+1]
+    /pairs/image          (P,) int32    the pair's image index
+    /pairs/box_idx        (P, 2) int32  (human, object) box index in the image's annotation record
+    /pairs/human_xyxy     (P, 4) float32  original-image pixels, x1 y1 x2 y2
+    /pairs/object_xyxy    (P, 4) float32
+    /pairs/object_class   (P,) int32    vocabulary object index
+    /pairs/labelled       (P,) bool     the pair carries a label in the annotation file
+    /pairs/image_emb      (P, D) float16  unit-length CLIP embedding of the pair's union crop
+    /pairs/verb_probs     (P, V)        the teacher's verb distribution (the cache's dtype)
+    /prompts/text         (H,) str      one prompt per HOI of the vocabulary
+    /prompts/text_emb     (H, D) float32  unit-length CLIP text embeddings
+    /vocabulary/verbs, /vocabulary/objects   (V,), (num_objects,) str  names, in index order
+
+Datasets are plain (no compression filter), so any HDF5 reader opens them.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from eoid.errors import EoidError
+from eoid.files import write_atomic, writing
+from eoid.teacher_cache import store
+from eoid.teacher_cache.lookup import CacheReader
+
+FORMAT = "eoid-teacher-cache-hdf5"
+FORMAT_VERSION = 1
+
+
+def cache_tables(reader: CacheReader, text_emb: np.ndarray, pair_image: np.ndarray,
+                 image_sizes: list) -> dict[str, np.ndarray | list[str]]:
+    """Every dataset of the export, by its path in the file (see the module docstring)."""
+    return {
+        "images/keys": list(reader.image_keys),
+        "images/sizes": np.asarray(image_sizes, dtype=np.int64).reshape(-1, 2),
+        "images/offsets": np.asarray(reader.offsets, dtype=np.int64),
+        "pairs/image": np.asarray(pair_image, dtype=np.int32),
+        "pairs/box_idx": np.asarray(reader.pair_box_idx, dtype=np.int32),
+        "pairs/human_xyxy": np.asarray(reader.human_xyxy, dtype=np.float32),
+        "pairs/object_xyxy": np.asarray(reader.object_xyxy, dtype=np.float32),
+        "pairs/object_class": np.asarray(reader.object_class, dtype=np.int32),
+        "pairs/labelled": np.asarray(reader.labelled, dtype=bool),
+        "pairs/image_emb": reader.image_emb,
+        "pairs/verb_probs": reader.verb_probs,
+        "prompts/text": list(reader.prompts),
+        "prompts/text_emb": np.asarray(text_emb, dtype=np.float32),
+        "vocabulary/verbs": [v["name"] for v in reader.vocabulary["verbs"]],
+        "vocabulary/objects": [o["name"] for o in reader.vocabulary["objects"]],
+    }
+
+
+def _write_file(f: BinaryIO, tables: dict[str, Any], attrs: dict[str, Any]) -> None:
+    import h5py
+    with h5py.File(f, "w") as h5:
+        h5.attrs.update(attrs)
+        for name, data in tables.items():
+            if isinstance(data, list):   # names and prompts: variable-length UTF-8 strings
+                h5.create_dataset(name, data=data, dtype=h5py.string_dtype())
+            else:
+                h5.create_dataset(name, data=data)
+
+
+def export_hdf5(cache: Path, out: Path) -> Path:
+    """Write finished cache `cache` as the HDF5 file `out` (atomically: the old file or the new)."""
+    try:
+        import h5py  # noqa: F401  (checked here so a missing extra is one clear line)
+    except ImportError:
+        raise EoidError("eoid cache export needs h5py: pip install 'eoid[hdf5]' (or pip install h5py)."
+                        ) from None
+    reader = CacheReader(cache, load_embeddings=True)   # an unfinished cache is refused here
+    extra = store.load_arrays(Path(cache), ("text_emb", "pair_image"))
+    meta = json.loads((Path(cache) / "meta.json").read_text())
+    tables = cache_tables(reader, extra["text_emb"], extra["pair_image"], meta["image_sizes"])
+    attrs = {"format": FORMAT, "format_version": FORMAT_VERSION,
+             "manifest": json.dumps(reader.manifest), "vocabulary": json.dumps(reader.vocabulary)}
+    out = Path(out)
+    with writing(out, "the HDF5 export"):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(out, lambda f: _write_file(f, tables, attrs))
+    return out
