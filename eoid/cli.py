@@ -347,7 +347,8 @@ def _load_under_checkpoint(cls, config_path, overrides, **flags):
     if not cfg.checkpoint:
         return cfg
     from eoid.pipeline.training.checkpoint import evaluation_recipe
-    return load_config(cls, config_path, overrides, under=evaluation_recipe(Path(cfg.checkpoint)), **flags)
+    return load_config(cls, config_path, overrides, under=evaluation_recipe(Path(cfg.checkpoint)),
+                       under_source=f"{cfg.checkpoint} (its training recipe)", **flags)
 
 
 def _s(path: Path | None) -> str | None:
