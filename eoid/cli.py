@@ -294,10 +294,12 @@ def data_group() -> None:
 @click.option("--dataset", default="hico-det", show_default=True, help="Vocabulary name or file.")
 @user_errors
 def data_check(annotations, images, dataset) -> None:
-    """Report every problem of a dataset at once, with counts; exit 1 if there is any."""
+    """Report every problem of a dataset at once, with counts; exit 1 if there is any.
+
+    Every image is decoded in full: a truncated file has a valid header."""
     from eoid.pipeline.data.readers import check_dataset, format_report
     from eoid.pipeline.data.vocab import load_vocabulary
-    report = check_dataset(annotations, images, load_vocabulary(dataset))
+    report = check_dataset(annotations, images, load_vocabulary(dataset), decode_images=True)
     click.echo(format_report(report))
     if not report.ok:
         raise SystemExit(1)

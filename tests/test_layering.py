@@ -1,6 +1,6 @@
 """The house of DESIGN.md as a test: floors, rooms, no runner borrowing from a runner, no circles, sizes.
 
-Floors, from the bottom: the leaves (boxes, errors, config, config_values, files);
+Floors, from the bottom: the leaves (boxes, errors, config, config_values, files, loaders);
 teacher_cache/ and student/ (never each other); pipeline/data/; pipeline/{training, synth} and above them
 pipeline/evaluation/ (it loads a trained student through training/'s checkpoint and builders;
 training/ never imports evaluation/, the runner composes the two); the study schema; the
@@ -14,7 +14,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "eoid"
 LEAVES = {"eoid", "eoid.boxes", "eoid.errors", "eoid.config", "eoid.config_values", "eoid.files",
-          "eoid.data"}
+          "eoid.loaders", "eoid.data"}
 ROOMS = {  # module prefix -> (floor, role); the longest matching prefix wins
     "eoid.teacher_cache": (1, "teacher_cache"),
     "eoid.student": (1, "student"),
@@ -81,7 +81,7 @@ def test_imports_point_down_and_not_across(path):
 
 
 def test_leaf_modules_import_no_floor():
-    for leaf in ("boxes.py", "errors.py", "config.py", "config_values.py", "files.py"):
+    for leaf in ("boxes.py", "errors.py", "config.py", "config_values.py", "files.py", "loaders.py"):
         for target in _eoid_imports(PACKAGE / leaf):
             assert _place(target)[0] == 0, f"{leaf} imports {target}"
 

@@ -19,6 +19,7 @@ import torch
 from eoid.config import TrainConfig, dumps_toml, to_dict
 from eoid.errors import ConfigError, Interrupted
 from eoid.files import FolderLock
+from eoid.loaders import WorkerLoader
 from eoid.pipeline.data.transforms import augment_params
 from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary
 from eoid.pipeline.evaluation.scoring import evaluate_checkpoint, evaluate_model_on_records
@@ -28,7 +29,7 @@ from eoid.pipeline.training.dataset import TrainDataset, collate
 from eoid.pipeline.training.distributed import World, barrier
 from eoid.pipeline.training.loop import GlobalBatchSampler, TrainState, train_one_epoch
 from eoid.pipeline.training.metrics import MetricsLog, truncate_metrics
-from eoid.pipeline.training.stop import StopFlag, workers_ignore_stop_signals
+from eoid.pipeline.training.stop import StopFlag
 from eoid.pipeline.training.teacher_source import open_teacher_for_training
 from eoid.pipeline.training.training_set import TrainingSet, prepare_training_set
 
@@ -100,13 +101,11 @@ def _train(cfg: TrainConfig, world: World, out: Path) -> Path:
                            augment_params(cfg.augment), cfg.data.unknown_pairs, teacher,
                            cfg.optim.seed, data.annotated_pairs, train=True)
     sampler = GlobalBatchSampler(len(dataset), cfg.optim.batch_size, world, cfg.optim.seed)
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
-                                         num_workers=cfg.optim.num_workers,
-                                         pin_memory=world.device.startswith("cuda"),
-                                         persistent_workers=False,
-                                         worker_init_fn=workers_ignore_stop_signals)
+    loader = WorkerLoader(dataset, stop_signals_to_main=True, batch_sampler=sampler, collate_fn=collate,
+                          num_workers=cfg.optim.num_workers, pin_memory=world.device.startswith("cuda"),
+                          persistent_workers=False)
     metrics = MetricsLog(out / "metrics.jsonl") if world.is_main else None
-    with StopFlag() as stop:
+    with StopFlag() as stop, loader:
         for epoch in range(start_epoch, cfg.optim.epochs):
             dataset.set_epoch(epoch)
             sampler.set_epoch(epoch, skip_batches if epoch == start_epoch else 0)
