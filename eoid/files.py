@@ -85,9 +85,17 @@ def write_json_atomic(path: Path, obj: Any, what: str = "a file") -> None:
     write_text_atomic(path, json.dumps(obj, indent=1, sort_keys=False) + "\n", what)
 
 
-def read_json(path: Path) -> Any:
-    """Parse a JSON file."""
-    return json.loads(Path(path).read_text())
+def read_json(path: Path, error: type[EoidError] | None = None, fix: str = "") -> Any:
+    """Parse a JSON file; with `error`, a missing, unreadable or invalid file is that EoidError naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        if error is None:
+            raise
+        why = ("does not exist" if isinstance(err, FileNotFoundError) else
+               f"cannot be read ({err.strerror or err})" if isinstance(err, OSError) else
+               f"is not valid JSON ({err}): truncated or edited")
+        raise error(f"{path} {why}. {fix}".strip()) from None
 
 
 def file_sha256(path: Path) -> str:

@@ -61,7 +61,7 @@ def run_relabel(cache: Path, out: Path, template: str | None = None, gamma: floa
     if dataset:
         config["data"]["dataset"] = dataset
     layout = ShardLayout(**reader.manifest["layout"])
-    meta = read_json(Path(cache) / "meta.json")
+    meta = read_json(Path(cache) / "meta.json", CacheMismatchError)
     plan = CachePlan(image_keys=reader.image_keys, image_sizes=np.asarray(meta["image_sizes"]),
                            image_offsets=reader.offsets, pair_box_idx=reader.pair_box_idx,
                            human_xyxy=reader.human_xyxy, object_xyxy=reader.object_xyxy,
@@ -81,5 +81,6 @@ def run_relabel(cache: Path, out: Path, template: str | None = None, gamma: floa
             store.write_shard(out, layout, s, reader.image_emb[lo:hi], probs[lo:hi])
         write_json_atomic(out / "manifest.json", {
             **reader.manifest, "fingerprint": fingerprint, "config": config,
-            "num_labelled_pairs": int(reader.labelled.sum()), "relabelled_from": str(cache)})
+            "num_labelled_pairs": int(reader.labelled.sum()), "relabelled_from": str(cache),
+            "checksums": store.collect_checksums(out, layout)})
     return out

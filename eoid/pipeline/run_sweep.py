@@ -55,7 +55,8 @@ def ensure_caches(study: Study, names: set[str], shared: tuple[str, ...], world:
         manifest = folder / "manifest.json"
         if manifest.is_file():
             if spec.recipe is not None:
-                differs = _teacher_differs(read_json(manifest), cache_config(spec, shared).teacher)
+                differs = _teacher_differs(read_json(manifest, CacheMismatchError),
+                                           cache_config(spec, shared).teacher)
                 if differs:
                     raise CacheMismatchError(
                         f"{folder} was built with another teacher than {spec.recipe} asks for "

@@ -54,8 +54,8 @@ def prepare_store(out: Path, plan: CachePlan, layout: ShardLayout, fingerprint: 
     """
     with FolderLock(out / ".init.lock", break_lock=break_lock, wait_s=600.0):
         if (out / "plan.json").is_file():
-            found = read_json(out / "plan.json")
-            mf.require_match(f"{out}", found["fingerprint"], fingerprint,
+            found = read_json(out / "plan.json", CacheMismatchError, "Delete that folder to rebuild it.")
+            mf.require_match(f"{out}", found.get("fingerprint", {}), fingerprint,
                              "Pass another --out, or delete that folder to rebuild it.")
             if found["layout"] != layout.to_json():
                 raise CacheMismatchError(f"{out}: written with shard_rows {found['layout']['shard_rows']}, "
@@ -73,11 +73,13 @@ def prepare_store(out: Path, plan: CachePlan, layout: ShardLayout, fingerprint: 
 
 
 def finalize_if_complete(out: Path, manifest: dict, layout: ShardLayout) -> bool:
-    """Write manifest.json once every shard is done (any part may; the bytes are the same)."""
+    """Write manifest.json, with every file's checksum, once every shard is done (any part may; the
+    bytes are the same)."""
     if len(store.done_shards(out)) < layout.num_shards:
         return False
     if not (out / "manifest.json").is_file():
-        write_json_atomic(out / "manifest.json", manifest, "a cache file")
+        checksums = store.collect_checksums(out, layout)
+        write_json_atomic(out / "manifest.json", {**manifest, "checksums": checksums}, "a cache file")
     return True
 
 
