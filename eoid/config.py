@@ -6,6 +6,7 @@ No torch import here: the CLI loads configs before it pays for torch.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import re
 import tomllib
@@ -303,6 +304,13 @@ def _check_ranges(cfg: Any, sources: Sources, prefix: str) -> None:
             blamed = next((k for k in (a, b) if sources.of(prefix + k) != sources.default), a)
             raise ConfigError(f"{sources.of(prefix + blamed)}: {prefix}{a} = {getattr(cfg, a)} {says} "
                               f"{prefix}{b} = {getattr(cfg, b)}.")
+
+
+def check_value(cls: type, name: str, value: Any, source: str) -> None:
+    """Check one value of field `cls.name` given outside a config (e.g. `--gamma`): ConfigError naming it."""
+    fake = Sources(source)
+    section = next((k for k, v in ((f.name, f.type) for f in fields(TrainConfig)) if v == cls.__name__), "")
+    _check_ranges(dataclasses.replace(cls(), **{name: value}), fake, f"{section}." if section else "")
 
 
 def parse_override(text: str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from eoid.config import CacheConfig, parse_part, to_dict
 from eoid.errors import CacheMismatchError, ConfigError, DataError
-from eoid.files import FolderLock, file_sha256, read_json, write_json_atomic
+from eoid.files import FolderLock, file_sha256, output_folder, read_json, write_json_atomic
 from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary
 from eoid.pipeline.training.distributed import World
@@ -67,8 +67,7 @@ def run_cache(cfg: CacheConfig, world: World) -> Path:
     if cfg.teacher.shard_rows < 1 or cfg.teacher.batch_size < 1:
         raise ConfigError("teacher.shard_rows and teacher.batch_size must be >= 1.")
     part, num_parts = part_of(cfg.part, world)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(Path(cfg.out), "the cache")
     vocab = load_vocabulary(cfg.data.dataset)
     if not cfg.data.train_annotations or not cfg.data.train_images:
         raise ConfigError("cache-teacher needs --annotations FILE and --images DIR "

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from eoid.files import output_folder, writing
 from eoid.teacher_cache.crops import crop_region, pad_to_square, union_boxes_np
 from eoid.teacher_cache.lookup import CacheReader
 from eoid.teacher_cache.stats import cache_stats
@@ -14,6 +15,8 @@ from eoid.teacher_cache.stats import cache_stats
 def run_inspect(cache: Path, png: Path | None = None, images: Path | None = None,
                 num_samples: int = 16, seed: int = 0) -> dict[str, Any]:
     """Stats of a cache, and optionally a PNG grid of sample union crops with their top-3 verbs."""
+    if png is not None:
+        output_folder(Path(png).parent, "the PNG's folder")
     reader = CacheReader(cache)
     stats = cache_stats(reader)
     if png is not None and len(reader.verb_probs):
@@ -46,5 +49,6 @@ def _draw_grid(reader: CacheReader, images: Path, png: Path, num: int, rng: np.r
         ax.set_title(f"{objects[reader.object_class[row]]}\n" +
                      ", ".join(f"{verbs[v]} {p[v]:.2f}" for v in top if p[v] > 0), fontsize=7)
     fig.tight_layout()
-    fig.savefig(png, dpi=80)
+    with writing(png, "the PNG grid"):
+        fig.savefig(png, dpi=80)
     plt.close(fig)

@@ -9,6 +9,8 @@ from PIL import Image, ImageDraw
 
 from eoid.config import PredictConfig, dumps_toml, require_path
 from eoid.errors import DataError
+from eoid.files import output_folder, write_text_atomic, writing
+from eoid.pipeline.data.images import load_rgb
 from eoid.pipeline.evaluation.inference import predict_images
 from eoid.pipeline.training.builders import model_from_checkpoint
 from eoid.pipeline.training.distributed import World
@@ -39,12 +41,12 @@ def run_predict(cfg: PredictConfig, images: list[Path], world: World) -> str:
     missing = [str(p) for p in images if not Path(p).is_file()]
     if missing:
         raise DataError(f"no such image file(s): {', '.join(missing[:5])}. Pass existing image paths.")
+    output_folder(out)
     device = world.device
     model, vocab, _ = model_from_checkpoint(checkpoint, device)
     keys = [f"{i:04d}_{Path(p).name}" for i, p in enumerate(images)]
     triplets, _ = predict_images(model, [Path(p) for p in images], keys, vocab, cfg.augment, cfg.post,
                                  device, batch_size=1)
-    out.mkdir(parents=True, exist_ok=True)
     listing = []
     for path, key in zip(images, keys):
         t = triplets[key]
@@ -55,8 +57,9 @@ def run_predict(cfg: PredictConfig, images: list[Path], world: World) -> str:
                  "verb": int(t.verb_idx[j]), "verb_name": vocab.verbs[int(t.verb_idx[j])],
                  "score": round(float(t.scores[j]), 4)} for j in keep]
         listing.append({"file_name": str(path), "triplets": rows})
-        with Image.open(path) as im:
-            draw_triplets(im, rows).save(out / f"{Path(key).stem}.png")
-    (out / "predictions.json").write_text(json.dumps(listing, indent=1))
-    (out / "predict_config.toml").write_text(dumps_toml(cfg))
+        drawn = draw_triplets(load_rgb(Path(path), str(path)), rows)
+        with writing(out, "a drawn PNG"):
+            drawn.save(out / f"{Path(key).stem}.png")
+    write_text_atomic(out / "predictions.json", json.dumps(listing, indent=1), "predictions.json")
+    write_text_atomic(out / "predict_config.toml", dumps_toml(cfg), "predict_config.toml")
     return f"{len(images)} image(s): {out / 'predictions.json'} and one PNG each in {out}"

@@ -18,7 +18,7 @@ import torch
 
 from eoid.config import TrainConfig, dumps_toml, to_dict
 from eoid.errors import ConfigError, Interrupted
-from eoid.files import FolderLock
+from eoid.files import FolderLock, output_folder, write_text_atomic
 from eoid.loaders import WorkerLoader
 from eoid.pipeline.data.transforms import augment_params
 from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary
@@ -40,8 +40,7 @@ def run_train(cfg: TrainConfig, world: World) -> Path:
     """Train the student; returns the run folder (checkpoints, metrics.jsonl, results.json)."""
     if not cfg.out:
         raise ConfigError("no run folder given: pass --out runs/NAME.")
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(Path(cfg.out), "the run folder")
     lock = FolderLock(out / ".lock", break_lock=cfg.break_lock) if world.is_main else nullcontext()
     with lock:
         return _train(cfg, world, out)
@@ -53,9 +52,10 @@ def _start_run_folder(cfg: TrainConfig, out: Path, data: TrainingSet, world: Wor
         raise ConfigError(f"{out} already holds a run (checkpoint.pt). Pass --resume to continue it, "
                           "or choose another --out.")
     if world.is_main:
-        (out / "config.toml").write_text(dumps_toml(cfg))
+        write_text_atomic(out / "config.toml", dumps_toml(cfg), "the run's config")
         if data.num_problems:
-            (out / "bad_records.json").write_text(json.dumps(data.bad_report, indent=1))
+            write_text_atomic(out / "bad_records.json", json.dumps(data.bad_report, indent=1),
+                              "bad_records.json")
             log.warning("skipped %d bad record(s) (%d problem(s)); listed in %s", data.num_skipped,
                         data.num_problems, out / "bad_records.json")
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from eoid.config import AugmentConfig, DataConfig, PostprocessConfig, require_path
+from eoid.files import output_folder
 from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.data.records import ImageRecord
 from eoid.pipeline.data.vocab import Vocabulary
@@ -53,14 +54,13 @@ def evaluate_model_on_records(model: Any, records: list[ImageRecord], vocab: Voc
 def evaluate_checkpoint(checkpoint: Path, data: DataConfig, augment: AugmentConfig,
                         post: PostprocessConfig, out: Path, device: str, batch_size: int = 2) -> dict:
     """Score a checkpoint on data.test_annotations; writes predictions.json and results.json into `out`."""
+    out = output_folder(Path(out))
     model, vocab, _ = model_from_checkpoint(checkpoint, device)
     ann = require_path(data.test_annotations, "test annotation file", "--annotations")
     images = require_path(data.test_images, "test image folder", "--images")
     records = read_annotations(ann, images, vocab, skip_bad=data.skip_bad).records
     triplets, ranked = predict_images(model, [r.path for r in records], [r.key for r in records],
                                       vocab, augment, post, device, batch_size)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     write_predictions(out / "predictions.json", triplets)
     results = score(triplets, records, vocab, data.setting, ranked,
                     {"checkpoint": str(checkpoint), "annotations": str(ann)})
