@@ -23,12 +23,13 @@ from eoid.loaders import WorkerLoader
 from eoid.pipeline.data.transforms import augment_params
 from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary
 from eoid.pipeline.evaluation.scoring import evaluate_checkpoint, evaluate_model_on_records
-from eoid.pipeline.training.builders import build_loss, build_model, build_optimizer
-from eoid.pipeline.training.checkpoint import load_checkpoint, require_fits, save_checkpoint
+from eoid.pipeline.training.builders import apply_optim_config, build_loss, build_model, build_optimizer
+from eoid.pipeline.training.checkpoint import load_checkpoint, load_state, require_fits, save_checkpoint
 from eoid.pipeline.training.dataset import TrainDataset, collate
 from eoid.pipeline.training.distributed import World, barrier
 from eoid.pipeline.training.loop import GlobalBatchSampler, TrainState, train_one_epoch
 from eoid.pipeline.training.metrics import MetricsLog, truncate_metrics
+from eoid.pipeline.training.run_history import config_changes, record_changes, require_allowed
 from eoid.pipeline.training.stop import StopFlag
 from eoid.pipeline.training.teacher_source import open_teacher_for_training
 from eoid.pipeline.training.training_set import TrainingSet, prepare_training_set
@@ -46,13 +47,32 @@ def run_train(cfg: TrainConfig, world: World) -> Path:
         return _train(cfg, world, out)
 
 
-def _start_run_folder(cfg: TrainConfig, out: Path, data: TrainingSet, world: World) -> None:
-    """Refuse a folder that holds another run; write the resolved config and the skipped records."""
-    if (out / "checkpoint.pt").exists() and not cfg.resume:
+def _resume_point(cfg: TrainConfig, out: Path, vocab: Vocabulary) -> tuple[dict | None, dict]:
+    """(checkpoint to continue from or None, config changes it allows), checked before any file is
+    written: a refused --resume changes nothing in the run folder."""
+    last = out / "checkpoint.pt"
+    if not last.exists():
+        return None, {}
+    if not cfg.resume:
         raise ConfigError(f"{out} already holds a run (checkpoint.pt). Pass --resume to continue it, "
                           "or choose another --out.")
+    ckpt = load_checkpoint(last)
+    require_fits(ckpt, last, vocab.to_json(), to_dict(cfg.student))
+    changes = config_changes(ckpt["config"], cfg, f"{last} [config]")
+    require_allowed(changes, cfg.allow_changes, last)
+    return ckpt, changes
+
+
+def _start_run_folder(cfg: TrainConfig, out: Path, data: TrainingSet, world: World, ckpt: dict | None,
+                      changes: dict) -> None:
+    """Write the resolved config of a new run (a resumed run keeps its own and records what changed)
+    and the skipped records."""
     if world.is_main:
-        write_text_atomic(out / "config.toml", dumps_toml(cfg), "the run's config")
+        if ckpt is None or not (out / "config.toml").is_file():
+            write_text_atomic(out / "config.toml", dumps_toml(cfg), "the run's config")
+        elif changes:
+            batch = int(ckpt.get("extra", {}).get("batches_done", 0))
+            record_changes(out, changes, ckpt["epoch"] + 1, ckpt["iteration"], batch)
         if data.num_problems:
             write_text_atomic(out / "bad_records.json", json.dumps(data.bad_report, indent=1),
                               "bad_records.json")
@@ -68,7 +88,8 @@ def _train(cfg: TrainConfig, world: World, out: Path) -> Path:
                           "and the zero-shot setting.")
     teacher, online = open_teacher_for_training(cfg, vocab, world, data.records)
     last = out / "checkpoint.pt"
-    _start_run_folder(cfg, out, data, world)
+    ckpt, changes = _resume_point(cfg, out, vocab)
+    _start_run_folder(cfg, out, data, world, ckpt, changes)
 
     torch.manual_seed(cfg.optim.seed)  # same initial weights on every rank
     model = build_model(cfg.student, vocab, world.device)
@@ -78,16 +99,17 @@ def _train(cfg: TrainConfig, world: World, out: Path) -> Path:
     optimizer, scheduler = build_optimizer(model, cfg.optim)
     start_epoch, state, best = 0, TrainState(), {"score": -1.0, "epoch": -1}
     skip_batches = 0
-    if cfg.resume and last.exists():
-        ckpt = load_checkpoint(last)
-        require_fits(ckpt, last, vocab.to_json(), to_dict(cfg.student))
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
+    if ckpt is not None:
+        load_state(model, ckpt["model"], last, "model weights")
+        load_state(optimizer, ckpt.get("optimizer"), last, "optimizer state")
+        load_state(scheduler, ckpt.get("scheduler"), last, "learning-rate schedule")
+        if changes:   # changed rates, decay or schedule apply from here on, over the loaded state
+            apply_optim_config(optimizer, scheduler, cfg.optim)
         start_epoch, state.iteration = ckpt["epoch"], ckpt["iteration"]
-        best = ckpt["extra"].get("best", best)
-        skip_batches = int(ckpt["extra"].get("batches_done", 0))
-        state.rng_state = ckpt["extra"].get("torch_rng") if world.is_main else None
+        extra = ckpt.get("extra") or {}
+        best = extra.get("best", best)
+        skip_batches = int(extra.get("batches_done", 0))
+        state.rng_state = extra.get("torch_rng") if world.is_main else None
         log.info("resuming %s at epoch %d (iteration %d)", out, start_epoch, state.iteration)
     if world.is_main:  # also a fresh start: drop rows of a run killed before its first checkpoint
         truncate_metrics(out / "metrics.jsonl", state.iteration, start_epoch)
