@@ -137,16 +137,19 @@ def cache_relabel(cache, template, gamma, dataset, out, clip_weights) -> None:
               help="Skip bad records (listed in RUN/bad_records.json).")
 @click.option("--resume", is_flag=True, default=None,
               help="Continue the run in --out from its last checkpoint.")
+@click.option("--allow-changes", is_flag=True, default=None,
+              help="With --resume: apply changed hyper-parameters from here on (recorded in "
+                   "RUN/config_changes.jsonl); without it a changed value is refused.")
 @click.option("--break-lock", is_flag=True, default=None, help="Remove a stale lock left by a dead process.")
 @set_option
 @user_errors
 def train(config_path, cache, out, annotations, images, setting, online_teacher, skip_bad, resume,
-          break_lock, overrides) -> None:
+          allow_changes, break_lock, overrides) -> None:
     """Train the student against a teacher cache."""
     cfg = load_config(TrainConfig, config_path, overrides, cache=_s(cache), out=_s(out),
                       data__train_annotations=_s(annotations), data__train_images=_s(images),
                       data__setting=setting, online_teacher=online_teacher, data__skip_bad=skip_bad,
-                      resume=resume, break_lock=break_lock)
+                      resume=resume, allow_changes=allow_changes, break_lock=break_lock)
     from eoid.pipeline.run_train import run_train
     click.echo(f"run: {run_train(cfg, _world())}")
 
