@@ -33,7 +33,7 @@ from eoid.files import write_json_atomic
 from eoid.pipeline.data.vocab import load_vocabulary
 from eoid.teacher_cache import manifest as mf
 from eoid.teacher_cache import store
-from eoid.teacher_cache.distribution import valid_verb_table
+from eoid.teacher_cache.distribution import distribution_problems, valid_verb_table
 from eoid.teacher_cache.lookup import CacheReader
 from eoid.teacher_cache.plan import CachePlan, make_layout
 
@@ -83,6 +83,28 @@ def teacher_rows(object_class: np.ndarray, dim: int, valid_verbs: np.ndarray, rn
     probs = np.exp(logits - logits.max(1, keepdims=True))
     probs = np.where(valid.any(1, keepdims=True), probs / probs.sum(1, keepdims=True), 0.0)
     return emb.astype(np.float16), probs.astype(np.float16)
+
+
+def open_checks(path: Path, reader: CacheReader, rounds: int = 3) -> dict[str, float]:
+    """Seconds (best of `rounds`, warm page cache) of the checks CacheReader makes when it opens a
+    cache: the sha256 of the files training reads, of every file (verify), and the row check."""
+    from eoid.teacher_cache.lookup import teacher_valid_verbs
+    training = ("human_xyxy", "object_xyxy", "object_class", "verb_probs", "image_offsets", "labelled",
+                "pair_box_idx")
+    valid = teacher_valid_verbs(reader.vocabulary, reader.fingerprint["excluded_verbs"])
+    checksums = reader.manifest["checksums"]
+    timed = {"open_checksums_train_s": lambda: store.verify_files(path, checksums, training),
+             "open_checksums_all_s": lambda: store.verify_files(path, checksums),
+             "open_row_check_s": lambda: distribution_problems(reader.verb_probs, reader.object_class, valid)}
+    out = {}
+    for name, call in timed.items():
+        best = float("inf")
+        for _ in range(rounds):
+            t = time.perf_counter()
+            call()
+            best = min(best, time.perf_counter() - t)
+        out[name] = best
+    return out
 
 
 def folder_stats(path: Path) -> tuple[int, int]:
@@ -142,6 +164,7 @@ def main() -> None:
             cold["with_embeddings" if emb == "1" else "verb_rows_only"] = json.loads(proc.stdout)
 
         reader = CacheReader(path)
+        checks = open_checks(path, reader)
         keys = rng.choice(reader.image_keys, args.lookups)
         cost = []
         for key in keys:
@@ -162,6 +185,7 @@ def main() -> None:
             "cold_process_open_with_embeddings_s": cold["with_embeddings"]["open_s"],
             "cold_process_peak_rss_mib": cold["verb_rows_only"]["peak_rss_mib"],
             "cold_process_peak_rss_with_embeddings_mib": cold["with_embeddings"]["peak_rss_mib"],
+            **checks,
             "warm_lookup_median_us": float(np.median(cost)),
             "warm_lookup_p99_us": float(np.percentile(cost, 99)),
             "pairs_per_image_mean": plan.num_pairs / plan.num_images,

@@ -29,7 +29,7 @@ from eoid.pipeline.training.dataset import TrainDataset, collate
 from eoid.pipeline.training.distributed import World, barrier
 from eoid.pipeline.training.loop import GlobalBatchSampler, TrainState, train_one_epoch
 from eoid.pipeline.training.metrics import MetricsLog, truncate_metrics
-from eoid.pipeline.training.run_history import config_changes, record_changes, require_allowed
+from eoid.pipeline.training.provenance import config_changes, record_changes, require_allowed
 from eoid.pipeline.training.stop import StopFlag
 from eoid.pipeline.training.teacher_source import open_teacher_for_training
 from eoid.pipeline.training.training_set import TrainingSet, prepare_training_set

@@ -5,18 +5,21 @@ import json
 from pathlib import Path
 from typing import IO
 
-from eoid.files import write_text_atomic
+from eoid.files import write_text_atomic, writing
 
 
 class MetricsLog:
     """Appends rows to a run's metrics.jsonl; each row reaches the file before the next step."""
 
     def __init__(self, path: Path):
-        self._file: IO[str] = open(path, "a")
+        self.path = Path(path)
+        with writing(self.path, "metrics.jsonl"):
+            self._file: IO[str] = open(path, "a")
 
     def write(self, row: dict) -> None:
-        self._file.write(json.dumps(row) + "\n")
-        self._file.flush()
+        with writing(self.path, "metrics.jsonl"):    # disk full mid-run: one line, checkpoints kept
+            self._file.write(json.dumps(row) + "\n")
+            self._file.flush()
 
     def close(self) -> None:
         self._file.close()
