@@ -8,7 +8,8 @@ writer functions (create_store, write_shard, then the manifest), exactly as `cac
 writes them: plan columns at creation, then one whole teacher shard at a time, fsynced.
 Pairs per image follow a negative binomial (mean ~8.7, clipped to 1..200, as HICO-DET's
 candidate pairs); image embeddings are random unit vectors in float16 (incompressible, like
-real ones); verb rows are softmaxes over ~8 valid verbs (sparse, like real ones).
+real ones); each verb row is a softmax over the verbs valid for its pair's object (as real ones;
+CacheReader checks this and every file's checksum when it opens a cache).
 
 Reported: write time, size on disk, file count, bytes per pair; the load time of a fresh
 process (python started, eoid imported, then CacheReader opened and timed; the page cache is
@@ -32,6 +33,7 @@ from eoid.files import write_json_atomic
 from eoid.pipeline.data.vocab import load_vocabulary
 from eoid.teacher_cache import manifest as mf
 from eoid.teacher_cache import store
+from eoid.teacher_cache.distribution import distribution_problems, valid_verb_table
 from eoid.teacher_cache.lookup import CacheReader
 from eoid.teacher_cache.plan import CachePlan, make_layout
 
@@ -69,16 +71,40 @@ def synthetic_plan(num_images: int, rng: np.random.Generator, num_objects: int) 
         labelled=rng.random(p) < 0.3)
 
 
-def teacher_rows(rows: int, dim: int, num_verbs: int, rng: np.random.Generator
+def teacher_rows(object_class: np.ndarray, dim: int, valid_verbs: np.ndarray, rng: np.random.Generator
                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Random unit embeddings and, per row, a softmax over the verbs valid for its object (as the
+    teacher's: a reader checks that every row is such a distribution)."""
+    rows = len(object_class)
     emb = rng.standard_normal((rows, dim), dtype=np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    logits = np.full((rows, num_verbs), -np.inf, np.float32)
-    valid = rng.integers(0, num_verbs, (rows, 8))
-    np.put_along_axis(logits, valid, rng.standard_normal((rows, 8), dtype=np.float32) * 3, axis=1)
+    valid = valid_verbs[object_class]
+    logits = np.where(valid, rng.standard_normal(valid.shape, dtype=np.float32) * 3, -np.inf)
     probs = np.exp(logits - logits.max(1, keepdims=True))
-    probs /= probs.sum(1, keepdims=True)
+    probs = np.where(valid.any(1, keepdims=True), probs / probs.sum(1, keepdims=True), 0.0)
     return emb.astype(np.float16), probs.astype(np.float16)
+
+
+def open_checks(path: Path, reader: CacheReader, rounds: int = 3) -> dict[str, float]:
+    """Seconds (best of `rounds`, warm page cache) of the checks CacheReader makes when it opens a
+    cache: the sha256 of the files training reads, of every file (verify), and the row check."""
+    from eoid.teacher_cache.lookup import teacher_valid_verbs
+    training = ("human_xyxy", "object_xyxy", "object_class", "verb_probs", "image_offsets", "labelled",
+                "pair_box_idx")
+    valid = teacher_valid_verbs(reader.vocabulary, reader.fingerprint["excluded_verbs"])
+    checksums = reader.manifest["checksums"]
+    timed = {"open_checksums_train_s": lambda: store.verify_files(path, checksums, training),
+             "open_checksums_all_s": lambda: store.verify_files(path, checksums),
+             "open_row_check_s": lambda: distribution_problems(reader.verb_probs, reader.object_class, valid)}
+    out = {}
+    for name, call in timed.items():
+        best = float("inf")
+        for _ in range(rounds):
+            t = time.perf_counter()
+            call()
+            best = min(best, time.perf_counter() - t)
+        out[name] = best
+    return out
 
 
 def folder_stats(path: Path) -> tuple[int, int]:
@@ -106,9 +132,11 @@ def main() -> None:
         text_emb = rng.standard_normal((len(prompts), args.dim), dtype=np.float32)
         fingerprint = mf.make_fingerprint(
             model="synthetic", weights="random-init", template="", prompts_sha256="", gamma=100.0,
-            crop={}, precision="fp32", vocabulary=vocab.fingerprint(), excluded_verbs=[],
+            crop={}, precision="fp32", vocabulary=vocab.fingerprint(),
+            excluded_verbs=[vocab.verbs[v] for v in vocab.teacher_excluded_verbs],
             annotations_sha256="", num_images=plan.num_images, num_pairs=plan.num_pairs)
-        shards = [teacher_rows(hi - lo, args.dim, vocab.num_verbs, rng)
+        valid_verbs = valid_verb_table(vocab.teacher_valid_hois(), vocab.hoi_to_verb, vocab.num_verbs)
+        shards = [teacher_rows(plan.object_class[lo:hi], args.dim, valid_verbs, rng)
                   for lo, hi in (layout.shard_range(s) for s in range(layout.num_shards))]
 
         t0 = time.perf_counter()
@@ -122,7 +150,8 @@ def main() -> None:
             store.write_shard(path, layout, s, emb, probs)
         write_json_atomic(path / "manifest.json", {
             "format_version": mf.FORMAT_VERSION, "complete": True, "fingerprint": fingerprint,
-            "layout": layout.to_json(), "embed_dim": args.dim})
+            "layout": layout.to_json(), "embed_dim": args.dim, "config": {},
+            "checksums": store.collect_checksums(path, layout)})
         t_write = time.perf_counter() - t0
         raw = sum(e.nbytes + p.nbytes for e, p in shards)
         del shards
@@ -135,6 +164,7 @@ def main() -> None:
             cold["with_embeddings" if emb == "1" else "verb_rows_only"] = json.loads(proc.stdout)
 
         reader = CacheReader(path)
+        checks = open_checks(path, reader)
         keys = rng.choice(reader.image_keys, args.lookups)
         cost = []
         for key in keys:
@@ -155,6 +185,7 @@ def main() -> None:
             "cold_process_open_with_embeddings_s": cold["with_embeddings"]["open_s"],
             "cold_process_peak_rss_mib": cold["verb_rows_only"]["peak_rss_mib"],
             "cold_process_peak_rss_with_embeddings_mib": cold["with_embeddings"]["peak_rss_mib"],
+            **checks,
             "warm_lookup_median_us": float(np.median(cost)),
             "warm_lookup_p99_us": float(np.percentile(cost, 99)),
             "pairs_per_image_mean": plan.num_pairs / plan.num_images,

@@ -164,17 +164,20 @@ def cache_export(cache, out) -> None:
               help="Skip bad records (listed in RUN/bad_records.json).")
 @click.option("--resume", is_flag=True, default=None,
               help="Continue the run in --out from its last checkpoint.")
+@click.option("--allow-changes", is_flag=True, default=None,
+              help="With --resume: apply changed hyper-parameters from here on (recorded in "
+                   "RUN/config_changes.jsonl); without it a changed value is refused.")
 @click.option("--break-lock", is_flag=True, default=None, help="Remove a stale lock left by a dead process.")
 @set_option
 @user_errors
 @saved_on_stop()
 def train(config_path, cache, out, annotations, images, setting, online_teacher, skip_bad, resume,
-          break_lock, overrides) -> None:
+          allow_changes, break_lock, overrides) -> None:
     """Train the student against a teacher cache."""
     cfg = load_config(TrainConfig, config_path, overrides, cache=_s(cache), out=_s(out),
                       data__train_annotations=_s(annotations), data__train_images=_s(images),
                       data__setting=setting, online_teacher=online_teacher, data__skip_bad=skip_bad,
-                      resume=resume, break_lock=break_lock)
+                      resume=resume, allow_changes=allow_changes, break_lock=break_lock)
     from eoid.pipeline.run_train import run_summary, run_train
     world = _world()
     out = run_train(cfg, world)
@@ -326,10 +329,12 @@ def data_group() -> None:
 @click.option("--dataset", default="hico-det", show_default=True, help="Vocabulary name or file.")
 @user_errors
 def data_check(annotations, images, dataset) -> None:
-    """Report every problem of a dataset at once, with counts; exit 1 if there is any."""
+    """Report every problem of a dataset at once, with counts; exit 1 if there is any.
+
+    Every image is decoded in full: a truncated file has a valid header."""
     from eoid.pipeline.data.readers import check_dataset, format_report
     from eoid.pipeline.data.vocab import load_vocabulary
-    report = check_dataset(annotations, images, load_vocabulary(dataset))
+    report = check_dataset(annotations, images, load_vocabulary(dataset), decode_images=True)
     click.echo(format_report(report, vocabulary=dataset))
     if not report.ok:
         raise SystemExit(1)
@@ -381,7 +386,8 @@ def _load_under_checkpoint(cls, config_path, overrides, **flags):
     if not cfg.checkpoint:
         return cfg
     from eoid.pipeline.training.checkpoint import evaluation_recipe
-    return load_config(cls, config_path, overrides, under=evaluation_recipe(Path(cfg.checkpoint)), **flags)
+    return load_config(cls, config_path, overrides, under=evaluation_recipe(Path(cfg.checkpoint)),
+                       under_source=f"{cfg.checkpoint} (its training recipe)", **flags)
 
 
 def _s(path: Path | None) -> str | None:

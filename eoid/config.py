@@ -7,15 +7,30 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import re
 import tomllib
-import types
-import typing
 from dataclasses import dataclass, field, fields, is_dataclass
 from difflib import get_close_matches
 from pathlib import Path
-from typing import Any, Mapping, TypeVar, get_args, get_origin, get_type_hints
+from typing import Any, Callable, Mapping, TypeVar, get_type_hints
 
+from eoid.config_values import (
+    Check,
+    Sources,
+    above,
+    at_least,
+    below,
+    between,
+    coerce,
+    merge,
+    one_of,
+    shown,
+    sizes,
+    template_problem,
+)
+from eoid.config_values import dumps_toml as dumps_toml  # re-exported: at home in config_values
+from eoid.config_values import to_dict as to_dict  # re-exported
 from eoid.errors import ConfigError
 
 T = TypeVar("T")
@@ -157,6 +172,7 @@ class TrainConfig:
     online_teacher: bool = False     # run CLIP inside the loss, as the original code does
     out: str = ""                    # run folder (checkpoints, metrics.jsonl, resolved config)
     resume: bool = False             # continue the run in `out` from its last checkpoint
+    allow_changes: bool = False      # with resume: accept changed hyper-parameters (recorded in the run)
     break_lock: bool = False         # remove a stale lock left by a dead process
 
 
@@ -201,73 +217,101 @@ def require_path(value: str, what: str, flag: str) -> Path:
     return Path(value)
 
 
+# ---------------------------------------------------------------- value ranges
+# from_dict checks every config it builds (a --config file, --set, flags, a checkpoint's recipe)
+# against this table, so a bad value fails when it is loaded, naming the key and where it was set.
+# A new field gets one line here. Every number must also be finite (checked for all fields).
+
+def part_problem(text: str) -> str | None:
+    try:
+        parse_part(text)
+    except ConfigError:
+        return "must be i/n with 0 <= i < n, e.g. 0/4 (or empty: the whole job)"
+    return None
+
+
+RANGES: dict[type, dict[str, Check]] = {
+    DataConfig: {"unknown_pairs": one_of("all", "annotated"), "val_images": at_least(0),
+                 "val_seed": at_least(0), "max_boxes": at_least(1)},
+    AugmentConfig: {"scales": sizes, "max_size": at_least(1), "crop_scales": sizes, "crop_min": at_least(1),
+                    "crop_max": at_least(1), "test_size": at_least(1), "color_jitter": at_least(0)},
+    TeacherConfig: {"template": template_problem, "gamma": above(0), "batch_size": at_least(1),
+                    "num_workers": at_least(0), "precision": one_of("auto", "fp32", "bf16", "fp16"),
+                    "min_iou": between(0, 1), "shard_rows": at_least(1)},
+    StudentConfig: {"preset": one_of("cdn-s", "cdn-b", "cdn-l", "tiny"), "num_queries": at_least(1),
+                    "is_head": one_of("interaction", "human_object"), "dropout": below(1)},
+    MatcherConfig: {"cost_box_l1": at_least(0), "cost_giou": at_least(0), "cost_object": at_least(0),
+                    "cost_verb": at_least(0), "topk": at_least(0), "thres_is": between(0, 1),
+                    "is_iou": between(0, 1)},
+    LossConfig: {"object_ce": at_least(0), "no_object_weight": at_least(0), "box_l1": at_least(0),
+                 "giou": at_least(0), "verb_focal": at_least(0), "focal_alpha": between(0, 1),
+                 "focal_gamma": at_least(0), "distill": at_least(0), "interactive": at_least(0),
+                 "distill_norm": one_of("tensor", "pairs")},
+    OptimConfig: {"epochs": at_least(1), "lr": above(0), "lr_backbone": at_least(0),
+                  "weight_decay": at_least(0), "lr_drop": at_least(1), "clip_max_norm": at_least(0),
+                  "batch_size": at_least(1), "num_workers": at_least(0), "seed": at_least(0),
+                  "eval_every": at_least(1), "max_iters": at_least(0)},
+    PostprocessConfig: {"top_k": at_least(1), "nms_threshold": between(0, 1), "nms_alpha": at_least(0),
+                        "nms_beta": at_least(0)},
+    CacheConfig: {"part": part_problem, "seed": at_least(0)},
+    EvalConfig: {"mode": one_of("default", "known_object"), "batch_size": at_least(1)},
+    PredictConfig: {"top_k": at_least(1), "threshold": between(0, 1)},
+}
+
+# checks of two fields together: (section, (field, field), law, what the law says)
+PAIRS: list[tuple[type, tuple[str, str], Callable[[Any, Any], bool], str]] = [
+    (AugmentConfig, ("crop_min", "crop_max"), lambda low, high: low <= high, "must not exceed"),
+]
+
+
 # ---------------------------------------------------------------- strict loading
 
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    """Check `value` against a field's type hint, converting TOML arrays to tuples."""
-    origin = get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        for arm in get_args(hint):
-            if arm is type(None) and value is None:
-                return None
-            try:
-                return _coerce(value, arm, where)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{where}: {value!r} is not a {hint}")
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        (arm, *_rest) = get_args(hint)
-        return tuple(_coerce(v, arm, where) for v in value)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return value
-    raise ConfigError(f"{where}: unsupported type {hint}")
+def from_dict(cls: type[T], raw: Mapping[str, Any], where: str | Sources, prefix: str = "") -> T:
+    """Build config dataclass `cls` from parsed TOML; unknown keys, bad types or ranges: ConfigError.
 
-
-def from_dict(cls: type[T], raw: Mapping[str, Any], where: str) -> T:
-    """Build config dataclass `cls` from parsed TOML; unknown keys or bad types: ConfigError."""
+    where: the one source of every value (e.g. "x.toml [student]"), or a Sources naming each key's.
+    """
+    sources = where if isinstance(where, Sources) else Sources(where)
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where}: expected a table, got {raw!r}")
+        raise ConfigError(f"{sources.where(prefix.rstrip('.'))}: expected a table, got {raw!r}")
     names = {f.name for f in fields(cls)}
     for key in sorted(raw.keys() - names):
         near = get_close_matches(key, names, n=1)
         tip = f"did you mean {near[0]!r}?" if near else f"valid keys: {sorted(names)}"
-        raise ConfigError(f"{where}: unknown key {key!r}; {tip}")
+        raise ConfigError(f"{sources.where(prefix + key)}: unknown key {key!r}; {tip}")
     hints = get_type_hints(cls)
-    return cls(**{k: (from_dict(hints[k], v, f"{where} [{k}]") if is_dataclass(hints[k])
-                      else _coerce(v, hints[k], f"{where} {k}"))
-                  for k, v in raw.items()})
+    cfg = cls(**{k: (from_dict(hints[k], v, sources, f"{prefix}{k}.") if is_dataclass(hints[k])
+                     else coerce(v, hints[k], f"{sources.where(prefix + k)} {k}"))
+                 for k, v in raw.items()})
+    _check_ranges(cfg, sources, prefix)
+    return cfg
 
 
-def to_dict(cfg: Any) -> dict[str, Any]:
-    """A config as plain nested dicts and lists (for TOML, JSON and checkpoints)."""
-    def plain(v: Any) -> Any:
-        return list(v) if isinstance(v, tuple) else v
-    return {k: plain(v) for k, v in dataclasses.asdict(cfg).items()} if not is_dataclass(cfg) else {
-        f.name: (to_dict(getattr(cfg, f.name)) if is_dataclass(getattr(cfg, f.name))
-                 else plain(getattr(cfg, f.name))) for f in fields(cfg)}
+def _check_ranges(cfg: Any, sources: Sources, prefix: str) -> None:
+    """Refuse a value outside its range (RANGES, PAIRS; any non-finite number), naming its source."""
+    checks = RANGES.get(type(cfg), {})
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if is_dataclass(value):
+            continue
+        items = value if isinstance(value, tuple) else (value,)
+        problem = ("must be a finite number" if any(isinstance(x, float) and not math.isfinite(x)
+                                                    for x in items) else None)
+        problem = problem or (checks[f.name](value) if f.name in checks else None)
+        if problem:
+            raise ConfigError(f"{sources.of(prefix + f.name)}: {prefix}{f.name} = {shown(value)} {problem}.")
+    for section, (a, b), law, says in PAIRS:
+        if type(cfg) is section and not law(getattr(cfg, a), getattr(cfg, b)):
+            blamed = next((k for k in (a, b) if sources.of(prefix + k) != sources.default), a)
+            raise ConfigError(f"{sources.of(prefix + blamed)}: {prefix}{a} = {getattr(cfg, a)} {says} "
+                              f"{prefix}{b} = {getattr(cfg, b)}.")
 
 
-def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), dict) else v
-    return out
+def check_value(cls: type, name: str, value: Any, source: str) -> None:
+    """Check one value of field `cls.name` given outside a config (e.g. `--gamma`): ConfigError naming it."""
+    fake = Sources(source)
+    section = next((k for k, v in ((f.name, f.type) for f in fields(TrainConfig)) if v == cls.__name__), "")
+    _check_ranges(dataclasses.replace(cls(), **{name: value}), fake, f"{section}." if section else "")
 
 
 def parse_override(text: str) -> dict[str, Any]:
@@ -301,18 +345,20 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 
 def load_config(cls: type[T], path: Path | str | None = None, overrides: tuple[str, ...] = (),
-                under: Mapping[str, Any] | None = None, **flags: Any) -> T:
+                under: Mapping[str, Any] | None = None, under_source: str = "the checkpoint's recipe",
+                **flags: Any) -> T:
     """Defaults < `under` < TOML file (with `base = "other.toml"` chains) < named flags < --set.
 
-    `under`: raw sections that replace the dataclass defaults (e.g. a checkpoint's recipe);
-    `flags` use dotted names as keys with `__` for the dot (e.g. `data__setting="ua"`);
-    a flag whose value is None is not applied.
+    `under`: raw sections that replace the dataclass defaults (e.g. a checkpoint's recipe, named
+    `under_source` in messages); `flags` use dotted names as keys with `__` for the dot (e.g.
+    `data__setting="ua"`); a flag whose value is None is not applied. An error names the one
+    input that set the offending value.
     """
     raw: dict[str, Any] = copy.deepcopy(dict(under or {}))
-    where = "defaults" if under is None else "defaults + checkpoint recipe"
+    sources = Sources()
+    sources.note(raw, under_source)
     if path is not None:
-        raw = _merge(raw, _read_with_base(Path(path), depth=0))
-        where = str(path)
+        raw = merge(raw, _read_with_base(Path(path), 0, sources))
     for name, value in flags.items():
         if value is None:
             continue
@@ -321,43 +367,23 @@ def load_config(cls: type[T], path: Path | str | None = None, overrides: tuple[s
         for p in parts[:-1]:
             node = node.setdefault(p, {})
         node[parts[-1]] = value
+        sources.note({".".join(parts): value}, f"the flag for {'.'.join(parts)}")
     for text in overrides:
-        raw = _merge(raw, parse_override(text))
-        where = f"{where} + --set"
-    return from_dict(cls, raw, where)
+        layer = parse_override(text)
+        raw = merge(raw, layer)
+        sources.note(layer, f"--set {text}")
+    return from_dict(cls, raw, sources)
 
 
-def _read_with_base(path: Path, depth: int) -> dict[str, Any]:
+def _read_with_base(path: Path, depth: int, sources: Sources) -> dict[str, Any]:
     """Read a recipe; a top-level `base = "file.toml"` (relative to it) is read first and overridden."""
     if depth > 8:
         raise ConfigError(f"{path}: `base` chain deeper than 8 files; is there a loop?")
     raw = read_toml(path)
     base = raw.pop("base", None)
-    if base is None:
-        return raw
-    if not isinstance(base, str):
+    if base is not None and not isinstance(base, str):
         raise ConfigError(f"{path}: `base` must be a file name, got {base!r}")
-    return _merge(_read_with_base(path.parent / base, depth + 1), raw)
+    merged = {} if base is None else _read_with_base(path.parent / base, depth + 1, sources)
+    sources.note(raw, str(path))
+    return merge(merged, raw)
 
-
-def dumps_toml(cfg: Any) -> str:
-    """The resolved config as TOML text (written next to every output)."""
-    d = to_dict(cfg)
-    top = {k: v for k, v in d.items() if not isinstance(v, dict)}
-    lines = [f"{k} = {_toml_value(v)}" for k, v in top.items()]
-    for k, v in d.items():
-        if isinstance(v, dict):
-            lines += ["", f"[{k}]"] + [f"{kk} = {_toml_value(vv)}" for kk, vv in v.items()]
-    return "\n".join(lines) + "\n"
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    raise TypeError(f"cannot write {v!r} as TOML")

@@ -26,6 +26,7 @@ from typing import Any, BinaryIO, Callable, Iterator
 from eoid.errors import EoidError, LockedError
 
 log = logging.getLogger(__name__)
+EMPTY_STALE_S = 5.0   # a lock file still empty this long after creation was left by a killed writer
 
 
 # ---------------------------------------------------------------- atomic writes
@@ -58,15 +59,43 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], Any]) -> None:
     fsync_dir(path.parent)
 
 
+def os_error_fix(err: OSError) -> str:
+    """What the user can do about a failed write to a path they chose."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return "Free disk space"
+    if err.errno in (errno.ENOTDIR, errno.EEXIST):
+        return "A file stands where a folder is needed: choose another output path (--out)"
+    return ("Make the folder writable (chmod u+w, or ask its owner) or choose another output path "
+            "(--out)")
+
+
 @contextmanager
 def writing(target: Path, what: str) -> Iterator[None]:
-    """Turn a failed write (disk full, quota, read-only) into an EoidError that says what is kept."""
+    """Turn a failed write (disk full, quota, permission, read-only) into an EoidError saying what is kept."""
     try:
         yield
     except OSError as err:
-        raise EoidError(f"{target}: could not write {what} ({err.strerror or err}). Free disk space "
-                        "and run the same command again: what was written before is kept and the "
+        raise EoidError(f"{target}: could not write {what} ({err.strerror or err}). {os_error_fix(err)}, "
+                        "then run the same command again: what was written before is kept and the "
                         "run resumes from it.") from None
+
+
+def output_folder(path: Path, what: str = "the output folder") -> Path:
+    """Create `path` (with its parents) and prove it writable now, before any work is done.
+
+    Every command that writes calls this where it creates its output folder: a folder that
+    cannot be created or written is one EoidError naming it and the fix, never a traceback later.
+    """
+    path = Path(path)
+    probe = path / f".eoid-write-test-{os.getpid()}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise EoidError(f"{path}: cannot write {what} there ({err.strerror or err}). "
+                        f"{os_error_fix(err)}.") from None
+    return path
 
 
 def write_bytes_atomic(path: Path, data: bytes, what: str = "a file") -> None:
@@ -85,9 +114,17 @@ def write_json_atomic(path: Path, obj: Any, what: str = "a file") -> None:
     write_text_atomic(path, json.dumps(obj, indent=1, sort_keys=False) + "\n", what)
 
 
-def read_json(path: Path) -> Any:
-    """Parse a JSON file."""
-    return json.loads(Path(path).read_text())
+def read_json(path: Path, error: type[EoidError] | None = None, fix: str = "") -> Any:
+    """Parse a JSON file; with `error`, a missing, unreadable or invalid file is that EoidError naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        if error is None:
+            raise
+        why = ("does not exist" if isinstance(err, FileNotFoundError) else
+               f"cannot be read ({err.strerror or err})" if isinstance(err, OSError) else
+               f"is not valid JSON ({err}): truncated or edited")
+        raise error(f"{path} {why}. {fix}".strip()) from None
 
 
 def file_sha256(path: Path) -> str:
@@ -113,9 +150,10 @@ def _pid_alive(pid: int) -> bool:
 
 def _read_holder(path: Path) -> dict:
     try:
-        return json.loads(path.read_text())
+        holder = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+    return holder if isinstance(holder, dict) else {}
 
 
 class FolderLock:
@@ -134,10 +172,14 @@ class FolderLock:
             except OSError as err:
                 if err.errno != errno.EEXIST:
                     raise
-                holder = _read_holder(self.path)
-                if not holder:  # created but not yet written by its owner: look again once
-                    time.sleep(0.1)
-                    holder = _read_holder(self.path)
+                holder = self._holder()
+                if holder is None:  # empty for good: its writer died between creating and writing it
+                    log.warning("%s: removing an empty lock file (its writer died before writing its "
+                                "pid); nobody holds this folder.", self.path)
+                    self.path.unlink(missing_ok=True)
+                    continue
+                if not holder:      # released while we looked
+                    continue
                 pid, host = holder.get("pid"), holder.get("host", "?")
                 since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("since", 0)))
                 local = host == socket.gethostname()
@@ -166,10 +208,32 @@ class FolderLock:
             return
         raise LockedError(f"{self.path}: could not take the lock (another writer raced for it).")
 
+    def _holder(self) -> dict | None:
+        """The holder's pid and host; None for a lock file still empty EMPTY_STALE_S after it was made.
+
+        Its owner writes it right after creating it, so an empty file is waited on that long first."""
+        while True:
+            holder = _read_holder(self.path)
+            if holder:
+                return holder
+            try:
+                age = time.time() - self.path.stat().st_mtime
+            except FileNotFoundError:   # released meanwhile: an empty holder, the caller tries again
+                return {}
+            if age > EMPTY_STALE_S:
+                return None
+            time.sleep(0.1)
+
     def release(self) -> None:
+        """Remove the lock file; if that fails (the folder became read-only), warn: the error that
+        stopped the writer is the one to show, and a later run takes this lock over as stale."""
         if self.held:
-            self.path.unlink(missing_ok=True)
             self.held = False
+            try:
+                self.path.unlink(missing_ok=True)
+            except OSError as err:
+                log.warning("%s: could not remove the lock file (%s); remove it by hand.", self.path,
+                            err.strerror or err)
 
     def __enter__(self) -> "FolderLock":
         return self

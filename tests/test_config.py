@@ -101,3 +101,25 @@ def test_a_bad_override_says_how_to_write_one():
 def test_from_dict_refuses_a_non_table_section():
     with pytest.raises(ConfigError, match="expected a table"):
         from_dict(TrainConfig, {"loss": 3}, "x.toml")
+
+
+def test_every_range_names_a_field_of_its_section():
+    from dataclasses import fields
+
+    from eoid.config import PAIRS, RANGES
+    for cls, checks in RANGES.items():
+        assert set(checks) <= {f.name for f in fields(cls)}, cls.__name__
+    for cls, names, _, _ in PAIRS:
+        assert set(names) <= {f.name for f in fields(cls)}, cls.__name__
+
+
+def test_the_preset_range_accepts_exactly_the_student_presets():
+    from eoid.config import RANGES, StudentConfig
+    from eoid.student.presets import PRESETS
+    check = RANGES[StudentConfig]["preset"]
+    assert all(check(name) is None for name in PRESETS) and check("cdn-xl") is not None
+
+
+def test_a_misspelled_allow_changes_is_refused():
+    with pytest.raises(ConfigError, match="did you mean 'allow_changes'"):
+        load_config(TrainConfig, None, ("allow_change=true",))

@@ -11,8 +11,8 @@ import logging
 from pathlib import Path
 
 from eoid.config import CacheConfig, parse_part, to_dict
-from eoid.errors import ConfigError
-from eoid.files import FolderLock, file_sha256, read_json, write_json_atomic
+from eoid.errors import CacheMismatchError, ConfigError, DataError
+from eoid.files import FolderLock, file_sha256, output_folder, read_json, write_json_atomic
 from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary
 from eoid.pipeline.training.distributed import World
@@ -67,14 +67,17 @@ def run_cache(cfg: CacheConfig, world: World) -> Path:
     if cfg.teacher.shard_rows < 1 or cfg.teacher.batch_size < 1:
         raise ConfigError("teacher.shard_rows and teacher.batch_size must be >= 1.")
     part, num_parts = part_of(cfg.part, world)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(Path(cfg.out), "the cache")
     vocab = load_vocabulary(cfg.data.dataset)
     if not cfg.data.train_annotations or not cfg.data.train_images:
         raise ConfigError("cache-teacher needs --annotations FILE and --images DIR "
                           "(data.train_annotations, data.train_images).")
     read = read_annotations(Path(cfg.data.train_annotations), Path(cfg.data.train_images), vocab,
                             skip_bad=cfg.data.skip_bad)
+    if not read.records:
+        skipped = f" (all {read.num_skipped} were skipped as bad)" if read.bad else ""
+        raise DataError(f"{cfg.data.train_annotations}: no records to cache{skipped}; a cache of 0 pairs "
+                        "would teach nothing. Pass the training annotation file of these images.")
     plan = build_plan(read.records, vocab.human)
     layout = make_layout(plan.num_pairs, cfg.teacher.shard_rows)
     with FolderLock(out / f".lock-part-{part}-of-{num_parts}", break_lock=cfg.break_lock):
@@ -83,8 +86,8 @@ def run_cache(cfg: CacheConfig, world: World) -> Path:
         prompts = vocab.prompts(cfg.teacher.template)
         expected = fingerprint(cfg, vocab, teacher, plan, prompts, precision)
         if (out / "manifest.json").is_file():
-            found = read_json(out / "manifest.json")
-            mf.require_match(f"{out}", found["fingerprint"], expected,
+            found = read_json(out / "manifest.json", CacheMismatchError, "Pass another --out.")
+            mf.require_match(f"{out}", found.get("fingerprint", {}), expected,
                              "It is a finished cache: pass another --out to build a new one.")
             log.info("%s: cache already complete", out)
             return out

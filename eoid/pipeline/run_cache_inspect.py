@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from eoid.files import write_json_atomic
+from eoid.files import output_folder, write_json_atomic, writing
 from eoid.teacher_cache.crops import crop_region, pad_to_square, union_boxes_np
 from eoid.teacher_cache.lookup import CacheReader
 from eoid.teacher_cache.stats import cache_stats
@@ -17,19 +17,20 @@ def run_inspect(cache: Path, png: Path | None = None, images: Path | None = None
     """Stats of a cache, and optionally a PNG grid of sample union crops with their top-3 verbs.
 
     `png`: the grid's file; `out`: a folder that gets stats.json and grid.png (both created
-    with their folders).
+    with their folders, checked writable before any work).
     """
+    if out is not None:
+        out = output_folder(Path(out), "the inspect folder")
+        png = png or out / "grid.png"
+    if png is not None:
+        output_folder(Path(png).parent, "the PNG's folder")
     reader = CacheReader(cache)
     stats = cache_stats(reader)
-    if out is not None:
-        png = png or Path(out) / "grid.png"
     if png is not None and len(reader.verb_probs):
         images = Path(images or reader.manifest["config"]["data"]["train_images"])
-        Path(png).parent.mkdir(parents=True, exist_ok=True)
         _draw_grid(reader, images, Path(png), num_samples, np.random.default_rng(seed))
         stats["grid"] = str(png)
     if out is not None:
-        Path(out).mkdir(parents=True, exist_ok=True)
         write_json_atomic(Path(out) / "stats.json", stats, "the cache's stats")
         stats["stats"] = str(Path(out) / "stats.json")
     return stats
@@ -58,5 +59,6 @@ def _draw_grid(reader: CacheReader, images: Path, png: Path, num: int, rng: np.r
         ax.set_title(f"{objects[reader.object_class[row]]}\n" +
                      ", ".join(f"{verbs[v]} {p[v]:.2f}" for v in top if p[v] > 0), fontsize=7)
     fig.tight_layout()
-    fig.savefig(png, dpi=80)
+    with writing(png, "the PNG grid"):
+        fig.savefig(png, dpi=80)
     plt.close(fig)

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from eoid.config import TeacherConfig, check_value
 from eoid.errors import CacheMismatchError
-from eoid.files import FolderLock, read_json, write_json_atomic
+from eoid.files import FolderLock, output_folder, read_json, write_json_atomic
 from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary, vocabulary_from_json
 from eoid.teacher_cache import manifest as mf
 from eoid.teacher_cache import store
@@ -38,6 +39,15 @@ def run_relabel(cache: Path, out: Path, template: str | None = None, gamma: floa
                 dataset: str | None = None, weights: str | None = None, device: str = "cpu") -> Path:
     """A new cache at `out` with new prompts / gamma / verb set, from `cache`'s image embeddings."""
     from eoid.teacher_cache.teacher import load_teacher
+    out = Path(out)
+    if (out / "manifest.json").exists() or (out.exists() and any(out.iterdir())):
+        raise CacheMismatchError(f"{out}: exists and is not empty; relabel writes a new cache. "
+                                 "Pass a new --out.")
+    output_folder(out, "the relabelled cache")
+    if gamma is not None:
+        check_value(TeacherConfig, "gamma", float(gamma), "--gamma")
+    if template is not None:
+        check_value(TeacherConfig, "template", template, "--template")
     reader = CacheReader(cache, load_embeddings=True)
     old, config = reader.fingerprint, json.loads(json.dumps(reader.manifest["config"]))
     vocab = load_vocabulary(dataset) if dataset else vocabulary_from_json(reader.vocabulary, f"{cache}")
@@ -61,16 +71,11 @@ def run_relabel(cache: Path, out: Path, template: str | None = None, gamma: floa
     if dataset:
         config["data"]["dataset"] = dataset
     layout = ShardLayout(**reader.manifest["layout"])
-    meta = read_json(Path(cache) / "meta.json")
+    meta = read_json(Path(cache) / "meta.json", CacheMismatchError)
     plan = CachePlan(image_keys=reader.image_keys, image_sizes=np.asarray(meta["image_sizes"]),
                            image_offsets=reader.offsets, pair_box_idx=reader.pair_box_idx,
                            human_xyxy=reader.human_xyxy, object_xyxy=reader.object_xyxy,
                            object_class=reader.object_class, labelled=reader.labelled)
-    out = Path(out)
-    if (out / "manifest.json").exists() or (out.exists() and any(out.iterdir())):
-        raise CacheMismatchError(f"{out}: exists and is not empty; relabel writes a new cache. "
-                                 "Pass a new --out.")
-    out.mkdir(parents=True, exist_ok=True)
     with FolderLock(out / ".lock-part-0-of-1"):
         (out / store.MARKER).touch()
         store.create_store(out, plan, layout, text_emb.numpy(),
@@ -81,5 +86,6 @@ def run_relabel(cache: Path, out: Path, template: str | None = None, gamma: floa
             store.write_shard(out, layout, s, reader.image_emb[lo:hi], probs[lo:hi])
         write_json_atomic(out / "manifest.json", {
             **reader.manifest, "fingerprint": fingerprint, "config": config,
-            "num_labelled_pairs": int(reader.labelled.sum()), "relabelled_from": str(cache)})
+            "num_labelled_pairs": int(reader.labelled.sum()), "relabelled_from": str(cache),
+            "checksums": store.collect_checksums(out, layout)})
     return out

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from eoid.config import EvalConfig, dumps_toml, require_path
 from eoid.errors import ConfigError
+from eoid.files import output_folder, write_text_atomic
 from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.data.vocab import load_vocabulary
 from eoid.pipeline.evaluation.predictions_io import format_table, read_predictions, write_results
@@ -21,6 +22,7 @@ def run_evaluate(cfg: EvalConfig, world: World) -> str:
     if bool(cfg.checkpoint) == bool(cfg.predictions):
         raise ConfigError("pass exactly one of --checkpoint (score a student) or --predictions "
                           "(score a saved predictions JSON).")
+    output_folder(out)
     if cfg.checkpoint:
         results = evaluate_checkpoint(Path(cfg.checkpoint), cfg.data, cfg.augment, cfg.post, out,
                                       world.device, cfg.batch_size)
@@ -35,7 +37,7 @@ def run_evaluate(cfg: EvalConfig, world: World) -> str:
         results = score(triplets, records, vocab, cfg.data.setting, None,
                         {"predictions": cfg.predictions, "annotations": str(ann)})
         write_results(out, results)
-    (Path(out) / "eval_config.toml").write_text(dumps_toml(cfg))
+    write_text_atomic(Path(out) / "eval_config.toml", dumps_toml(cfg), "the evaluation config")
     if cfg.mode == "known_object":
         results = {**results["known_object"], "ap_method": results["ap_method"]}
     return format_table(results) + f"\nresults: {Path(out) / 'results.json'}"

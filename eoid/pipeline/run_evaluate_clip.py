@@ -25,6 +25,7 @@ from eoid.config import (
     dumps_toml,
     require_path,
 )
+from eoid.files import output_folder, write_text_atomic
 from eoid.pipeline.data.images import load_rgb
 from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.data.vocab import Vocabulary
@@ -110,8 +111,7 @@ def evaluate_clip_classifier(checkpoint: Path, data: DataConfig, augment: Augmen
     triplets = predict_with_clip_verbs(model, teacher, text_emb, classifier_hoi_table(vocab, prior),
                                        [r.path for r in records], [r.key for r in records], vocab, augment,
                                        post, device, teacher_cfg.gamma, batch_size, teacher_cfg.batch_size)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(Path(out))
     write_predictions(out / "predictions.json", triplets)
     results = score(triplets, records, vocab, data.setting, None,
                     {"checkpoint": str(checkpoint), "annotations": str(ann), "verb_classifier": "clip",
@@ -123,11 +123,12 @@ def evaluate_clip_classifier(checkpoint: Path, data: DataConfig, augment: Augmen
 
 def run_clip_classifier(cfg: EvalConfig, teacher: TeacherConfig, world: World, prior: bool = True) -> str:
     """`eoid evaluate --verb-classifier clip`: returns the printed table (Full / Rare / Non-rare ...)."""
-    out = require_path(cfg.out, "output folder", "--out")
+    out = output_folder(require_path(cfg.out, "output folder", "--out"))
     checkpoint = require_path(cfg.checkpoint, "student checkpoint", "--checkpoint")
     results = evaluate_clip_classifier(checkpoint, cfg.data, cfg.augment, cfg.post, teacher, prior, out,
                                        world.device, cfg.batch_size)
-    (Path(out) / "eval_config.toml").write_text(dumps_toml(cfg))  # the teacher is in results.json "meta"
+    # the teacher is in results.json "meta"
+    write_text_atomic(Path(out) / "eval_config.toml", dumps_toml(cfg), "the evaluation config")
     if cfg.mode == "known_object":
         results = {**results["known_object"], "ap_method": results["ap_method"]}
     verbs = f"verbs: CLIP {teacher.model} ({'with' if prior else 'without'} the prior mask)"

@@ -13,6 +13,7 @@ import numpy as np
 
 from eoid.config import AugmentConfig, from_dict
 from eoid.errors import CheckpointError
+from eoid.files import output_folder, write_text_atomic
 from eoid.pipeline.data.mixed_vocab import load_mixed_vocabulary, load_verb_mapping
 from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.evaluation.inference import dense_scores, model_outputs, sizes_hw
@@ -34,6 +35,7 @@ def run_evaluate_vcoco(checkpoint: Path, annotations: Path, images: Path, mappin
                        world: World, *, batch_size: int = 2, num_workers: int = 0,
                        progress: bool = True) -> str:
     """Score `checkpoint` on the V-COCO-format `annotations`; returns the printed table."""
+    out = output_folder(Path(out))
     mixed = load_mixed_vocabulary(mapping)
     model, vocab, cfg = model_from_checkpoint(Path(checkpoint), world.device)
     if vocab.fingerprint() != mixed.vocab.fingerprint():
@@ -63,9 +65,7 @@ def run_evaluate_vcoco(checkpoint: Path, annotations: Path, images: Path, mappin
                     "images": len(records),
                     "agent_ap": {a: (round(100 * float(x), 2) if np.isfinite(x) else None)
                                  for a, x in zip(structure.actions, result["agent_ap"])}})
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "vcoco_results.json").write_text(json.dumps(summary, indent=1))
+    write_text_atomic(out / "vcoco_results.json", json.dumps(summary, indent=1), "the V-COCO results")
     lines = [f"V-COCO role mAP ({len(records)} images; {summary['num_seen']} seen, "
              f"{summary['num_unseen']} unseen verb-roles)", f"{'':12s}{'Full':>8s}{'Seen':>8s}{'Unseen':>8s}"]
     for s in (1, 2):

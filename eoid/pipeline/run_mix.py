@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eoid.errors import ConfigError, DataError
-from eoid.files import write_text_atomic
+from eoid.files import output_folder, write_text_atomic
 from eoid.pipeline.data.mixed_vocab import load_mixed_vocabulary, record_to_hico_json, remap_record
 from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.data.vocab import load_vocabulary
@@ -48,9 +48,9 @@ def run_mix(sources: list[MixSource], mapping: str, out: Path, *, skip_bad: bool
     """Write the merged training set of `sources` into `out`; returns the path of OUT/train.json."""
     if not sources:
         raise ConfigError("no sources to mix: pass --source ANNOTATIONS IMAGES VOCABULARY at least once.")
+    out = output_folder(Path(out), "the mixed training set")
     mixed = load_mixed_vocabulary(mapping)
-    out = Path(out)
-    (out / "images").mkdir(parents=True, exist_ok=True)
+    output_folder(out / "images", "the mixed training set's image links")
     entries, report = [], []
     for i, src in enumerate(sources):
         if not Path(src.images).is_dir():
@@ -71,10 +71,9 @@ def run_mix(sources: list[MixSource], mapping: str, out: Path, *, skip_bad: bool
                        "skipped_records": result.num_skipped, "labels": kept, "labels_dropped": dropped})
         log.info("%s: %d images, %d labels (%d dropped: verb without a valid merged HOI)",
                  src.annotations, len(result.records), kept, dropped)
-    (out / "vocabulary.json").write_text(json.dumps(mixed.vocab.to_json(), indent=1))
+    write_text_atomic(out / "vocabulary.json", json.dumps(mixed.vocab.to_json(), indent=1), "the vocabulary")
     write_text_atomic(out / "train.json", json.dumps(entries))
-    (out / "mix_report.json").write_text(json.dumps({"mapping": str(mapping), "vocabulary": mixed.vocab.name,
-                                                     "num_verbs": mixed.vocab.num_verbs,
-                                                     "num_hois": len(mixed.vocab.hois),
-                                                     "sources": report}, indent=1))
+    summary = {"mapping": str(mapping), "vocabulary": mixed.vocab.name, "num_verbs": mixed.vocab.num_verbs,
+               "num_hois": len(mixed.vocab.hois), "sources": report}
+    write_text_atomic(out / "mix_report.json", json.dumps(summary, indent=1), "the mix report")
     return out / "train.json"

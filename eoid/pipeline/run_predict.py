@@ -10,8 +10,8 @@ from PIL import Image, ImageDraw
 
 from eoid.config import PredictConfig, dumps_toml, require_path
 from eoid.errors import DataError
-from eoid.files import write_text_atomic
-from eoid.pipeline.data.images import unreadable_images
+from eoid.files import output_folder, write_text_atomic, writing
+from eoid.pipeline.data.images import load_rgb, unreadable_images
 from eoid.pipeline.data.vocab import Vocabulary
 from eoid.pipeline.evaluation.inference import predict_images
 from eoid.pipeline.evaluation.predictions_io import ImageTriplets
@@ -64,11 +64,12 @@ def run_predict(cfg: PredictConfig, images: list[Path], world: World) -> str:
     if unreadable:
         raise DataError(f"cannot read {len(unreadable)} image(s): {'; '.join(unreadable[:5])}. "
                         "Replace them or leave them out of the command.")
+    output_folder(out)
     device = world.device
     model, vocab, _ = model_from_checkpoint(checkpoint, device)
     triplets, _ = predict_images(model, images, names, vocab, cfg.augment, cfg.post, device, batch_size=1)
     write_predictions_and_drawings(out, images, names, triplets, vocab, cfg)
-    (out / "predict_config.toml").write_text(dumps_toml(cfg))
+    write_text_atomic(out / "predict_config.toml", dumps_toml(cfg), "predict_config.toml")
     return f"{len(images)} image(s): {out / 'predictions.json'} and one PNG each in {out}"
 
 
@@ -77,7 +78,7 @@ def write_predictions_and_drawings(out: Path, images: list[Path], names: list[st
                                    cfg: PredictConfig) -> None:
     """OUT/predictions.json (the format `eoid evaluate --predictions` reads, plus verb and object
     names) and one drawn PNG per image, from each image's triplets (keyed by its name)."""
-    out.mkdir(parents=True, exist_ok=True)
+    output_folder(out)
     listing = []
     for i, (path, name) in enumerate(zip(images, names)):
         t = triplets[name]
@@ -88,6 +89,7 @@ def write_predictions_and_drawings(out: Path, images: list[Path], names: list[st
                  "verb": int(t.verb_idx[j]), "verb_name": vocab.verbs[int(t.verb_idx[j])],
                  "score": round(float(t.scores[j]), 4)} for j in keep]
         listing.append({"file_name": name, "triplets": rows})
-        with Image.open(path) as im:
-            draw_triplets(im, rows).save(out / f"{i:04d}_{Path(name).stem}.png")
-    write_text_atomic(out / "predictions.json", json.dumps(listing, indent=1))
+        drawn = draw_triplets(load_rgb(path, name), rows)
+        with writing(out, "a drawn PNG"):
+            drawn.save(out / f"{i:04d}_{Path(name).stem}.png")
+    write_text_atomic(out / "predictions.json", json.dumps(listing, indent=1), "predictions.json")

@@ -25,7 +25,7 @@ import torch
 from eoid.boxes import box_iou_np
 from eoid.config import AugmentConfig, from_dict
 from eoid.errors import ConfigError
-from eoid.files import file_sha256, write_text_atomic
+from eoid.files import file_sha256, output_folder, write_text_atomic, writing
 from eoid.pipeline.data.mixed_vocab import record_to_hico_json
 from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.data.records import ImageRecord
@@ -102,24 +102,24 @@ def run_pseudo_label(checkpoint: Path, coco: Path, images: Path, out: Path, worl
     """
     if not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"--threshold {threshold}: a triplet score threshold lies in [0, 1], e.g. 0.1.")
+    out = Path(out)
+    output_folder(out.parent, "the pseudo-labelled file's folder")
     model, vocab, cfg = model_from_checkpoint(Path(checkpoint), world.device)
     augment = from_dict(AugmentConfig, cfg.get("augment", {}), f"{checkpoint} [augment]")
     records = read_annotations(Path(coco), Path(images), vocab).records
     sha = file_sha256(Path(checkpoint))
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial.jsonl")
     header = {"checkpoint_sha256": sha, "threshold": threshold, "min_iou": min_iou, "coco": str(coco)}
     done = _read_partial(partial, header)
     if not done:
-        partial.write_text(json.dumps(header) + "\n")
+        write_text_atomic(partial, json.dumps(header) + "\n", "the pseudo-labels so far")
     todo = [r for r in records if r.key not in done]
     excluded = () if vocab.no_interaction is None else (vocab.no_interaction,)
     valid = torch.from_numpy(vocab.valid)
     by_key = {r.key: r for r in todo}
     batches = model_outputs(model, [r.path for r in todo], [r.key for r in todo], augment, world.device,
                             batch_size, num_workers, desc="pseudo-label", progress=progress)
-    with open(partial, "a") as sink:
+    with writing(partial, "the pseudo-labels so far"), open(partial, "a") as sink:
         for outputs, sizes, keys in batches:
             num_queries = outputs.verb_logits.shape[1]
             preds = postprocess(outputs, sizes_hw(sizes), top_k=num_queries * vocab.num_verbs, use_nms=False,

@@ -20,6 +20,7 @@ import numpy as np
 
 from eoid.config import CacheConfig, DataConfig, TeacherConfig, TrainConfig, load_config
 from eoid.errors import EoidError
+from eoid.files import output_folder, write_text_atomic
 from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.data.records import ImageRecord
 from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary
@@ -150,8 +151,7 @@ def run_quickstart(out: Path, seed: int = 0, num_images: int = 600, epochs: int 
     from eoid.teacher_cache.lookup import CacheReader
 
     start = time.time()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(Path(out))
     world = World()
     paths = generate_world(out / "world", num_images, seed, layout=QUICKSTART)
     data = DataConfig(dataset=str(paths.vocabulary), train_annotations=str(paths.train_json),
@@ -195,7 +195,7 @@ def run_quickstart(out: Path, seed: int = 0, num_images: int = 600, epochs: int 
     summary["teacher_zero_shot_accuracy"] = 100.0 * accuracy
     summary["teacher_zero_shot_accuracy_unseen_verbs"] = 100.0 * unseen_accuracy
     summary["seconds"] = round(time.time() - start, 1)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=1), "the summary")
     return format_summary(summary) + f"\nsummary: {out / 'summary.json'}"
 
 

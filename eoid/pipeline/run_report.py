@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 from eoid.errors import DataError
+from eoid.files import output_folder, writing
 
 
 def read_metrics(run: Path) -> tuple[list[dict], list[dict]]:
@@ -53,6 +54,7 @@ def run_report(run: Path) -> str:
     steps, evals = read_metrics(run)
     if not steps:
         raise DataError(f"{run}/metrics.jsonl has no training steps yet.")
+    output_folder(run, "the plots into the run folder")
     it = [r["iteration"] for r in steps]
     window = max(1, len(steps) // 50)
     terms = sorted(k for k in steps[-1] if k.startswith("loss_") and "_aux" not in k)
@@ -70,7 +72,8 @@ def run_report(run: Path) -> str:
     ax.set_yscale("symlog", linthresh=log_floor([v for values in curves.values() for v in values]))
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(run / "loss.png", dpi=100)
+    with writing(run / "loss.png", "the loss plot"):
+        fig.savefig(run / "loss.png", dpi=100)
     plt.close(fig)
     written = [run / "loss.png"]
     if evals:
@@ -79,7 +82,8 @@ def run_report(run: Path) -> str:
         ax.set_xlabel("epoch")
         ax.set_ylabel("validation mAP, Full (%)")
         fig.tight_layout()
-        fig.savefig(run / "map.png", dpi=100)
+        with writing(run / "map.png", "the mAP plot"):
+            fig.savefig(run / "map.png", dpi=100)
         plt.close(fig)
         written.append(run / "map.png")
     return "wrote " + ", ".join(str(p) for p in written)

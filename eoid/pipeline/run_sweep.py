@@ -15,7 +15,7 @@ from typing import Any
 
 from eoid.config import parse_part
 from eoid.errors import CacheMismatchError, ConfigError, TrainingDiverged
-from eoid.files import file_sha256, read_json
+from eoid.files import file_sha256, output_folder, read_json, write_text_atomic
 from eoid.pipeline.data.vocab import load_vocabulary
 from eoid.pipeline.run_cache import run_cache
 from eoid.pipeline.run_train import run_train
@@ -55,7 +55,8 @@ def ensure_caches(study: Study, names: set[str], shared: tuple[str, ...], world:
         manifest = folder / "manifest.json"
         if manifest.is_file():
             if spec.recipe is not None:
-                differs = _teacher_differs(read_json(manifest), cache_config(spec, shared).teacher)
+                differs = _teacher_differs(read_json(manifest, CacheMismatchError),
+                                           cache_config(spec, shared).teacher)
                 if differs:
                     raise CacheMismatchError(
                         f"{folder} was built with another teacher than {spec.recipe} asks for "
@@ -100,7 +101,7 @@ def run_sweep(study_path: Path | str, out: Path | str, world: World, part: str =
     """Run (or resume) a study's runs of job-array part `part`, then write its tables; returns the table."""
     if not out:
         raise ConfigError("no study folder given: pass --out runs/STUDY.")
-    study, out = read_study(study_path), Path(out)
+    study, out = read_study(study_path), output_folder(Path(out), "the study folder")
     shared = study.overrides + tuple(overrides)
     index, num_parts = parse_part(part)
     planned = plan_study(study, out, tuple(overrides))
@@ -119,8 +120,7 @@ def run_sweep(study_path: Path | str, out: Path | str, world: World, part: str =
         failed = []
     if not world.is_main:
         return ""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "study.toml").write_text(study.path.read_text())
+    write_text_atomic(out / "study.toml", study.path.read_text(), "the study file")
     rows = collect_rows(study, {v.name: [r.folder for r in planned if r.variant.name == v.name]
                                 for v in study.variants})
     written = write_tables(study, rows, out)

@@ -19,18 +19,20 @@ import torch
 
 from eoid.config import TrainConfig, dumps_toml, to_dict
 from eoid.errors import ConfigError, Interrupted
-from eoid.files import FolderLock
+from eoid.files import FolderLock, output_folder, write_text_atomic
+from eoid.loaders import WorkerLoader
 from eoid.pipeline.data.transforms import augment_params
 from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary
 from eoid.pipeline.evaluation.predictions_io import format_table
 from eoid.pipeline.evaluation.scoring import evaluate_checkpoint, evaluate_model_on_records
-from eoid.pipeline.training.builders import build_loss, build_model, build_optimizer
-from eoid.pipeline.training.checkpoint import load_checkpoint, require_fits, save_checkpoint
+from eoid.pipeline.training.builders import apply_optim_config, build_loss, build_model, build_optimizer
+from eoid.pipeline.training.checkpoint import load_checkpoint, load_state, require_fits, save_checkpoint
 from eoid.pipeline.training.dataset import TrainDataset, collate
 from eoid.pipeline.training.distributed import World, barrier
 from eoid.pipeline.training.loop import GlobalBatchSampler, TrainState, train_one_epoch
 from eoid.pipeline.training.metrics import MetricsLog, tensorboard_available, truncate_metrics
-from eoid.pipeline.training.stop import StopFlag, workers_ignore_stop_signals
+from eoid.pipeline.training.provenance import config_changes, record_changes, require_allowed
+from eoid.pipeline.training.stop import StopFlag
 from eoid.pipeline.training.teacher_source import open_teacher_for_training
 from eoid.pipeline.training.training_set import TrainingSet, prepare_training_set
 
@@ -45,22 +47,41 @@ def run_train(cfg: TrainConfig, world: World, on_row: Callable[[dict], None] | N
     """
     if not cfg.out:
         raise ConfigError("no run folder given: pass --out runs/NAME.")
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(Path(cfg.out), "the run folder")
     lock = FolderLock(out / ".lock", break_lock=cfg.break_lock) if world.is_main else nullcontext()
     with lock:
         return _train(cfg, world, out, on_row)
 
 
-def _start_run_folder(cfg: TrainConfig, out: Path, data: TrainingSet, world: World) -> None:
-    """Refuse a folder that holds another run; write the resolved config and the skipped records."""
-    if (out / "checkpoint.pt").exists() and not cfg.resume:
+def _resume_point(cfg: TrainConfig, out: Path, vocab: Vocabulary) -> tuple[dict | None, dict]:
+    """(checkpoint to continue from or None, config changes it allows), checked before any file is
+    written: a refused --resume changes nothing in the run folder."""
+    last = out / "checkpoint.pt"
+    if not last.exists():
+        return None, {}
+    if not cfg.resume:
         raise ConfigError(f"{out} already holds a run (checkpoint.pt). Pass --resume to continue it, "
                           "or choose another --out.")
+    ckpt = load_checkpoint(last)
+    require_fits(ckpt, last, vocab.to_json(), to_dict(cfg.student))
+    changes = config_changes(ckpt["config"], cfg, f"{last} [config]")
+    require_allowed(changes, cfg.allow_changes, last)
+    return ckpt, changes
+
+
+def _start_run_folder(cfg: TrainConfig, out: Path, data: TrainingSet, world: World, ckpt: dict | None,
+                      changes: dict) -> None:
+    """Write the resolved config of a new run (a resumed run keeps its own and records what changed)
+    and the skipped records."""
     if world.is_main:
-        (out / "config.toml").write_text(dumps_toml(cfg))
+        if ckpt is None or not (out / "config.toml").is_file():
+            write_text_atomic(out / "config.toml", dumps_toml(cfg), "the run's config")
+        elif changes:
+            batch = int(ckpt.get("extra", {}).get("batches_done", 0))
+            record_changes(out, changes, ckpt["epoch"] + 1, ckpt["iteration"], batch)
         if data.num_problems:
-            (out / "bad_records.json").write_text(json.dumps(data.bad_report, indent=1))
+            write_text_atomic(out / "bad_records.json", json.dumps(data.bad_report, indent=1),
+                              "bad_records.json")
             log.warning("skipped %d bad record(s) (%d problem(s)); listed in %s", data.num_skipped,
                         data.num_problems, out / "bad_records.json")
 
@@ -73,7 +94,8 @@ def _train(cfg: TrainConfig, world: World, out: Path, on_row: Callable[[dict], N
                           "and the zero-shot setting.")
     teacher, online = open_teacher_for_training(cfg, vocab, world, data.records)
     last = out / "checkpoint.pt"
-    _start_run_folder(cfg, out, data, world)
+    ckpt, changes = _resume_point(cfg, out, vocab)
+    _start_run_folder(cfg, out, data, world, ckpt, changes)
 
     torch.manual_seed(cfg.optim.seed)  # same initial weights on every rank
     model = build_model(cfg.student, vocab, world.device)
@@ -83,16 +105,17 @@ def _train(cfg: TrainConfig, world: World, out: Path, on_row: Callable[[dict], N
     optimizer, scheduler = build_optimizer(model, cfg.optim)
     start_epoch, state, best = 0, TrainState(), {"score": -1.0, "epoch": -1}
     skip_batches = 0
-    if cfg.resume and last.exists():
-        ckpt = load_checkpoint(last)
-        require_fits(ckpt, last, vocab.to_json(), to_dict(cfg.student))
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
+    if ckpt is not None:
+        load_state(model, ckpt["model"], last, "model weights")
+        load_state(optimizer, ckpt.get("optimizer"), last, "optimizer state")
+        load_state(scheduler, ckpt.get("scheduler"), last, "learning-rate schedule")
+        if changes:   # changed rates, decay or schedule apply from here on, over the loaded state
+            apply_optim_config(optimizer, scheduler, cfg.optim)
         start_epoch, state.iteration = ckpt["epoch"], ckpt["iteration"]
-        best = ckpt["extra"].get("best", best)
-        skip_batches = int(ckpt["extra"].get("batches_done", 0))
-        state.rng_state = ckpt["extra"].get("torch_rng") if world.is_main else None
+        extra = ckpt.get("extra") or {}
+        best = extra.get("best", best)
+        skip_batches = int(extra.get("batches_done", 0))
+        state.rng_state = extra.get("torch_rng") if world.is_main else None
         log.info("resuming %s at epoch %d (iteration %d)", out, start_epoch, state.iteration)
     if world.is_main:  # also a fresh start: drop rows of a run killed before its first checkpoint
         truncate_metrics(out / "metrics.jsonl", state.iteration, start_epoch)
@@ -106,18 +129,16 @@ def _train(cfg: TrainConfig, world: World, out: Path, on_row: Callable[[dict], N
                            augment_params(cfg.augment), cfg.data.unknown_pairs, teacher,
                            cfg.optim.seed, data.annotated_pairs, train=True)
     sampler = GlobalBatchSampler(len(dataset), cfg.optim.batch_size, world, cfg.optim.seed)
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
-                                         num_workers=cfg.optim.num_workers,
-                                         pin_memory=world.device.startswith("cuda"),
-                                         persistent_workers=False,
-                                         worker_init_fn=workers_ignore_stop_signals)
+    loader = WorkerLoader(dataset, stop_signals_to_main=True, batch_sampler=sampler, collate_fn=collate,
+                          num_workers=cfg.optim.num_workers, pin_memory=world.device.startswith("cuda"),
+                          persistent_workers=False)
     metrics = MetricsLog(out / "metrics.jsonl", out / "tensorboard" if tensorboard_available() else None,
                          state.iteration) if world.is_main else None
     log_row = _row_sinks(metrics, on_row)
     if on_row is not None:
         total = cfg.optim.epochs * len(sampler)
         on_row({"iterations_total": min(total, cfg.optim.max_iters or total), "iteration": state.iteration})
-    with StopFlag() as stop:
+    with StopFlag() as stop, loader:
         for epoch in range(start_epoch, cfg.optim.epochs):
             dataset.set_epoch(epoch)
             sampler.set_epoch(epoch, skip_batches if epoch == start_epoch else 0)

@@ -264,7 +264,7 @@ def check_same_config(run: PlannedRun) -> None:
     # read through the dataclass: a field added by a later eoid takes its default, not a difference
     old, new = _flat(to_dict(from_dict(type(run.cfg), read_toml(path), str(path)))), _flat(to_dict(run.cfg))
     diff = sorted(k for k in old.keys() | new.keys()
-                  if k not in ("resume", "break_lock") and old.get(k) != new.get(k))
+                  if k not in ("resume", "allow_changes", "break_lock") and old.get(k) != new.get(k))
     if diff:
         raise ConfigError(f"{path}: this run folder was trained with another config (differs in "
                           f"{diff[:5]}); the study or its recipes changed. Use another --out, or move "

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from eoid.errors import DataError
+from eoid.files import writing
 from eoid.pipeline.study import Study, Variant
 
 LABELS = {"full": "Full", "rare": "Rare", "non_rare": "Non-rare", "seen": "Seen", "unseen": "Unseen"}
@@ -124,7 +125,8 @@ def bar_plot(path: Path, study: Study, rows: list[Row]) -> None:
 def write_tables(study: Study, rows: list[Row], out: Path) -> list[Path]:
     """Write table.md, table.csv and table.png into `out`; returns their paths."""
     paths = [out / "table.md", out / "table.csv", out / "table.png"]
-    paths[0].write_text(markdown_table(study, rows) + "\n")
-    write_csv(paths[1], study, rows)
-    bar_plot(paths[2], study, rows)
+    with writing(out, "the study's tables"):
+        paths[0].write_text(markdown_table(study, rows) + "\n")
+        write_csv(paths[1], study, rows)
+        bar_plot(paths[2], study, rows)
     return paths

@@ -51,3 +51,40 @@ def pair_verb_probs(image_emb: Tensor, text_emb: Tensor, object_idx: Tensor,
     similarity = image_emb.float() @ text_emb.float().T
     valid = valid_hoi_by_object.to(similarity.device)[object_idx.to(similarity.device)]
     return teacher_verb_probs(similarity, valid, hoi_to_verb, num_verbs, gamma)
+
+
+def valid_verb_table(valid_hoi_by_object: np.ndarray, hoi_to_verb: np.ndarray, num_verbs: int) -> np.ndarray:
+    """(num_objects, V) bool: the verbs a teacher distribution may give mass for each object."""
+    onehot = np.zeros((len(hoi_to_verb), num_verbs), dtype=np.int64)
+    onehot[np.arange(len(hoi_to_verb)), np.asarray(hoi_to_verb, dtype=np.int64)] = 1
+    return (np.asarray(valid_hoi_by_object, dtype=np.int64) @ onehot) > 0
+
+
+def distribution_problems(verb_probs: np.ndarray, object_class: np.ndarray, valid_verbs: np.ndarray,
+                          atol: float = 5e-3, chunk: int = 65536) -> list[str]:
+    """What keeps stored rows from being teacher distributions; [] if every row is one.
+
+    verb_probs (P, V) as stored, object_class (P,), valid_verbs (num_objects, V) bool
+    (valid_verb_table). A row must be finite, put no mass outside its object's valid verbs, and
+    sum to 1 (within `atol`: float16 storage), or be all zero when its object has no valid verb.
+    """
+    if len(object_class) and not 0 <= int(object_class.min()) <= int(object_class.max()) < len(valid_verbs):
+        return [f"object classes outside 0..{len(valid_verbs) - 1}"]
+    counts = {"finite": 0, "verb": 0, "sum": 0}
+    first: dict[str, int] = {}
+    for lo in range(0, len(verb_probs), chunk):
+        probs = np.asarray(verb_probs[lo:lo + chunk], dtype=np.float32)
+        valid = valid_verbs[object_class[lo:lo + chunk]]
+        sums = probs.sum(1)
+        bad = {"finite": ~np.isfinite(probs).all(1),
+               "verb": (np.where(valid, 0, probs) != 0).any(1),
+               "sum": ~np.where(valid.any(1), np.abs(sums - 1) <= atol, sums == 0)}
+        bad["sum"] &= ~bad["finite"]
+        for kind, rows in bad.items():
+            counts[kind] += int(rows.sum())
+            if rows.any():
+                first.setdefault(kind, lo + int(np.argmax(rows)))
+    text = {"finite": "hold NaN or infinite values",
+            "verb": "give mass to a verb the teacher excludes or that is not valid for their object",
+            "sum": "do not sum to 1 over the verbs valid for their object"}
+    return [f"{counts[k]} row(s) {text[k]} (first: row {first[k]})" for k in counts if counts[k]]

@@ -16,6 +16,7 @@ from eoid.errors import CacheMismatchError
 from eoid.files import read_json
 from eoid.teacher_cache import manifest as mf
 from eoid.teacher_cache import store
+from eoid.teacher_cache.distribution import distribution_problems, valid_hoi_table, valid_verb_table
 from eoid.teacher_cache.plan import ShardLayout
 
 
@@ -42,17 +43,12 @@ def lookup_pairs(query_h: np.ndarray, query_o: np.ndarray, query_cls: np.ndarray
 
 
 def check_complete(path: Path) -> dict:
-    """The manifest of a finished cache; an unfinished or foreign folder is a CacheMismatchError."""
+    """The manifest of a finished cache; an unfinished, damaged or foreign folder is a CacheMismatchError."""
     path = Path(path)
     if (path / "manifest.json").is_file():
-        manifest = read_json(path / "manifest.json")
-        if manifest.get("format_version") != mf.FORMAT_VERSION:
-            raise CacheMismatchError(
-                f"{path}/manifest.json: cache format version {manifest.get('format_version')!r}, "
-                f"this eoid reads version {mf.FORMAT_VERSION}. Rebuild it with `eoid cache-teacher`.")
-        return manifest
+        return mf.read_manifest(path)
     if (path / "plan.json").is_file():
-        plan = read_json(path / "plan.json")
+        plan = read_json(path / "plan.json", CacheMismatchError, mf.REBUILD)
         layout = ShardLayout(**plan["layout"])
         done = len(store.done_shards(path))
         raise CacheMismatchError(
@@ -62,24 +58,38 @@ def check_complete(path: Path) -> dict:
                              "Pass the folder written by `eoid cache-teacher --out`.")
 
 
+def teacher_valid_verbs(vocabulary: dict, excluded_verbs: list[str]) -> np.ndarray:
+    """(num_objects, V) bool from a cache's vocabulary JSON: verbs its rows may give mass, per object."""
+    verbs = [v["name"] for v in vocabulary["verbs"]]
+    hois = np.asarray(vocabulary["hois"], dtype=np.int64).reshape(-1, 2)     # (verb, object) per HOI
+    excluded = [verbs.index(v) for v in excluded_verbs if v in verbs]
+    valid_hoi = valid_hoi_table(hois[:, 1], hois[:, 0], len(vocabulary["objects"]), excluded)
+    return valid_verb_table(valid_hoi, hois[:, 0], len(verbs))
+
+
 class CacheReader:
     """A finished teacher cache held in RAM; `lookup` costs microseconds per image."""
 
-    def __init__(self, path: str | Path, min_iou: float = 0.5, load_embeddings: bool = False):
+    def __init__(self, path: str | Path, min_iou: float = 0.5, load_embeddings: bool = False,
+                 verify_all: bool = False):
+        """Open and check a cache: the checksums of every file it reads (of every file with
+        `verify_all`), the counts, and that every row is a teacher distribution."""
         self.path = Path(path)
         self.manifest = check_complete(self.path)
         self.min_iou = min_iou
-        meta = read_json(self.path / "meta.json")
+        names = ("human_xyxy", "object_xyxy", "object_class", "verb_probs", "image_offsets",
+                 "labelled", "pair_box_idx") + (("image_emb",) if load_embeddings else ())
+        store.verify_files(self.path, self.manifest["checksums"], None if verify_all else names)
+        meta = read_json(self.path / "meta.json", CacheMismatchError, mf.REBUILD)
         self.image_keys: list[str] = meta["image_keys"]
         self.prompts: list[str] = meta["prompts"]
         self.vocabulary: dict = meta["vocabulary"]
-        names = ("human_xyxy", "object_xyxy", "object_class", "verb_probs", "image_offsets",
-                 "labelled", "pair_box_idx") + (("image_emb",) if load_embeddings else ())
         try:
             arrays = store.load_arrays(self.path, names)
-        except (OSError, KeyError, ValueError) as err:
-            raise CacheMismatchError(f"{self.path}: cache arrays unreadable ({err}). "
-                                     "Run `eoid cache verify`, or rebuild the cache.") from None
+        except (OSError, KeyError, ValueError, RuntimeError, IndexError, TypeError) as err:
+            raise CacheMismatchError(f"{self.path}: cache arrays unreadable ({type(err).__name__}: "
+                                     f"{str(err).splitlines()[0][:200] if str(err) else ''}). "
+                                     f"{mf.REBUILD}") from None
         self.human_xyxy = arrays["human_xyxy"]
         self.object_xyxy = arrays["object_xyxy"]
         self.object_class = arrays["object_class"]
@@ -89,11 +99,18 @@ class CacheReader:
         self.pair_box_idx = arrays["pair_box_idx"]
         self.image_emb = arrays.get("image_emb")
         fp = self.manifest["fingerprint"]
-        if len(self.offsets) != fp["num_images"] + 1 or int(self.offsets[-1]) != fp["num_pairs"] \
-                or len(self.verb_probs) != fp["num_pairs"] or len(self.image_keys) != fp["num_images"]:
+        num_images, num_pairs = fp.get("num_images", -1), fp.get("num_pairs", -1)
+        if len(self.offsets) != num_images + 1 or int(self.offsets[-1]) != num_pairs \
+                or len(self.verb_probs) != num_pairs or len(self.image_keys) != num_images:
             raise CacheMismatchError(f"{self.path}: arrays do not match the manifest counts "
-                                     f"({fp['num_images']} images, {fp['num_pairs']} pairs); the "
+                                     f"({num_images} images, {num_pairs} pairs); the "
                                      "cache is truncated or mixed. Rebuild it.")
+        problems = distribution_problems(self.verb_probs, self.object_class, teacher_valid_verbs(
+            self.vocabulary, self.fingerprint.get("excluded_verbs", [])))
+        if problems:
+            raise CacheMismatchError(f"{self.path}: the stored teacher rows are not distributions: "
+                                     f"{'; '.join(problems)}. Rebuild it with `eoid cache-teacher` "
+                                     "(and a finite teacher.gamma).")
         self._index = {k: i for i, k in enumerate(self.image_keys)}
 
     @property

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 from eoid.errors import CacheMismatchError
+from eoid.files import read_json
 
-FORMAT_VERSION = 1
+# 2: the manifest records a sha256 per file (checksums), checked whenever a cache is opened
+FORMAT_VERSION = 2
+REBUILD = "Copy the cache again, or rebuild it with `eoid cache-teacher`."
 CANDIDATE_RULE = "every human box x every other box, exact duplicates removed (v1)"
 
 _LABELS = {
@@ -70,3 +74,22 @@ def require_match(where: str, found: dict[str, Any], expected: dict[str, Any], f
     diffs = compare_fingerprints(found, expected, ignore)
     if diffs:
         raise CacheMismatchError(f"{where} does not fit this run: " + "; ".join(diffs) + f". {fix}")
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """A finished cache's manifest.json, refused (CacheMismatchError) if damaged or of another version."""
+    file = Path(path) / "manifest.json"
+    manifest = read_json(file, CacheMismatchError, REBUILD)
+    if not isinstance(manifest, dict):
+        raise CacheMismatchError(f"{file} is not a JSON object. {REBUILD}")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        older = " (written by an older eoid, without the checksums that prove its bytes)" \
+            if isinstance(version, int) and version < FORMAT_VERSION else ""
+        raise CacheMismatchError(f"{file}: cache format version {version!r}{older}, this eoid reads version "
+                                 f"{FORMAT_VERSION}. Rebuild it with `eoid cache-teacher`.")
+    missing = [k for k in ("fingerprint", "layout", "checksums", "config")
+               if not isinstance(manifest.get(k), dict)]
+    if missing:
+        raise CacheMismatchError(f"{file} lacks {', '.join(missing)}: it was edited or cut short. {REBUILD}")
+    return manifest

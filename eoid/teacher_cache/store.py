@@ -8,9 +8,14 @@ Layout (ENVIRONMENT_FACTS §4: flat ragged table + per-image offsets, sharded, z
         image_emb (P,D) float16 (unit length), verb_probs (P,V) float16
     text_emb (H,D) float32; meta.json: image keys and sizes, prompts, vocabulary
     plan.json: fingerprint + layout, written when the folder is created
-    progress/shard-NNNNN.done: a teacher shard is written and fsynced
+    progress/shard-NNNNN.done: a teacher shard is written and fsynced; holds its files' sha256
     partial/shard-NNNNN/block-NNNNN.npz: finished blocks of an unfinished shard (resume)
     manifest.json: written last; its presence marks a complete cache
+
+Checksums: plan.json records the sha256 of every file written at creation (metadata, plan
+arrays, meta.json), each shard's done marker those of its shard files, and manifest.json all of
+them (`collect_checksums`). A reader checks the files it loads against them (`verify_files`), so
+a flipped byte, an emptied or swapped chunk file or an edited meta.json is refused, not read.
 
 Only image_emb and verb_probs are written after creation, one whole shard at a time by the one
 writer that owns the shard (two writers in one zarr shard silently lose rows).
@@ -22,6 +27,7 @@ A failed write (disk full) is an EoidError; the files written before it stay val
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import zipfile
@@ -32,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from eoid.errors import CacheMismatchError
-from eoid.files import write_bytes_atomic, write_json_atomic, writing
+from eoid.files import file_sha256, read_json, write_bytes_atomic, write_json_atomic, writing
 from eoid.teacher_cache.plan import CachePlan, ShardLayout
 
 TEACHER_ARRAYS = ("image_emb", "verb_probs")
@@ -94,13 +100,55 @@ def _create_store(path: Path, plan: CachePlan, layout: ShardLayout, text_emb: np
     write_json_atomic(path / "meta.json", meta, "a cache file")
     (path / "progress").mkdir(exist_ok=True)
     (path / "partial").mkdir(exist_ok=True)
-    write_json_atomic(path / "plan.json", plan_json, "a cache file")
+    created = [p for p in sorted(path.rglob("*")) if p.is_file() and _is_data_file(path, p)]
+    write_json_atomic(path / "plan.json", {**plan_json, "checksums": file_checksums(path, created)},
+                      "a cache file")
 
 
 # ---------------------------------------------------------------- shards, blocks, progress
 
 def shard_done_path(path: Path, shard: int) -> Path:
     return path / "progress" / f"shard-{shard:05d}.done"
+
+
+def _is_data_file(root: Path, file: Path) -> bool:
+    """A file of the store itself (not progress, partial blocks, locks, plan.json or manifest.json)."""
+    rel = file.relative_to(root)
+    return (rel.parts[0] not in ("progress", "partial") and not rel.name.startswith(".")
+            and str(rel) not in ("plan.json", "manifest.json"))
+
+
+def file_checksums(root: Path, files: list[Path]) -> dict[str, str]:
+    """{path relative to `root` (POSIX): sha256} of `files`."""
+    return {file.relative_to(root).as_posix(): file_sha256(file) for file in files}
+
+
+def collect_checksums(path: Path, layout: ShardLayout) -> dict[str, str]:
+    """Every file's sha256, from plan.json and the shards' done markers (for manifest.json)."""
+    found = dict(read_json(path / "plan.json", CacheMismatchError).get("checksums", {}))
+    for shard in range(layout.num_shards):
+        marker = read_json(shard_done_path(path, shard), CacheMismatchError,
+                           "Delete that file and rerun `eoid cache-teacher` to write the shard again.")
+        found.update(marker["checksums"])
+    return dict(sorted(found.items()))
+
+
+def verify_files(path: Path, checksums: dict[str, str], arrays: tuple[str, ...] | None = None) -> None:
+    """Refuse (CacheMismatchError) a cache whose files differ from `checksums` (manifest.json's).
+
+    arrays: check only these arrays' files (and the metadata); None checks every file.
+    """
+    chosen = {rel: digest for rel, digest in checksums.items()
+              if arrays is None or "/" not in rel or rel.split("/", 1)[0] in arrays}
+    bad = [rel for rel, digest in chosen.items()
+           if not (path / rel).is_file() or file_sha256(path / rel) != digest]
+    if bad:
+        shown = ", ".join(f"{rel} ({'changed' if (path / rel).is_file() else 'missing'})"
+                          for rel in bad[:3])
+        raise CacheMismatchError(f"{path}: {len(bad)} file(s) differ from the checksums recorded when the "
+                                 f"cache was written: {shown}{' ...' if len(bad) > 3 else ''}; it was "
+                                 "damaged or edited since. Copy it again, or rebuild it with "
+                                 "`eoid cache-teacher`.")
 
 
 def done_shards(path: Path) -> set[int]:
@@ -140,6 +188,7 @@ def write_shard(path: Path, layout: ShardLayout, shard: int, image_emb: np.ndarr
     """Write one whole teacher shard, fsync it, then mark it done and drop its blocks."""
     import zarr
     lo, hi = layout.shard_range(shard)
+    written: list[Path] = []
     with writing(path, f"teacher shard {shard} (rows {lo}:{hi})"), _every_chunk_written():
         group = zarr.open_group(str(path), mode="r+")
         for name, data in (("image_emb", image_emb), ("verb_probs", verb_probs)):
@@ -155,7 +204,9 @@ def write_shard(path: Path, layout: ShardLayout, shard: int, image_emb: np.ndarr
                 if f.is_file():
                     with open(f, "rb") as fh:
                         os.fsync(fh.fileno())
-    write_bytes_atomic(shard_done_path(path, shard), b"", "a cache file")
+                    written.append(f)
+    marker = json.dumps({"checksums": file_checksums(path, written)}, indent=1) + "\n"
+    write_bytes_atomic(shard_done_path(path, shard), marker.encode(), "a cache file")
     shutil.rmtree(path / "partial" / f"shard-{shard:05d}", ignore_errors=True)
 
 

@@ -100,6 +100,15 @@ def _is_torchscript(path: Path) -> bool:
         return any(n.endswith("/constants.pkl") or n == "constants.pkl" for n in archive.namelist())
 
 
+def _gist(err: BaseException) -> str:
+    """One line of a library's error: its first non-empty line, or the last for a size mismatch."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if not lines:
+        return "no message"
+    line = lines[-1] if "size mismatch" in str(err) else lines[0]
+    return line[:200]
+
+
 def _missing(model_name: str, weights: str, why: str) -> WeightsNotFoundError:
     return WeightsNotFoundError(
         f"CLIP model {model_name!r}: the weights {weights!r} could not be found on this machine "
@@ -198,11 +207,12 @@ def load_teacher(model_name: str, weights: str, device: str | torch.device = "cp
                 model = open_clip.load_openai_model(str(path), precision="fp32", device="cpu")
             else:
                 model = open_clip.create_model(name, pretrained=str(path), **kwargs)
-        except (RuntimeError, KeyError, ValueError, OSError) as err:
+        except Exception as err:  # a file the user handed us: truncated, not weights, a hostile pickle
             raise WeightsNotFoundError(
                 f"{path}: cannot load these weights into CLIP model {name!r} ({type(err).__name__}: "
-                f"{str(err)[:300]}). Check that --clip names the architecture of this file "
-                "(e.g. RN50x16-quickgelu for OpenAI's RN50x16.pt).") from None
+                f"{_gist(err)}). The file may be damaged, not a weights file, or hold code (never run); "
+                "check that --clip names the architecture of this file (e.g. RN50x16-quickgelu for "
+                "OpenAI's RN50x16.pt).") from None
     model = model.float().to(device).eval()  # eval: the original left BatchNorm in train mode
     for p in model.parameters():
         p.requires_grad_(False)

@@ -12,7 +12,7 @@ import math
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -20,6 +20,7 @@ from PIL import Image
 
 from eoid.errors import CacheMismatchError, DataError, Interrupted
 from eoid.files import FolderLock, read_json, write_json_atomic
+from eoid.loaders import WorkerLoader
 from eoid.teacher_cache import manifest as mf
 from eoid.teacher_cache import store
 from eoid.teacher_cache.crops import CropSpec, union_crops
@@ -53,8 +54,8 @@ def prepare_store(out: Path, plan: CachePlan, layout: ShardLayout, fingerprint: 
     """
     with FolderLock(out / ".init.lock", break_lock=break_lock, wait_s=600.0):
         if (out / "plan.json").is_file():
-            found = read_json(out / "plan.json")
-            mf.require_match(f"{out}", found["fingerprint"], fingerprint,
+            found = read_json(out / "plan.json", CacheMismatchError, "Delete that folder to rebuild it.")
+            mf.require_match(f"{out}", found.get("fingerprint", {}), fingerprint,
                              "Pass another --out, or delete that folder to rebuild it.")
             if found["layout"] != layout.to_json():
                 raise CacheMismatchError(f"{out}: written with shard_rows {found['layout']['shard_rows']}, "
@@ -72,11 +73,13 @@ def prepare_store(out: Path, plan: CachePlan, layout: ShardLayout, fingerprint: 
 
 
 def finalize_if_complete(out: Path, manifest: dict, layout: ShardLayout) -> bool:
-    """Write manifest.json once every shard is done (any part may; the bytes are the same)."""
+    """Write manifest.json, with every file's checksum, once every shard is done (any part may; the
+    bytes are the same)."""
     if len(store.done_shards(out)) < layout.num_shards:
         return False
     if not (out / "manifest.json").is_file():
-        write_json_atomic(out / "manifest.json", manifest, "a cache file")
+        checksums = store.collect_checksums(out, layout)
+        write_json_atomic(out / "manifest.json", {**manifest, "checksums": checksums}, "a cache file")
     return True
 
 
@@ -114,14 +117,12 @@ def prefetch_items(pairs_per_image: float, batch_size: int, num_workers: int) ->
     return int(min(32, max(2, math.ceil(per_worker))))
 
 
-def crop_stream(dataset: SegmentCrops, num_workers: int, prefetch: int = 2
-                ) -> Iterator[tuple[int, torch.Tensor]]:
-    """The dataset's items in order, decoded by `num_workers` processes."""
+def crop_stream(dataset: SegmentCrops, num_workers: int, prefetch: int = 2) -> WorkerLoader:
+    """The dataset's items in order, decoded by `num_workers` processes (read it inside `with`)."""
     # no pin_memory here: the main process copies each batch once, into pinned memory (_batch_rows)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False,
-                                         num_workers=num_workers, persistent_workers=False,
-                                         prefetch_factor=prefetch if num_workers > 0 else None)
-    yield from loader
+    return WorkerLoader(dataset, stop_signals_to_main=True, batch_size=None, shuffle=False,
+                        num_workers=num_workers, persistent_workers=False,
+                        prefetch_factor=prefetch if num_workers > 0 else None)
 
 
 def _batch_rows(parts: list[torch.Tensor], pin: bool) -> torch.Tensor:
@@ -186,14 +187,14 @@ def compute_shards(job: ShardJob, teacher: Teacher, text_emb: np.ndarray, shards
     prefetch = prefetch_items(sum(hi - lo for _, lo, hi in segments) / max(len(segments), 1),
                               batch_size, num_workers)
     crops = SegmentCrops(segments, job.image_paths, plan.image_keys, plan, teacher.crop_spec)
-    stream = crop_stream(crops, num_workers, prefetch)
     pin = teacher.device.type == "cuda"
     buffer: list[tuple[int, torch.Tensor]] = []
     block_emb: list[torch.Tensor] = []
     bar = tqdm(total=sum(hi - lo for _, lo, hi in ranges), unit="crop", disable=not show_progress,
                desc=f"teacher {teacher.model_name}", smoothing=0.1)
     block_of = {(s, blo): bhi for s in shards for blo, bhi in layout.blocks(s)}
-    with BackgroundWriter() as writer:
+    with crop_stream(crops, num_workers, prefetch) as loader, BackgroundWriter() as writer:
+        stream = iter(loader)
         for shard, lo, hi in ranges:
             while not buffer or buffer[-1][0] + len(buffer[-1][1]) < hi:
                 buffer.append(next(stream))

@@ -138,7 +138,8 @@ def test_a_variant_whose_cache_was_built_from_other_annotations_is_refused(tmp_p
     cache = tmp_path / "cache"
     cache.mkdir()
     (cache / "manifest.json").write_text(json.dumps({"format_version": FORMAT_VERSION, "fingerprint": {
-        "vocabulary": "0" * 16, "annotations_sha256": "f" * 64}}))
+        "vocabulary": "0" * 16, "annotations_sha256": "f" * 64},
+        "layout": {}, "checksums": {}, "config": {}}))
     path = _study(tmp_path, f'set = ["data.dataset=\\"{tmp_path / "vocab.json"}\\"", '
                             f'"data.train_annotations=\\"{tmp_path / "train.json"}\\""]\n'
                             f'[caches.c]\npath = "{cache}"\n[[variants]]\nname = "v"\n')

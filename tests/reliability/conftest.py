@@ -50,3 +50,12 @@ def cache(synth, clip_weights, tmp_path_factory) -> Path:
 
     from tiny_train import WORLD, cache_config
     return run_cache(cache_config(synth, clip_weights, tmp_path_factory.mktemp("cache") / "cache"), WORLD)
+
+
+@pytest.fixture(scope="session")
+def trained_run(synth, tmp_path_factory) -> Path:
+    """A finished 1-epoch tiny run (checkpoint.pt, metrics.jsonl): tests copy it before changing it."""
+    from eoid.pipeline.run_train import run_train
+
+    from tiny_train import WORLD, train_config
+    return run_train(train_config(synth, tmp_path_factory.mktemp("trained") / "run", 1), WORLD)

@@ -135,7 +135,7 @@ def test_a_cache_with_a_truncated_shard_file_is_refused(cache, tmp_path):
     bad = _damaged(cache, tmp_path / "cache")
     shard = bad / "verb_probs" / "c" / "1" / "0"
     shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
-    with pytest.raises(CacheMismatchError, match="unreadable"):
+    with pytest.raises(CacheMismatchError, match=r"verb_probs/c/1/0 \(changed\)"):
         CacheReader(bad)
 
 
@@ -143,7 +143,7 @@ def test_a_cache_with_a_lost_shard_file_is_refused_not_read_as_zeros(cache, tmp_
     from eoid.teacher_cache.lookup import CacheReader
     bad = _damaged(cache, tmp_path / "cache")
     (bad / "verb_probs" / "c" / "2" / "0").unlink()   # zarr alone would return rows 32..47 as zeros
-    with pytest.raises(CacheMismatchError, match=r"'verb_probs' lacks 1 shard file.*rows 32"):
+    with pytest.raises(CacheMismatchError, match=r"verb_probs/c/2/0 \(missing\)"):
         CacheReader(bad)
 
 
@@ -161,8 +161,8 @@ def test_a_cache_of_another_format_version_is_refused(cache, tmp_path):
     from eoid.teacher_cache.lookup import CacheReader
     bad = _damaged(cache, tmp_path / "cache")
     manifest = json.loads((bad / "manifest.json").read_text())
-    (bad / "manifest.json").write_text(json.dumps({**manifest, "format_version": 2}))
-    with pytest.raises(CacheMismatchError, match="cache format version 2, this eoid reads version 1"):
+    (bad / "manifest.json").write_text(json.dumps({**manifest, "format_version": 99}))
+    with pytest.raises(CacheMismatchError, match="cache format version 99, this eoid reads version 2"):
         CacheReader(bad)
 
 

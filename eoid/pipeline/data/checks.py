@@ -135,7 +135,7 @@ def check_raw_image(raw: RawImage, file: Path, images: Path, vocab: Vocabulary, 
                     width, height = iw, ih
 
     boxes = _boxes_array(raw.boxes, bad)
-    classes = _box_classes(raw.category_ids, len(boxes), vocab, bad)
+    classes = _box_classes(raw.category_ids, len(boxes), vocab, bad) if boxes is not None else None
     if boxes is not None:
         for i, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
             if not all(math.isfinite(c) for c in (x1, y1, x2, y2)):
@@ -149,8 +149,10 @@ def check_raw_image(raw: RawImage, file: Path, images: Path, vocab: Vocabulary, 
                 bad("bad_box", f"box {i} {[x1, y1, x2, y2]} lies outside the {width}x{height} px "
                     f"image (tolerance {tolerance_px:g} px)",
                     "check that boxes are xyxy in original image pixels (not xywh, not normalised)")
-    hois = _labels(raw.labels, len(boxes) if boxes is not None else 0, classes, vocab,
-                   drop_objectless, bad)
+    # a malformed box is reported once: its labels are checked against the boxes as listed
+    listed = len(raw.boxes) if isinstance(raw.boxes, (list, tuple)) else 0
+    num_boxes = len(boxes) if boxes is not None else listed
+    hois = _labels(raw.labels, num_boxes, classes, vocab, drop_objectless, bad)
     if problems:
         return None, problems
     assert boxes is not None and classes is not None

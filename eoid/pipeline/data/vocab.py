@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from eoid.errors import DataError
+from eoid.config_values import template_problem
+from eoid.errors import ConfigError, DataError
 from eoid.teacher_cache.distribution import valid_hoi_table
 
 BUILTIN = {"hico-det": "vocab_hico_det.json", "v-coco": "vocab_vcoco.json"}
@@ -114,7 +115,13 @@ class Vocabulary:
                                self.teacher_excluded_verbs)
 
     def prompts(self, template: str) -> list[str]:
-        """One prompt per HOI: template with {verb_ing} and {object} (underscores -> spaces)."""
+        """One prompt per HOI: template with {verb_ing} and {object} (underscores -> spaces).
+
+        A template with another placeholder is a ConfigError naming teacher.template.
+        """
+        problem = template_problem(template)
+        if problem:
+            raise ConfigError(f"teacher.template {template!r} {problem}.")
         return [template.format(verb_ing=self.verb_phrases[v],
                                 object=self.objects[o].replace("_", " "))
                 for v, o in self.hois]

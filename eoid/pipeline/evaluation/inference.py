@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from eoid.boxes import cxcywh_to_xyxy
 from eoid.config import AugmentConfig, PostprocessConfig
+from eoid.loaders import WorkerLoader
 from eoid.pipeline.data.images import load_rgb
 from eoid.pipeline.data.transforms import augment_params, augment_test, pad_batch
 from eoid.pipeline.data.vocab import Vocabulary
@@ -54,10 +55,10 @@ def model_outputs(model: Any, paths: list[Path], keys: list[str], augment: Augme
                   ) -> Iterator[tuple[StudentOutput, list[tuple[int, int]], list[str]]]:
     """(outputs, original (width, height) per image, keys) per batch, the model in eval mode."""
     model.eval()
-    loader = torch.utils.data.DataLoader(EvalDataset(paths, keys, augment), batch_size=batch_size,
-                                         collate_fn=collate_eval, num_workers=num_workers)
-    for images, masks, sizes, batch_keys in tqdm(loader, desc=desc, disable=not progress, leave=False):
-        yield model(images.to(device), masks.to(device)), sizes, batch_keys
+    with WorkerLoader(EvalDataset(paths, keys, augment), batch_size=batch_size, collate_fn=collate_eval,
+                      num_workers=num_workers) as loader:
+        for images, masks, sizes, batch_keys in tqdm(loader, desc=desc, disable=not progress, leave=False):
+            yield model(images.to(device), masks.to(device)), sizes, batch_keys
 
 
 def sizes_hw(sizes_wh: list[tuple[int, int]]) -> Tensor:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from eoid.config import AugmentConfig, DataConfig, PostprocessConfig, require_path
+from eoid.files import output_folder
 from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.data.records import ImageRecord
 from eoid.pipeline.data.vocab import Vocabulary
@@ -57,14 +58,13 @@ def evaluate_checkpoint(checkpoint: Path, data: DataConfig, augment: AugmentConf
 
     `progress`: draw the progress bar of the images.
     """
+    out = output_folder(Path(out))
     model, vocab, _ = model_from_checkpoint(checkpoint, device)
     ann = require_path(data.test_annotations, "test annotation file", "--annotations")
     images = require_path(data.test_images, "test image folder", "--images")
     records = read_annotations(ann, images, vocab, skip_bad=data.skip_bad).records
     triplets, ranked = predict_images(model, [r.path for r in records], [r.key for r in records],
                                       vocab, augment, post, device, batch_size, progress=progress)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     write_predictions(out / "predictions.json", triplets)
     results = score(triplets, records, vocab, data.setting, ranked,
                     {"checkpoint": str(checkpoint), "annotations": str(ann)})

@@ -32,6 +32,7 @@ from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
 
+from eoid.files import output_folder, write_text_atomic
 from eoid.pipeline.data.vocab import Vocabulary
 from eoid.pipeline.synth.world import Scene, sample_scenes, synth_vocabulary
 from eoid.teacher_cache.crops import CropSpec, union_crops
@@ -161,6 +162,8 @@ def train_synth_teacher(out: Path, seed: int = 0, steps: int = 500, *, num_web_i
     date, command), and returns that provenance dict.
     """
     from safetensors.torch import save_file
+    out = Path(out)
+    output_folder(out.parent, "the weights file's folder")
     started = time.time()
     vocab = synth_vocabulary()
     model, tokenizer = build_synth_clip(seed=seed)
@@ -199,8 +202,6 @@ def train_synth_teacher(out: Path, seed: int = 0, steps: int = 500, *, num_web_i
             model.logit_scale.clamp_(0, math.log(100))
         if step % 20 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().half().contiguous() for k, v in model.state_dict().items()}, str(out))
     shipped, tokenizer = build_synth_clip(weights=out)            # measure what ships: fp16 weights, reloaded
     held = labelled_pair_crops(list(sample_scenes(num_eval_images, seed, "held_out", image_size)), spec)
@@ -218,7 +219,7 @@ def train_synth_teacher(out: Path, seed: int = 0, steps: int = 500, *, num_web_i
         "date": datetime.date.today().isoformat(), "train_seconds": round(time.time() - started, 1),
         "torch": torch.__version__,
     }
-    out.with_suffix(".json").write_text(json.dumps(provenance, indent=1))
+    write_text_atomic(out.with_suffix(".json"), json.dumps(provenance, indent=1), "the provenance file")
     return provenance
 
 

@@ -25,6 +25,7 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from eoid.errors import ConfigError
+from eoid.files import output_folder, write_text_atomic, writing
 from eoid.pipeline.data.vocab import Vocabulary, vocabulary_from_json
 from eoid.pipeline.synth.draw import (
     OBJECT_COLOURS,
@@ -314,9 +315,8 @@ def generate_world(out_dir: Path, num_images: int, seed: int, *, image_size: int
     if num_images < 2 or not 0.0 < test_fraction < 1.0 or image_size < 96:
         raise ConfigError(f"synthetic world: need num_images >= 2 (got {num_images}), 0 < test_fraction < 1 "
                           f"(got {test_fraction}) and image_size >= 96 px (got {image_size}).")
-    out_dir = Path(out_dir)
-    image_dir = out_dir / "images"
-    image_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = output_folder(Path(out_dir), "the synthetic world")
+    image_dir = output_folder(out_dir / "images", "the synthetic world's images")
     vocab_json = synth_vocabulary_json()
     vocab = vocabulary_from_json(vocab_json, "the synthetic world's vocabulary")
     num_test = min(num_images - 1, max(1, round(num_images * test_fraction)))
@@ -328,10 +328,11 @@ def generate_world(out_dir: Path, num_images: int, seed: int, *, image_size: int
         entries = []
         for i, scene in enumerate(sample_scenes(count, seed, split, image_size, layout)):
             name = f"{split}_{i:06d}.png"
-            Image.fromarray(scene.image).save(image_dir / name, format="PNG")
+            with writing(image_dir / name, "an image of the world"):
+                Image.fromarray(scene.image).save(image_dir / name, format="PNG")
             entries.append(scene_to_record_json(scene, name, vocab))
             bar.update(1)
-        path.write_text(json.dumps(entries))
+        write_text_atomic(path, json.dumps(entries), "the annotation file")
     bar.close()
-    paths.vocabulary.write_text(json.dumps(vocab_json, indent=1))
+    write_text_atomic(paths.vocabulary, json.dumps(vocab_json, indent=1), "the vocabulary")
     return paths

@@ -49,13 +49,29 @@ def build_optimizer(model: torch.nn.Module, optim: OptimConfig
     return optimizer, torch.optim.lr_scheduler.StepLR(optimizer, optim.lr_drop, gamma=0.1)
 
 
+def apply_optim_config(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.StepLR,
+                       optim: OptimConfig) -> None:
+    """Give a resumed optimizer and schedule the rates, decay and drop epoch of `optim` (as if they
+    had been there from the start: the step decays already passed apply to the new rates too)."""
+    scheduler.step_size = optim.lr_drop
+    scheduler.base_lrs = [optim.lr, optim.lr_backbone]
+    decay = scheduler.gamma ** (scheduler.last_epoch // optim.lr_drop)
+    for group, base in zip(optimizer.param_groups, scheduler.base_lrs):
+        group.update(initial_lr=base, lr=base * decay, weight_decay=optim.weight_decay)
+
+
 def model_from_checkpoint(path: Path, device: str) -> tuple[CDN, Vocabulary, dict]:
     """(model in eval mode, its vocabulary, its resolved config dict) from an eoid checkpoint."""
     ckpt = load_checkpoint(path)
     vocab = vocabulary_from_json(ckpt["vocabulary"], f"{path} (vocabulary)")
     student = from_dict(StudentConfig, ckpt["config"].get("student", {}), f"{path} [student]")
     model = build_model(dataclasses.replace(student, detr_init="", backbone_weights=""), vocab, device)
-    missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
+    except RuntimeError as err:   # a tensor of another shape
+        raise CheckpointError(f"{path}: weights do not fit the {student.preset!r} student it names "
+                              f"({str(err).splitlines()[-1].strip()[:200]}). The file is damaged or was "
+                              "edited; use the run's checkpoint.pt.") from None
     if missing or unexpected:
         raise CheckpointError(f"{path}: weights do not fit the {student.preset!r} student it names "
                               f"(missing {missing[:3]}, unexpected {unexpected[:3]}). The file is "

@@ -11,11 +11,12 @@ from typing import Any
 import torch
 
 from eoid.config import AugmentConfig, PostprocessConfig, from_dict, to_dict
-from eoid.errors import CheckpointError
+from eoid.errors import CheckpointError, TrainingDiverged
 from eoid.files import write_atomic
 
 FORMAT = "eoid-checkpoint"
 VERSION = 1
+REQUIRED = {"model": dict, "config": dict, "vocabulary": dict, "epoch": int, "iteration": int}
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
@@ -35,8 +36,15 @@ def _first_line(err: BaseException) -> str:
 def save_checkpoint(path: Path, *, model: dict, config: dict, vocabulary: dict,
                     epoch: int, iteration: int, optimizer: dict | None = None,
                     scheduler: dict | None = None, extra: dict | None = None) -> None:
-    """One checkpoint file; `epoch` = epochs completed."""
+    """One checkpoint file; `epoch` = epochs completed. Non-finite weights are never written
+    (TrainingDiverged): the previous checkpoint stays the last good one."""
     import eoid
+    bad = [k for k, v in model.items() if torch.is_tensor(v) and v.is_floating_point()
+           and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise TrainingDiverged(f"{path}: not written: weights {bad[:3]} hold non-finite values after "
+                               f"iteration {iteration}; the previous checkpoint is kept. Lower optim.lr "
+                               "(and check the data), then --resume.")
     atomic_torch_save({
         "format": FORMAT, "version": VERSION, "eoid_version": getattr(eoid, "__version__", "0"),
         "torch_version": str(torch.__version__), "model": model, "optimizer": optimizer,
@@ -65,7 +73,22 @@ def load_checkpoint(path: Path, mmap: bool = False) -> dict:
     if ckpt.get("version") != VERSION:
         raise CheckpointError(f"{path}: checkpoint format version {ckpt.get('version')}, this eoid "
                               f"reads version {VERSION}. Use a matching eoid release.")
+    missing = [k for k, kind in REQUIRED.items() if not isinstance(ckpt.get(k), kind)]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks {missing} (or holds the wrong kind of value): "
+                              "it was edited or written by another program. Use the run's own "
+                              "checkpoint.pt.")
     return ckpt
+
+
+def load_state(target: Any, state: Any, path: Path, what: str) -> None:
+    """`target.load_state_dict(state)` (a model, optimizer or scheduler); a misfit is a CheckpointError."""
+    try:
+        target.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as err:
+        raise CheckpointError(f"{path}: the {what} in it does not fit ({type(err).__name__}: "
+                              f"{_first_line(err)}). The file is damaged or was edited; use the run's "
+                              "own checkpoint.pt.") from None
 
 
 def evaluation_recipe(path: Path) -> dict[str, Any]:

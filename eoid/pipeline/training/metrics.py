@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import IO, Any
 
-from eoid.files import write_text_atomic
+from eoid.files import write_text_atomic, writing
 
 NOT_SCALARS = ("iteration", "epoch", "time")   # row keys that index a row rather than measure it
 
@@ -33,11 +33,13 @@ class MetricsLog:
 
     `tensorboard`: a folder for TensorBoard scalars (None: metrics.jsonl only). `start_iteration`:
     where a resumed run continues; TensorBoard events a killed run wrote after it are dropped, as
-    truncate_metrics drops its rows.
+    truncate_metrics drops its rows. A full disk mid-run is one line; the checkpoints are kept.
     """
 
     def __init__(self, path: Path, tensorboard: Path | None = None, start_iteration: int = 0):
-        self._file: IO[str] = open(path, "a")
+        self.path = Path(path)
+        with writing(self.path, "metrics.jsonl"):
+            self._file: IO[str] = open(path, "a")
         self._iteration = start_iteration
         self._board: Any = None
         if tensorboard is not None:
@@ -45,8 +47,9 @@ class MetricsLog:
             self._board = SummaryWriter(str(tensorboard), purge_step=start_iteration + 1, flush_secs=10)
 
     def write(self, row: dict) -> None:
-        self._file.write(json.dumps(row) + "\n")
-        self._file.flush()
+        with writing(self.path, "metrics.jsonl"):
+            self._file.write(json.dumps(row) + "\n")
+            self._file.flush()
         if self._board is not None:
             # a validation row has no iteration of its own: it belongs to the last training step
             self._iteration = int(row.get("iteration", self._iteration))

@@ -39,8 +39,3 @@ class StopFlag:
         for sig, old in self._old.items():
             signal.signal(sig, old)
 
-
-def workers_ignore_stop_signals(worker_id: int) -> None:
-    """DataLoader worker init: leave SIGINT/SIGTERM to the main process, which stops at a safe point."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)

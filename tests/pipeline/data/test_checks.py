@@ -163,18 +163,11 @@ def test_a_whole_file_problem_message_is_its_text_alone():
     assert p.message() == "anno.json: not valid JSON"
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="check_raw_image calls len(boxes) after _boxes_array returned None for a box "
-                   "that is not 4 numbers, so a 3-number bbox crashes with TypeError instead of being "
-                   "reported as bad_format at its record")
 def test_a_box_that_is_not_four_numbers_is_a_format_problem(images):
     _, problems = check(raw(boxes=[[1, 2, 30, 40], [10, 10, 60]]), images)
     assert [p.kind for p in problems] == ["bad_format"]
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="same bug through read_annotations: a JSON bbox of 3 numbers raises TypeError "
-                   "instead of a DataError naming the file and the record")
 def test_read_annotations_names_the_record_whose_bbox_is_not_four_numbers(tmp_path, images):
     from eoid.errors import DataError
     rec = {"file_name": "a.png", "annotations": [{"bbox": [1, 2, 30], "category_id": PERSON_ID}],
