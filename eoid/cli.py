@@ -195,16 +195,43 @@ def evaluate(config_path, checkpoint, predictions, annotations, images, dataset,
 @click.argument("images", nargs=-1, required=True, type=PATH)
 @config_option
 @click.option("--checkpoint", type=PATH, help="Student checkpoint.")
+@click.option("--onnx", type=PATH, help="Instead of --checkpoint: model.onnx from `eoid export`.")
 @click.option("--out", type=PATH, help="Folder for predictions.json and drawn PNGs.")
 @click.option("--top-k", type=int, help="Triplets listed and drawn per image (default 10).")
 @set_option
 @user_errors
-def predict(images, config_path, checkpoint, out, top_k, overrides) -> None:
+def predict(images, config_path, checkpoint, onnx, out, top_k, overrides) -> None:
     """Detect HOI triplets in your own images (student only, CPU is fine)."""
     cfg = _load_under_checkpoint(PredictConfig, config_path, overrides, checkpoint=_s(checkpoint),
-                                 out=_s(out), top_k=top_k)
+                                 onnx=_s(onnx), out=_s(out), top_k=top_k)
     from eoid.pipeline.run_predict import run_predict
     click.echo(run_predict(cfg, list(images), _world()))
+
+
+@main.command("import-checkpoint")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--from", "source", type=click.Choice(["eoid-official", "cdn-official"]), required=True,
+              help="Which code wrote FILE: mrwu-mac/EoID (eoid-official) or YueLiao/CDN (cdn-official).")
+@click.option("--out", type=PATH, help="eoid checkpoint to write, e.g. ckpt/eoid_ua.pt.")
+@click.option("--preset", help="cdn-s, cdn-b or cdn-l; refused if the weights disagree (default: theirs).")
+@click.option("--dataset", help="hico-det or v-coco; refused if the verb head disagrees (default: from it).")
+@click.option("--check", is_flag=True, help="Dry run: print where every key lands, write nothing.")
+@user_errors
+def import_checkpoint(file, source, out, preset, dataset, check) -> None:
+    """Turn the authors' released EoID or CDN checkpoint into an eoid checkpoint."""
+    from eoid.pipeline.run_import import run_import
+    click.echo(run_import(file, source, out, preset, dataset, check, click.echo))
+
+
+@main.command("export")
+@click.option("--checkpoint", type=PATH, required=True, help="Student checkpoint, a run's or imported.")
+@click.option("--out", type=PATH, required=True, help="ONNX file to write, e.g. model.onnx.")
+@click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset version, 14 to 20.")
+@user_errors
+def export(checkpoint, out, opset) -> None:
+    """Write the student's forward as ONNX (dynamic batch, height, width); pip install 'eoid[export]'."""
+    from eoid.pipeline.run_export import run_export
+    click.echo(run_export(checkpoint, out, opset))
 
 
 @main.command("report")
@@ -341,9 +368,12 @@ def quickstart(out, seed) -> None:
 
 
 def _load_under_checkpoint(cls, config_path, overrides, **flags):
-    """Load an evaluate/predict config whose [augment] and [post] default to the checkpoint's
-    training recipe (`evaluation_recipe`) instead of the HICO-DET defaults."""
+    """Load an evaluate/predict config whose [augment] and [post] default to the checkpoint's (or
+    exported ONNX file's) training recipe instead of the HICO-DET defaults."""
     cfg = load_config(cls, config_path, overrides, **flags)
+    if getattr(cfg, "onnx", "") and not cfg.checkpoint:
+        from eoid.pipeline.evaluation.onnx_student import onnx_evaluation_recipe
+        return load_config(cls, config_path, overrides, under=onnx_evaluation_recipe(Path(cfg.onnx)), **flags)
     if not cfg.checkpoint:
         return cfg
     from eoid.pipeline.training.checkpoint import evaluation_recipe

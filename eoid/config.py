@@ -69,12 +69,16 @@ class TeacherConfig:
 class StudentConfig:
     preset: str = "cdn-s"                 # "cdn-s", "cdn-b", "cdn-l" or "tiny" (CPU tests)
     num_queries: int = 64                 # decoder queries
-    is_head: str = "interaction"          # interactive-score head placement: "interaction" or "human_object"
+    # interactive-score head placement: "interaction", "human_object" or "none" (CDN's weights; no training)
+    is_head: str = "interaction"
     detach: bool = True                   # stop gradients from interaction decoder into human-object decoder
     dropout: float = -1.0                 # transformer dropout; negative = the preset's (0.1 CDN, 0 tiny)
     backbone_weights: str = ""            # local torchvision ResNet state dict ("" = random init)
     detr_init: str = ""                   # local DETR-R50 COCO checkpoint to initialise from ("" = none)
     detr_init_interaction: bool = True    # also init the interaction decoder from DETR's (original: random)
+    # eoid checkpoint whose weights start this run, e.g. from `eoid import-checkpoint` ("" = none);
+    # same vocabulary, preset and queries; a head it lacks (CDN: the IS head) keeps its fresh init
+    init_from: str = ""
 
 
 @dataclass(frozen=True)
@@ -176,6 +180,8 @@ class PredictConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     post: PostprocessConfig = field(default_factory=PostprocessConfig)
     checkpoint: str = ""             # student checkpoint
+    onnx: str = ""                   # `eoid export` ONNX file run by onnxruntime, instead of checkpoint
+    onnx_provider: str = "CPUExecutionProvider"   # onnxruntime execution provider for `onnx`
     out: str = ""                    # folder for predictions.json and drawn PNGs
     top_k: int = 10                  # triplets drawn and listed per image
     threshold: float = 0.0           # lowest triplet score listed

@@ -9,8 +9,7 @@ from PIL import Image, ImageDraw
 
 from eoid.config import PredictConfig, dumps_toml, require_path
 from eoid.errors import DataError
-from eoid.pipeline.evaluation.inference import predict_images
-from eoid.pipeline.training.builders import model_from_checkpoint
+from eoid.pipeline.evaluation.inference import open_student, predict_images
 from eoid.pipeline.training.distributed import World
 
 COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45"]
@@ -34,13 +33,11 @@ def draw_triplets(image: Image.Image, triplets: list[dict]) -> Image.Image:
 
 def run_predict(cfg: PredictConfig, images: list[Path], world: World) -> str:
     """Write OUT/predictions.json (top triplets per image, with names) and OUT/<image>.png."""
-    checkpoint = require_path(cfg.checkpoint, "checkpoint", "--checkpoint")
     out = require_path(cfg.out, "output folder", "--out")
     missing = [str(p) for p in images if not Path(p).is_file()]
     if missing:
         raise DataError(f"no such image file(s): {', '.join(missing[:5])}. Pass existing image paths.")
-    device = world.device
-    model, vocab, _ = model_from_checkpoint(checkpoint, device)
+    model, vocab, device = open_student(cfg.checkpoint, cfg.onnx, cfg.onnx_provider, world.device)
     keys = [f"{i:04d}_{Path(p).name}" for i, p in enumerate(images)]
     triplets, _ = predict_images(model, [Path(p) for p in images], keys, vocab, cfg.augment, cfg.post,
                                  device, batch_size=1)

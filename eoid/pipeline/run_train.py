@@ -39,6 +39,10 @@ def run_train(cfg: TrainConfig, world: World) -> Path:
     """Train the student; returns the run folder (checkpoints, metrics.jsonl, results.json)."""
     if not cfg.out:
         raise ConfigError("no run folder given: pass --out runs/NAME.")
+    if cfg.student.is_head == "none":
+        raise ConfigError("student.is_head = 'none' has no interactive-score head, which EoID's "
+                          "matching and loss train; use 'interaction' (with student.init_from = an "
+                          "imported CDN checkpoint, that head starts fresh and the rest from CDN).")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     lock = FolderLock(out / ".lock", break_lock=cfg.break_lock) if world.is_main else nullcontext()

@@ -75,9 +75,13 @@ def evaluation_recipe(path: Path) -> dict[str, Any]:
     160 px unless the user's config or --set says otherwise. A section this eoid cannot read
     is a ConfigError naming the checkpoint.
     """
-    config = load_checkpoint(path, mmap=True).get("config", {})
+    return recipe_sections(load_checkpoint(path, mmap=True).get("config", {}), path)
+
+
+def recipe_sections(config: dict[str, Any], where: Path | str) -> dict[str, Any]:
+    """The [augment] and [post] sections of a resolved config dict, checked by this eoid's loader."""
     sections = {"augment": AugmentConfig, "post": PostprocessConfig}
-    return {name: to_dict(from_dict(cls, config[name], f"{path} [{name}]"))
+    return {name: to_dict(from_dict(cls, config[name], f"{where} [{name}]"))
             for name, cls in sections.items() if name in config}
 
 
@@ -85,11 +89,13 @@ def evaluation_recipe(path: Path) -> dict[str, Any]:
 ARCHITECTURE_FIELDS = ("preset", "num_queries", "is_head")
 
 
-def require_fits(ckpt: dict, path: Path, vocabulary: dict, student: dict) -> None:
+def require_fits(ckpt: dict, path: Path, vocabulary: dict, student: dict,
+                 fields: tuple[str, ...] = ARCHITECTURE_FIELDS) -> None:
     """Refuse (CheckpointError) a checkpoint built for another vocabulary or student architecture.
 
-    `vocabulary` is Vocabulary.to_json() of this run, `student` its [student] config as a dict;
-    the message lists every difference, so resuming or fine-tuning never fails deep in torch.
+    `vocabulary` is Vocabulary.to_json() of this run, `student` its [student] config as a dict,
+    `fields` the student fields compared; the message lists every difference, so resuming or
+    fine-tuning never fails deep in torch.
     """
     diffs = []
     theirs = ckpt.get("vocabulary") or {}
@@ -103,7 +109,7 @@ def require_fits(ckpt: dict, path: Path, vocabulary: dict, student: dict) -> Non
             else:
                 diffs.append(f"{what}: checkpoint has {a!r}, this run {b!r}")
     saved = (ckpt.get("config") or {}).get("student", {})
-    for key in ARCHITECTURE_FIELDS:
+    for key in fields:
         if key in saved and saved[key] != student.get(key):
             diffs.append(f"student.{key}: checkpoint has {saved[key]!r}, this run {student.get(key)!r}")
     if diffs:
