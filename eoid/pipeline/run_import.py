@@ -84,7 +84,8 @@ def _file_summary(raw: dict, path: Path) -> str:
         parts.append(f"args ({kind.__module__}.{kind.__qualname__})")
     if "epoch" in raw:
         parts.append(f"epoch {raw['epoch']}")
-    ignored = [k if k != "criterion" else f"criterion (EoID's CLIP teacher, {len(raw[k])} tensors)"
+    ignored = [f"criterion (EoID's CLIP teacher, {len(raw[k])} tensors)"
+               if k == "criterion" and isinstance(raw[k], Mapping) else k
                for k in raw if k not in ("model", "args", "epoch")]
     return f"file: {fmt} format; {', '.join(parts)}; ignored: {', '.join(ignored) or 'nothing'}"
 

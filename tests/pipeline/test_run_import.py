@@ -176,6 +176,20 @@ def test_vcoco_cdn_checkpoint_drops_the_absent_object_row_and_keeps_100_queries(
         assert torch.equal(value, expected), key
 
 
+def test_cdn_matching_head_becomes_the_is_head_on_the_human_object_decoder(tmp_path, cdn_s):
+    # CDN --use_matching: matching_embed, Linear(D, 2) on the human-object decoder, index 1 = matched
+    state = original_state(cdn_s, "cdn-official")
+    state["matching_embed.weight"] = torch.randn(2, 256)
+    state["matching_embed.bias"] = torch.randn(2)
+    src = original_file(tmp_path / "cdn_matching.pth", state, "cdn-official", use_matching=True)
+    report = []
+    run_import(src, "cdn-official", tmp_path / "m.pt", None, None, False, report.append)
+    assert "student.is_head = 'human_object'" in report[0]
+    ckpt = load_checkpoint(tmp_path / "m.pt")
+    assert ckpt["config"]["student"]["is_head"] == "human_object"
+    assert torch.equal(ckpt["model"]["is_embed.weight"], state["matching_embed.weight"])
+
+
 def test_check_prints_the_mapping_and_writes_nothing(tmp_path, released):
     src = released["eoid-official", "zip"]
     result = CliRunner().invoke(main, ["import-checkpoint", str(src), "--from", "eoid-official", "--check",
