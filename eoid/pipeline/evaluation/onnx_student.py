@@ -87,11 +87,14 @@ def onnx_metadata(vocabulary: dict, config: dict, checkpoint: Path) -> dict[str,
 class OnnxStudent:
     """An exported student run by onnxruntime: called like the CDN, returns a StudentOutput (no aux)."""
 
-    def __init__(self, path: Path, provider: str = "CPUExecutionProvider", optimise: bool = True):
+    def __init__(self, path: Path, provider: str = "CPUExecutionProvider", optimise: bool = True,
+                 threads: int = 0):
+        """threads: onnxruntime's intra-op threads (0 = its default, one per physical core)."""
         import onnxruntime as ort
         if not Path(path).is_file():
             raise CheckpointError(f"{path}: no such ONNX file. Write one with `eoid export`.")
         options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
         if not optimise:   # reading the metadata only
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         if provider not in ort.get_available_providers():
