@@ -25,7 +25,7 @@ from eoid.config import DataConfig, StudentConfig, TrainConfig, to_dict
 from eoid.errors import CheckpointError, ConfigError
 from eoid.files import file_sha256
 from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary
-from eoid.pipeline.training.checkpoint import save_checkpoint
+from eoid.pipeline.training.checkpoint import first_line, save_checkpoint
 from eoid.student.model import CDN, build_student
 from eoid.student.original_weights import (
     Architecture,
@@ -59,15 +59,16 @@ def read_original(path: Path) -> dict:
             raw = torch.load(path, map_location="cpu", weights_only=True, mmap=False)
     except pickle.UnpicklingError as err:
         found = re.search(r"GLOBAL (\S+)", str(err))
-        what = f"a pickled {found[1]} object" if found else "pickled code"
+        if not found:   # a damaged pickle, not a refused object
+            raise CheckpointError(f"{path}: not a readable torch checkpoint ({first_line(err)}).") from None
         raise CheckpointError(
-            f"{path}: holds {what}; eoid reads an original checkpoint as tensors plus the "
-            "argparse.Namespace of its args and nothing else, so that the file runs no code. If you "
+            f"{path}: holds a pickled {found[1]} object; eoid reads an original checkpoint as tensors "
+            "plus the argparse.Namespace of its args and nothing else, so that the file runs no code. If you "
             "trust it, keep its weights: torch.save({'model': torch.load(p, weights_only=False)"
             "['model']}, 'weights.pth'), and import weights.pth.") from None
     except Exception as err:  # truncated zip, not a torch file, ...
         raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(err).__name__}: "
-                              f"{str(err).splitlines()[0][:200] if str(err) else ''}).") from None
+                              f"{first_line(err)}).") from None
     if isinstance(raw, Mapping) and isinstance(raw.get("model"), Mapping):
         return dict(raw)
     if isinstance(raw, Mapping) and raw and all(isinstance(v, Tensor) for v in raw.values()):

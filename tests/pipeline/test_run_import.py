@@ -240,6 +240,13 @@ def test_any_pickled_object_besides_the_namespace_is_refused(tmp_path, odd):
     assert not (tmp_path / "x.pt").exists()
 
 
+@pytest.mark.parametrize("cut", [100, 5000], ids=["garbage", "truncated"])
+def test_a_damaged_file_is_refused_as_unreadable(tmp_path, released, cut):
+    (tmp_path / "cut.pth").write_bytes(released["cdn-official", "legacy"].read_bytes()[:cut])
+    with pytest.raises(CheckpointError, match="not a readable torch checkpoint"):
+        run_import(tmp_path / "cut.pth", "cdn-official", None, None, None, True, print)
+
+
 def test_the_namespace_is_let_through_for_the_import_only(released):
     # the allowance is scoped: a plain weights_only load still refuses the same file afterwards
     src = released["eoid-official", "zip"]

@@ -24,7 +24,7 @@ from torch import Tensor
 from eoid.errors import CheckpointError, ConfigError
 from eoid.files import write_bytes_atomic
 from eoid.pipeline.data.vocab import Vocabulary, vocabulary_from_json
-from eoid.pipeline.training.checkpoint import recipe_sections
+from eoid.pipeline.training.checkpoint import first_line, recipe_sections
 from eoid.student.export import INPUT_NAMES, ExportedForward, output_names, student_output
 from eoid.student.model import CDN, StudentOutput
 
@@ -104,8 +104,7 @@ class OnnxStudent:
             self.session = ort.InferenceSession(str(path), options, providers=[provider])
         except Exception as err:  # onnxruntime raises its own types for unreadable graphs
             raise CheckpointError(f"{path}: onnxruntime cannot load it ({type(err).__name__}: "
-                                  f"{str(err).splitlines()[0][:200]}). Export it again with `eoid export`."
-                                  ) from None
+                                  f"{first_line(err)}). Export it again with `eoid export`.") from None
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         if self.metadata.get("eoid.format") != FORMAT:
             raise CheckpointError(f"{path}: not a student written by `eoid export` (no {FORMAT!r} "

@@ -24,11 +24,12 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
         write_atomic(Path(path), lambda f: torch.save(obj, f))
     except (OSError, RuntimeError) as err:  # torch's zip writer: ENOSPC is a RuntimeError
         raise CheckpointError(f"{path}: could not write the checkpoint ({type(err).__name__}: "
-                              f"{_first_line(err)}). Free disk space or choose another "
+                              f"{first_line(err)}). Free disk space or choose another "
                               "--out; the previous checkpoint is intact.") from None
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
+    """An exception's first line, at most 200 characters, for one-line error messages."""
     return (str(err).splitlines() or ["(no message)"])[0][:200]
 
 
@@ -57,7 +58,7 @@ def load_checkpoint(path: Path, mmap: bool = False) -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as err:  # truncated zip, foreign pickle with code, ...
         raise CheckpointError(f"{path}: not a readable eoid checkpoint ({type(err).__name__}: "
-                              f"{_first_line(err)}). It may be truncated or not "
+                              f"{first_line(err)}). It may be truncated or not "
                               "from eoid; use another file.") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an eoid checkpoint (no '{FORMAT}' format tag). "
