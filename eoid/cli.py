@@ -1,56 +1,23 @@
 """The `eoid` command line: click only — parse flags, build a config, call one runner, map errors."""
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import click
 
-from eoid.config import CacheConfig, EvalConfig, PredictConfig, TeacherConfig, TrainConfig, load_config
-from eoid.errors import EoidError, Interrupted
-from eoid.terminal import configure_logging, stop_exit_code
-
-PATH = click.Path(path_type=Path)
-
-
-def user_errors(command):
-    """Show an EoidError as one line and a non-zero exit; other errors keep their traceback."""
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except EoidError as err:
-            raise click.ClickException(str(err)) from None
-    return wrapper
-
-
-def saved_on_stop(resume: str | None = None):
-    """Show a graceful stop (SIGINT/SIGTERM, progress saved) as a saved run, not as an error.
-
-    Exits 128 + the signal's number (130 SIGINT, 143 SIGTERM). `resume` replaces the runner's
-    hint where this command resumes differently.
-    """
-    def decorate(command):
-        @functools.wraps(command)
-        def wrapper(*args, **kwargs):
-            try:
-                return command(*args, **kwargs)
-            except Interrupted as stop:
-                click.echo(f"{stop.what}.\n{resume or stop.resume}", err=True)
-                raise SystemExit(stop_exit_code(stop)) from None
-        return wrapper
-    return decorate
-
-
-def _world():
-    from eoid.pipeline.training.distributed import init_world
-    return init_world()
-
-
-config_option = click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-                             help="TOML recipe, e.g. configs/hico_ua.toml.")
-set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                          help="Override one config field, e.g. --set loss.distill=500 (repeatable).")
+from eoid.cli_cache import cache_group, cache_teacher
+from eoid.cli_options import (
+    PATH,
+    as_text,
+    config_option,
+    load_under_checkpoint,
+    saved_on_stop,
+    set_option,
+    user_errors,
+    world_from_env,
+)
+from eoid.config import EvalConfig, PredictConfig, TeacherConfig, TrainConfig, load_config
+from eoid.terminal import configure_logging
 
 
 @click.group()
@@ -64,89 +31,8 @@ def main(verbose: bool) -> None:
 
 # ----------------------------------------------------------------------------- phase 1
 
-@main.command("cache-teacher")
-@config_option
-@click.option("--dataset", help="Vocabulary: hico-det, v-coco or a vocabulary JSON. Default hico-det.")
-@click.option("--annotations", type=PATH, help="Training annotations, e.g. trainval_hico.json.")
-@click.option("--images", type=PATH, help="Folder of the training images, e.g. images/train2015.")
-@click.option("--clip", help="open_clip model name, e.g. RN50x16 (RN50x16-quickgelu for OpenAI weights).")
-@click.option("--clip-weights", help="open_clip pretrained tag or local weights file: openai|PATH.")
-@click.option("--out", type=PATH, help="Cache folder to write, e.g. teacher_cache/.")
-@click.option("--part", help="i/n: write only part i of n (cluster job arrays), e.g. 0/8.")
-@click.option("--skip-bad", is_flag=True, default=None, help="Skip bad records (listed in bad_records.json).")
-@click.option("--break-lock", is_flag=True, default=None, help="Remove a stale lock left by a dead process.")
-@set_option
-@user_errors
-@saved_on_stop()
-def cache_teacher(config_path, dataset, annotations, images, clip, clip_weights, out, part, skip_bad,
-                  break_lock, overrides) -> None:
-    """Run the CLIP teacher once over every candidate pair and write the teacher cache."""
-    cfg = load_config(CacheConfig, config_path, overrides, data__dataset=dataset,
-                      data__train_annotations=_s(annotations), data__train_images=_s(images),
-                      teacher__model=clip, teacher__weights=clip_weights, out=_s(out), part=part,
-                      data__skip_bad=skip_bad, break_lock=break_lock)
-    from eoid.pipeline.run_cache import run_cache
-    click.echo(f"teacher cache: {run_cache(cfg, _world())}")
-
-
-@main.group("cache")
-def cache_group() -> None:
-    """Inspect, verify and relabel a teacher cache."""
-
-
-@cache_group.command("inspect")
-@click.argument("cache", type=PATH)
-@click.option("--out", type=PATH,
-              help="Folder for stats.json and grid.png (the crops grid), created if needed, e.g. inspect/.")
-@click.option("--png", type=PATH, help="Write only the grid of union crops, to this PNG file.")
-@click.option("--samples", default=16, show_default=True, help="Union crops drawn in the grid.")
-@click.option("--images", type=PATH, help="Image folder, if it moved since the cache was written.")
-@user_errors
-def cache_inspect(cache, out, png, samples, images) -> None:
-    """Counts, teacher entropy, per-verb mass, and a PNG grid of crops with their top-3 verbs."""
-    from eoid.pipeline.run_cache_inspect import run_inspect
-    from eoid.teacher_cache.stats import format_stats
-    click.echo(format_stats(run_inspect(cache, png, images, samples, out=out)))
-
-
-@cache_group.command("verify")
-@click.argument("cache", type=PATH)
-@click.option("--annotations", type=PATH, help="The training annotations the cache should fit.")
-@click.option("--images", type=PATH,
-              help="Their image folder (default: the folder the cache was built from, in its manifest).")
-@click.option("--dataset", help="Vocabulary name or file (default: the cache's).")
-@user_errors
-def cache_verify(cache, annotations, images, dataset) -> None:
-    """Check integrity and fingerprint of a cache against a dataset."""
-    import json
-
-    from eoid.pipeline.run_cache_verify import run_verify
-    click.echo(json.dumps(run_verify(cache, annotations, images, dataset), indent=1))
-
-
-@cache_group.command("relabel")
-@click.argument("cache", type=PATH)
-@click.option("--template", "--prompts", "template",
-              help="New prompt template, e.g. 'a photo of a person {verb_ing} a {object}'.")
-@click.option("--gamma", type=float, help="New similarity scale (default: keep).")
-@click.option("--dataset", help="New vocabulary (verb set), name or file (default: keep).")
-@click.option("--out", type=PATH, required=True, help="Folder of the relabelled cache.")
-@click.option("--clip-weights", help="Weights of the same teacher, for its text tower (default: as cached).")
-@user_errors
-def cache_relabel(cache, template, gamma, dataset, out, clip_weights) -> None:
-    """Recompute verb distributions for new prompts, gamma or verbs from the stored image embeddings."""
-    from eoid.pipeline.run_cache_relabel import run_relabel
-    click.echo(f"relabelled cache: {run_relabel(cache, out, template, gamma, dataset, clip_weights)}")
-
-
-@cache_group.command("export")
-@click.argument("cache", type=PATH)
-@click.option("--out", type=PATH, required=True, help="HDF5 file to write, e.g. teacher_hico.h5.")
-@user_errors
-def cache_export(cache, out) -> None:
-    """Write a finished cache as one HDF5 file that any codebase can read with h5py (layout: README)."""
-    from eoid.teacher_cache.export import export_hdf5
-    click.echo(f"exported: {export_hdf5(cache, out)}")
+main.add_command(cache_teacher)
+main.add_command(cache_group)
 
 
 # ----------------------------------------------------------------------------- phase 2
@@ -174,12 +60,12 @@ def cache_export(cache, out) -> None:
 def train(config_path, cache, out, annotations, images, setting, online_teacher, skip_bad, resume,
           allow_changes, break_lock, overrides) -> None:
     """Train the student against a teacher cache."""
-    cfg = load_config(TrainConfig, config_path, overrides, cache=_s(cache), out=_s(out),
-                      data__train_annotations=_s(annotations), data__train_images=_s(images),
+    cfg = load_config(TrainConfig, config_path, overrides, cache=as_text(cache), out=as_text(out),
+                      data__train_annotations=as_text(annotations), data__train_images=as_text(images),
                       data__setting=setting, online_teacher=online_teacher, data__skip_bad=skip_bad,
                       resume=resume, allow_changes=allow_changes, break_lock=break_lock)
     from eoid.pipeline.run_train import run_summary, run_train
-    world = _world()
+    world = world_from_env()
     out = run_train(cfg, world)
     if world.is_main:
         click.echo(run_summary(out))
@@ -212,33 +98,61 @@ def train(config_path, cache, out, annotations, images, setting, online_teacher,
 def evaluate(config_path, checkpoint, predictions, annotations, images, dataset, setting, mode, out,
              verb_classifier, clip, clip_weights, prior, overrides) -> None:
     """Score a student (or saved predictions) with the official HICO-DET protocol."""
-    cfg = _load_under_checkpoint(EvalConfig, config_path, overrides, checkpoint=_s(checkpoint),
-                                 predictions=_s(predictions), data__test_annotations=_s(annotations),
-                                 data__test_images=_s(images), data__dataset=dataset,
-                                 data__setting=setting, mode=mode, out=_s(out))
+    cfg = load_under_checkpoint(EvalConfig, config_path, overrides, checkpoint=as_text(checkpoint),
+                                predictions=as_text(predictions),
+                                data__test_annotations=as_text(annotations),
+                                data__test_images=as_text(images), data__dataset=dataset,
+                                data__setting=setting, mode=mode, out=as_text(out))
     if verb_classifier == "clip":
         from eoid.pipeline.run_evaluate_clip import run_clip_classifier
         teacher = load_config(TeacherConfig, None, (), model=clip, weights=clip_weights)
-        click.echo(run_clip_classifier(cfg, teacher, _world(), prior))
+        click.echo(run_clip_classifier(cfg, teacher, world_from_env(), prior))
         return
     from eoid.pipeline.run_evaluate import run_evaluate
-    click.echo(run_evaluate(cfg, _world()))
+    click.echo(run_evaluate(cfg, world_from_env()))
 
 
 @main.command("predict")
 @click.argument("images", nargs=-1, required=True, type=PATH)
 @config_option
 @click.option("--checkpoint", type=PATH, help="Student checkpoint.")
+@click.option("--onnx", type=PATH, help="Instead of --checkpoint: model.onnx from `eoid export`.")
 @click.option("--out", type=PATH, help="Folder for predictions.json and drawn PNGs.")
 @click.option("--top-k", type=int, help="Triplets listed and drawn per image (default 10).")
 @set_option
 @user_errors
-def predict(images, config_path, checkpoint, out, top_k, overrides) -> None:
+def predict(images, config_path, checkpoint, onnx, out, top_k, overrides) -> None:
     """Detect HOI triplets in your own images (student only, CPU is fine)."""
-    cfg = _load_under_checkpoint(PredictConfig, config_path, overrides, checkpoint=_s(checkpoint),
-                                 out=_s(out), top_k=top_k)
+    cfg = load_under_checkpoint(PredictConfig, config_path, overrides, checkpoint=as_text(checkpoint),
+                                 onnx=as_text(onnx), out=as_text(out), top_k=top_k)
     from eoid.pipeline.run_predict import run_predict
-    click.echo(run_predict(cfg, list(images), _world()))
+    click.echo(run_predict(cfg, list(images), world_from_env()))
+
+
+@main.command("import-checkpoint")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--from", "source", type=click.Choice(["eoid-official", "cdn-official"]), required=True,
+              help="Which code wrote FILE: mrwu-mac/EoID (eoid-official) or YueLiao/CDN (cdn-official).")
+@click.option("--out", type=PATH, help="eoid checkpoint to write, e.g. ckpt/eoid_ua.pt.")
+@click.option("--preset", help="cdn-s, cdn-b or cdn-l; refused if the weights disagree (default: theirs).")
+@click.option("--dataset", help="hico-det or v-coco; refused if the verb head disagrees (default: from it).")
+@click.option("--check", is_flag=True, help="Dry run: print where every key lands, write nothing.")
+@user_errors
+def import_checkpoint(file, source, out, preset, dataset, check) -> None:
+    """Turn the authors' released EoID or CDN checkpoint into an eoid checkpoint."""
+    from eoid.pipeline.run_import import run_import
+    click.echo(run_import(file, source, out, preset, dataset, check, click.echo))
+
+
+@main.command("export")
+@click.option("--checkpoint", type=PATH, required=True, help="Student checkpoint, a run's or imported.")
+@click.option("--out", type=PATH, required=True, help="ONNX file to write, e.g. model.onnx.")
+@click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset version, 14 to 20.")
+@user_errors
+def export(checkpoint, out, opset) -> None:
+    """Write the student's forward as ONNX (dynamic batch, height, width); pip install 'eoid[export]'."""
+    from eoid.pipeline.run_export import run_export
+    click.echo(run_export(checkpoint, out, opset))
 
 
 @main.command("report")
@@ -265,7 +179,7 @@ def report(run) -> None:
 def sweep(study, out, part, caches_only, collect_only, overrides) -> None:
     """Run a study (configs/studies/*.toml): every variant on shared teacher caches, then its table."""
     from eoid.pipeline.run_sweep import run_sweep
-    click.echo(run_sweep(study, out, _world(), part, overrides, caches_only, collect_only))
+    click.echo(run_sweep(study, out, world_from_env(), part, overrides, caches_only, collect_only))
 
 
 @main.command("pseudo-label")
@@ -280,7 +194,7 @@ def sweep(study, out, part, caches_only, collect_only, overrides) -> None:
 def pseudo_label(checkpoint, coco, images, out, threshold, batch_size) -> None:
     """Pseudo seen-action labels on boxes-only COCO images from a HICO-DET student (Table 6)."""
     from eoid.pipeline.run_pseudo_label import run_pseudo_label
-    click.echo(run_pseudo_label(checkpoint, coco, images, out, _world(), threshold=threshold,
+    click.echo(run_pseudo_label(checkpoint, coco, images, out, world_from_env(), threshold=threshold,
                                 batch_size=batch_size))
 
 
@@ -312,7 +226,7 @@ def mix(sources, mapping, out, skip_bad) -> None:
 def evaluate_vcoco(checkpoint, mapping, annotations, images, out, batch_size) -> None:
     """V-COCO role AP (scenarios 1, 2), Full / Seen / Unseen by the mapping (Table 6)."""
     from eoid.pipeline.run_evaluate_vcoco import run_evaluate_vcoco
-    click.echo(run_evaluate_vcoco(checkpoint, annotations, images, mapping, out, _world(),
+    click.echo(run_evaluate_vcoco(checkpoint, annotations, images, mapping, out, world_from_env(),
                                   batch_size=batch_size))
 
 
@@ -377,21 +291,6 @@ def quickstart(out, seed) -> None:
     """Generate the world, cache the shipped teacher, train EoID and a no-teacher baseline, compare."""
     from eoid.pipeline.run_quickstart import run_quickstart
     click.echo(run_quickstart(out, seed=seed))
-
-
-def _load_under_checkpoint(cls, config_path, overrides, **flags):
-    """Load an evaluate/predict config whose [augment] and [post] default to the checkpoint's
-    training recipe (`evaluation_recipe`) instead of the HICO-DET defaults."""
-    cfg = load_config(cls, config_path, overrides, **flags)
-    if not cfg.checkpoint:
-        return cfg
-    from eoid.pipeline.training.checkpoint import evaluation_recipe
-    return load_config(cls, config_path, overrides, under=evaluation_recipe(Path(cfg.checkpoint)),
-                       under_source=f"{cfg.checkpoint} (its training recipe)", **flags)
-
-
-def _s(path: Path | None) -> str | None:
-    return None if path is None else str(path)
 
 
 if __name__ == "__main__":

@@ -85,12 +85,16 @@ class TeacherConfig:
 class StudentConfig:
     preset: str = "cdn-s"                 # "cdn-s", "cdn-b", "cdn-l" or "tiny" (CPU tests)
     num_queries: int = 64                 # decoder queries
-    is_head: str = "interaction"          # interactive-score head placement: "interaction" or "human_object"
+    # interactive-score head placement: "interaction", "human_object" or "none" (CDN's weights; no training)
+    is_head: str = "interaction"
     detach: bool = True                   # stop gradients from interaction decoder into human-object decoder
     dropout: float = -1.0                 # transformer dropout; negative = the preset's (0.1 CDN, 0 tiny)
     backbone_weights: str = ""            # local torchvision ResNet state dict ("" = random init)
     detr_init: str = ""                   # local DETR-R50 COCO checkpoint to initialise from ("" = none)
     detr_init_interaction: bool = True    # also init the interaction decoder from DETR's (original: random)
+    # eoid checkpoint whose weights start this run, e.g. from `eoid import-checkpoint` ("" = none);
+    # same vocabulary, preset and queries; a head it lacks (CDN: the IS head) keeps its fresh init
+    init_from: str = ""
 
 
 @dataclass(frozen=True)
@@ -193,6 +197,8 @@ class PredictConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     post: PostprocessConfig = field(default_factory=PostprocessConfig)
     checkpoint: str = ""             # student checkpoint
+    onnx: str = ""                   # `eoid export` ONNX file run by onnxruntime, instead of checkpoint
+    onnx_provider: str = "CPUExecutionProvider"   # onnxruntime execution provider for `onnx`
     out: str = ""                    # folder for predictions.json and drawn PNGs
     top_k: int = 10                  # triplets drawn and listed per image
     threshold: float = 0.0           # lowest triplet score listed
@@ -239,7 +245,7 @@ RANGES: dict[type, dict[str, Check]] = {
                     "num_workers": at_least(0), "precision": one_of("auto", "fp32", "bf16", "fp16"),
                     "min_iou": between(0, 1), "shard_rows": at_least(1)},
     StudentConfig: {"preset": one_of("cdn-s", "cdn-b", "cdn-l", "tiny"), "num_queries": at_least(1),
-                    "is_head": one_of("interaction", "human_object"), "dropout": below(1)},
+                    "is_head": one_of("interaction", "human_object", "none"), "dropout": below(1)},
     MatcherConfig: {"cost_box_l1": at_least(0), "cost_giou": at_least(0), "cost_object": at_least(0),
                     "cost_verb": at_least(0), "topk": at_least(0), "thres_is": between(0, 1),
                     "is_iou": between(0, 1)},
@@ -247,7 +253,7 @@ RANGES: dict[type, dict[str, Check]] = {
                  "giou": at_least(0), "verb_focal": at_least(0), "focal_alpha": between(0, 1),
                  "focal_gamma": at_least(0), "distill": at_least(0), "interactive": at_least(0),
                  "distill_norm": one_of("tensor", "pairs")},
-    OptimConfig: {"epochs": at_least(1), "lr": above(0), "lr_backbone": at_least(0),
+    OptimConfig: {"epochs": at_least(1), "lr": at_least(0), "lr_backbone": at_least(0),
                   "weight_decay": at_least(0), "lr_drop": at_least(1), "clip_max_norm": at_least(0),
                   "batch_size": at_least(1), "num_workers": at_least(0), "seed": at_least(0),
                   "eval_every": at_least(1), "max_iters": at_least(0)},

@@ -42,6 +42,16 @@ def test_misspelled_key_is_refused_with_the_nearest_valid_key(tmp_path):
         load_config(TrainConfig, bad)
 
 
+@pytest.mark.parametrize("cls, override, near", [
+    (TrainConfig, "student.init_fron=a.pt", "init_from"),
+    (PredictConfig, "onnx_providers=CPUExecutionProvider", "onnx_provider"),
+    (PredictConfig, "onx=model.onnx", "onnx"),
+])
+def test_misspelled_import_and_export_keys_are_refused(cls, override, near):
+    with pytest.raises(ConfigError, match=f"did you mean '{near}'"):
+        load_config(cls, None, (override,))
+
+
 def test_unknown_section_is_refused_listing_valid_keys(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[zzz]\na = 1\n")

@@ -26,6 +26,8 @@ ROOMS = {  # module prefix -> (floor, role); the longest matching prefix wins
     "eoid.pipeline.study_tables": (4, "study"),
     "eoid.pipeline.run_": (5, "runner"),
     "eoid.cli": (6, "cli"),
+    "eoid.cli_options": (6, "cli"),
+    "eoid.cli_cache": (6, "cli"),
     "eoid.__main__": (7, "main"),
 }
 COMPOSITE_RUNNERS = {"eoid.pipeline.run_quickstart", "eoid.pipeline.run_sweep"}  # call whole phases

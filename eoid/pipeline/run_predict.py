@@ -13,9 +13,8 @@ from eoid.errors import DataError
 from eoid.files import output_folder, write_text_atomic, writing
 from eoid.pipeline.data.images import load_rgb, unreadable_images
 from eoid.pipeline.data.vocab import Vocabulary
-from eoid.pipeline.evaluation.inference import predict_images
+from eoid.pipeline.evaluation.inference import open_student, predict_images
 from eoid.pipeline.evaluation.predictions_io import ImageTriplets
-from eoid.pipeline.training.builders import model_from_checkpoint
 from eoid.pipeline.training.distributed import World
 
 COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45"]
@@ -50,7 +49,6 @@ def prediction_names(images: list[Path]) -> list[str]:
 
 def run_predict(cfg: PredictConfig, images: list[Path], world: World) -> str:
     """Write OUT/predictions.json (top triplets per image, with names) and OUT/<image>.png."""
-    checkpoint = require_path(cfg.checkpoint, "checkpoint", "--checkpoint")
     out = require_path(cfg.out, "output folder", "--out")
     images = [Path(p) for p in images]
     missing = [str(p) for p in images if not p.is_file()]
@@ -65,8 +63,7 @@ def run_predict(cfg: PredictConfig, images: list[Path], world: World) -> str:
         raise DataError(f"cannot read {len(unreadable)} image(s): {'; '.join(unreadable[:5])}. "
                         "Replace them or leave them out of the command.")
     output_folder(out)
-    device = world.device
-    model, vocab, _ = model_from_checkpoint(checkpoint, device)
+    model, vocab, device = open_student(cfg.checkpoint, cfg.onnx, cfg.onnx_provider, world.device)
     triplets, _ = predict_images(model, images, names, vocab, cfg.augment, cfg.post, device, batch_size=1)
     write_predictions_and_drawings(out, images, names, triplets, vocab, cfg)
     write_text_atomic(out / "predict_config.toml", dumps_toml(cfg), "predict_config.toml")

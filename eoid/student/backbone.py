@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 from torchvision.ops.misc import FrozenBatchNorm2d
@@ -45,6 +44,21 @@ class ConvStem(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.body(x)
+
+
+def resize_mask(mask: Tensor, height: int, width: int) -> Tensor:
+    """Nearest-neighbour resize of a (B, H, W) bool mask to (B, height, width), as DETR's
+    `F.interpolate(mask, size)`, with the source rows and columns picked by integer arithmetic
+    (row i <- floor(i * H / height)).
+
+    Equal to torch's nearest interpolation for every map size a stride-8/16/32 network gives
+    (checked for H, W < 2100). Written out because ONNX's Resize computes the same index as
+    i / (height / H) in float and lands one row short at exact multiples (120 px -> 4 cells:
+    row 3 reads pixel 89 instead of 90), which flipped padded cells in the exported student.
+    """
+    rows = torch.arange(height, device=mask.device) * mask.shape[1] // height
+    cols = torch.arange(width, device=mask.device) * mask.shape[2] // width
+    return mask.index_select(1, rows).index_select(2, cols)
 
 
 def coordinate_channels(mask: Tensor) -> Tensor:
@@ -98,7 +112,7 @@ class Backbone(nn.Module):
 
     def forward(self, images: Tensor, padding_mask: Tensor) -> tuple[Tensor, Tensor]:
         features = self.body(images)
-        mask = F.interpolate(padding_mask[:, None].float(), size=features.shape[-2:])[:, 0].bool()
+        mask = resize_mask(padding_mask, features.shape[-2], features.shape[-1])
         if getattr(self.body, "coord_channels", False):
             features = torch.cat((features, coordinate_channels(mask).to(features.dtype)), dim=1)
         return features, mask

@@ -17,7 +17,7 @@ from eoid.student.backbone import Backbone, coordinate_channels
 from eoid.student.presets import get_preset
 from eoid.student.transformer import CascadeTransformer, sine_position_encoding
 
-IS_HEADS = ("interaction", "human_object")
+IS_HEADS = ("interaction", "human_object", "none")   # "none": no IS head (CDN's own weights)
 
 
 class StudentOutput(NamedTuple):
@@ -26,11 +26,15 @@ class StudentOutput(NamedTuple):
     object_boxes_cxcywh: Tensor    # (B, Q, 4) same frame
     object_logits: Tensor          # (B, Q, num_objects + 1), last = no object
     verb_logits: Tensor            # (B, Q, num_verbs), sigmoid per verb
-    interactive_logits: Tensor     # (B, Q, 2): EoID's 2-way IS head; index 1 = interactive
+    interactive_logits: Tensor | None  # (B, Q, 2): EoID's IS head, index 1 = interactive; None: no head
     aux: tuple["StudentOutput", ...] = ()  # one per earlier decoder layer, first layer first
 
     def interactive_prob(self) -> Tensor:
         """(B, Q) probability that each query is an interactive pair: softmax(IS logits)[..., 1]."""
+        if self.interactive_logits is None:
+            raise ConfigError("this student has no interactive-score head (student.is_head = 'none', "
+                              "e.g. CDN weights from `eoid import-checkpoint`); nothing can use its "
+                              "interactive score: set post.use_interactive_score = false.")
         return self.interactive_logits.softmax(-1)[..., 1]
 
 
@@ -55,7 +59,8 @@ class CDN(nn.Module):
     -> StudentOutput of the last decoder layer pair, with `aux` for the earlier ones. Human/object
     boxes and classes come from the human-object decoder, verbs from the interaction decoder;
     the IS head sits on the interaction decoder (EoID) or on the human-object decoder
-    (`is_head="human_object"`, the paper's Fig. 4 comparison).
+    (`is_head="human_object"`, the paper's Fig. 4 comparison); `is_head="none"` builds no IS
+    head (CDN's released weights have none) and outputs `interactive_logits=None`.
     """
 
     def __init__(self, backbone: Backbone, transformer: CascadeTransformer, num_objects: int,
@@ -74,7 +79,7 @@ class CDN(nn.Module):
         self.obj_bbox_embed = MLP(d, d, 4, 3)
         self.obj_class_embed = nn.Linear(d, num_objects + 1)
         self.verb_class_embed = nn.Linear(d, num_verbs)
-        self.is_embed = nn.Linear(d, 2)
+        self.is_embed = nn.Linear(d, 2) if is_head != "none" else None
         self.is_head = is_head
         self.num_objects, self.num_verbs, self.num_queries = num_objects, num_verbs, num_queries
         self.box_anchors, self.local_attention = box_anchors, local_attention
@@ -101,16 +106,17 @@ class CDN(nn.Module):
         bias = (anchor_attention_bias(self.human_anchor.weight, self.object_anchor.weight, mask,
                                       self.num_heads).to(src.dtype) if self.local_attention else None)
         ho_out, int_out = self.transformer(src, mask, self.query_embed.weight, pos, bias)
-        # CDN pairs the last min(L_ho, L_int) layers of both decoders, i-th with i-th.
-        depth = min(len(ho_out), len(int_out))
-        ho_out, int_out = ho_out[-depth:], int_out[-depth:]
+        # CDN pairs the last min(L_ho, L_int) layers of both decoders, i-th with i-th. The depth
+        # comes from the modules, not the tensors, so an exported (traced) graph has no shape branch.
+        depth = min(len(self.transformer.decoder.layers), len(self.transformer.interaction_decoder.layers))
+        ho_out, int_out = ho_out[-depth:].unbind(0), int_out[-depth:].unbind(0)
         is_source = int_out if self.is_head == "interaction" else ho_out
         human_ref = self.human_anchor.weight if self.box_anchors else 0.0
         object_ref = self.object_anchor.weight if self.box_anchors else 0.0
         layers = [StudentOutput((self.sub_bbox_embed(h) + human_ref).sigmoid(),
                                 (self.obj_bbox_embed(h) + object_ref).sigmoid(),
                                 self.obj_class_embed(h), self.verb_class_embed(i),
-                                self.is_embed(s))
+                                self.is_embed(s) if self.is_embed is not None else None)
                   for h, i, s in zip(ho_out, int_out, is_source)]
         return layers[-1]._replace(aux=tuple(layers[:-1]))
 

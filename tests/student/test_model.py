@@ -3,9 +3,10 @@ import time
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from eoid.errors import CheckpointError, ConfigError, WeightsNotFoundError
-from eoid.student.backbone import Backbone
+from eoid.student.backbone import Backbone, resize_mask
 from eoid.student.model import anchor_attention_bias, build_student, load_detr_init
 from eoid.student.presets import PRESETS, get_preset
 from eoid.student.transformer import sine_position_encoding
@@ -107,6 +108,29 @@ def test_is_head_can_sit_on_the_human_object_decoder():
     assert model.transformer.interaction_decoder.layers[0].linear1.weight.grad is None
     with pytest.raises(ConfigError, match="is_head"):
         build_student("tiny", 3, 4, is_head="encoder")
+
+
+@pytest.mark.parametrize("stride", [8, 16, 32])
+def test_the_padding_mask_is_resized_as_torch_nearest_interpolation(stride):
+    # DETR resizes the mask with F.interpolate; resize_mask must pick the same cells for every
+    # map size a stride-8/16/32 backbone gives (ceil(H / stride)), padded rows included
+    sizes = list(range(1, 300)) + [479, 800, 1066, 1333]
+    for size in sizes:
+        mask = torch.arange(size)[None, :, None].expand(1, size, 3) % 3 == 0
+        cells = -(-size // stride)
+        expected = F.interpolate(mask[:, None].float(), size=(cells, 3))[:, 0].bool()
+        assert torch.equal(resize_mask(mask, cells, 3), expected), size
+
+
+def test_a_student_without_is_head_has_no_is_weights_and_outputs_none():
+    # is_head "none" is how CDN's released weights (no is_embed) are held
+    model = build_student("tiny", 3, 4, num_queries=5, is_head="none")
+    assert model.is_embed is None and not any(k.startswith("is_embed") for k in model.state_dict())
+    out = model(torch.randn(1, 3, 64, 64), torch.zeros(1, 64, 64, dtype=torch.bool))
+    assert out.interactive_logits is None and all(a.interactive_logits is None for a in out.aux)
+    assert out.verb_logits.shape == (1, 5, 4)
+    with pytest.raises(ConfigError, match="use_interactive_score = false"):
+        out.interactive_prob()
 
 
 def test_anchor_bias_centres_human_heads_on_the_human_anchor_and_the_rest_on_the_object():

@@ -16,14 +16,31 @@ from tqdm import tqdm
 
 from eoid.boxes import cxcywh_to_xyxy
 from eoid.config import AugmentConfig, PostprocessConfig
+from eoid.errors import ConfigError
 from eoid.loaders import WorkerLoader
 from eoid.pipeline.data.images import load_rgb
 from eoid.pipeline.data.transforms import augment_params, augment_test, pad_batch
 from eoid.pipeline.data.vocab import Vocabulary
+from eoid.pipeline.evaluation.onnx_student import OnnxStudent, require_export_packages
 from eoid.pipeline.evaluation.predictions_io import ImageTriplets
 from eoid.pipeline.evaluation.unseen_recall import RankedPairs
+from eoid.pipeline.training.builders import model_from_checkpoint
 from eoid.student.model import StudentOutput
 from eoid.student.postprocess import postprocess, postprocess_kwargs
+
+
+def open_student(checkpoint: str, onnx: str, onnx_provider: str, device: str) -> tuple[Any, Vocabulary, str]:
+    """(the model to call, its vocabulary, the device of its inputs) from a checkpoint (torch) or an
+    ONNX file written by `eoid export` (onnxruntime): the loop below runs either the same way."""
+    if bool(checkpoint) == bool(onnx):
+        raise ConfigError("pass one of --checkpoint (the torch student) or --onnx (an `eoid export` "
+                          "file run by onnxruntime).")
+    if onnx:
+        require_export_packages("--onnx", ("onnxruntime",))
+        student = OnnxStudent(Path(onnx), onnx_provider)
+        return student, student.vocabulary(onnx), "cpu"
+    model, vocab, _ = model_from_checkpoint(Path(checkpoint), device)
+    return model, vocab, device
 
 
 class EvalDataset(torch.utils.data.Dataset):
@@ -83,19 +100,27 @@ def image_triplets(pred: Any) -> ImageTriplets:
 
 def predict_images(model: Any, paths: list[Path], keys: list[str], vocab: Vocabulary, augment: AugmentConfig,
                    post: PostprocessConfig, device: str, batch_size: int = 2, progress: bool = True
-                   ) -> tuple[dict[str, ImageTriplets], dict[str, RankedPairs]]:
-    """Post-processed triplets per image key, and every query's pair ranked by interactive score."""
+                   ) -> tuple[dict[str, ImageTriplets], dict[str, RankedPairs] | None]:
+    """Post-processed triplets per image key, and every query's pair ranked by interactive score.
+
+    `model` is the student or anything called the same way (`OnnxStudent`). The ranked pairs
+    are None when the student has no interactive-score head (is_head "none"): no U-R@K then.
+    """
     valid = torch.from_numpy(vocab.valid)
     triplets: dict[str, ImageTriplets] = {}
-    ranked: dict[str, RankedPairs] = {}
+    ranked: dict[str, RankedPairs] | None = {}
     for outputs, sizes, batch_keys in model_outputs(model, paths, keys, augment, device, batch_size,
                                                     progress=progress):
         preds = postprocess(outputs, sizes_hw(sizes), valid_object_verb=valid, **postprocess_kwargs(post))
+        for b, key in enumerate(batch_keys):
+            triplets[key] = image_triplets(preds[b])
+        if outputs.interactive_logits is None:
+            ranked = None
+            continue
         # every query's pair in original pixels, for U-R@K (ranked by interactive score)
         human, obj = query_boxes_px(outputs, sizes)
         is_prob = outputs.interactive_prob().float().cpu().numpy()
         for b, key in enumerate(batch_keys):
-            triplets[key] = image_triplets(preds[b])
             ranked[key] = RankedPairs(human[b], obj[b], is_prob[b].astype(np.float64))
     return triplets, ranked
 

@@ -190,6 +190,8 @@ def format_table(results: Mapping[str, object]) -> str:
     if recall:
         recall_cells = "  ".join(f"U-R@{k} {cell(v).strip()}" for k, v in recall.items())
         lines.append("unseen-pair recall (%): " + recall_cells)
+    elif "unseen_recall" in results.get("meta", {}):
+        lines.append(f"unseen-pair recall: {results['meta']['unseen_recall']}")
     if "ap_method" in results:
         lines.append(f"AP: {results['ap_method']} (11-point as the official HICO-DET MATLAB code)"
                      if results["ap_method"] == "official" else f"AP: {results['ap_method']}")

@@ -22,10 +22,14 @@ from eoid.pipeline.evaluation.predictions_io import (
 from eoid.pipeline.evaluation.unseen_recall import RankedPairs, unseen_pair_recall, unseen_pairs_from_records
 from eoid.pipeline.training.builders import model_from_checkpoint
 
+NO_IS_HEAD_NOTE = ("skipped: U-R@K ranks pairs by the interactive score, and this student has no "
+                   "interactive-score head (student.is_head = 'none', e.g. CDN's weights)")
+
 
 def score(triplets: dict[str, ImageTriplets], records: list[ImageRecord], vocab: Vocabulary,
           setting: str, ranked: dict[str, RankedPairs] | None = None, meta: dict | None = None) -> dict:
-    """results.json content: default and known-object mAP, and U-R@K when ranked pairs are given."""
+    """results.json content: default and known-object mAP, and U-R@K when ranked pairs are given
+    (None: the student has no interactive-score head, and results.json says U-R@K was skipped)."""
     gt = gt_from_records(records, vocab)
     detections = to_detections({k: v for k, v in triplets.items() if k in gt}, vocab.hoi_index())
     unseen = vocab.unseen_hois(setting)
@@ -35,10 +39,12 @@ def score(triplets: dict[str, ImageTriplets], records: list[ImageRecord], vocab:
     known = hoi_map_from_matches(matches, hoi_to_object, vocab.rare_hois, unseen, True, "official")
     recall = None
     unseen_verbs = vocab.unseen_verbs(setting)
+    meta = {"setting": setting, "vocabulary": vocab.name, **(meta or {})}
     if ranked is not None and unseen_verbs:
         recall = unseen_pair_recall(unseen_pairs_from_records(records, unseen_verbs), ranked)
-    return results_to_json(default, known, recall, {"setting": setting, "vocabulary": vocab.name,
-                                                    **(meta or {})})
+    elif unseen_verbs:
+        meta["unseen_recall"] = NO_IS_HEAD_NOTE
+    return results_to_json(default, known, recall, meta)
 
 
 def evaluate_model_on_records(model: Any, records: list[ImageRecord], vocab: Vocabulary,

@@ -25,11 +25,12 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
         write_atomic(Path(path), lambda f: torch.save(obj, f))
     except (OSError, RuntimeError) as err:  # torch's zip writer: ENOSPC is a RuntimeError
         raise CheckpointError(f"{path}: could not write the checkpoint ({type(err).__name__}: "
-                              f"{_first_line(err)}). Free disk space or choose another "
+                              f"{first_line(err)}). Free disk space or choose another "
                               "--out; the previous checkpoint is intact.") from None
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
+    """An exception's first line, at most 200 characters, for one-line error messages."""
     return (str(err).splitlines() or ["(no message)"])[0][:200]
 
 
@@ -65,7 +66,7 @@ def load_checkpoint(path: Path, mmap: bool = False) -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as err:  # truncated zip, foreign pickle with code, ...
         raise CheckpointError(f"{path}: not a readable eoid checkpoint ({type(err).__name__}: "
-                              f"{_first_line(err)}). It may be truncated or not "
+                              f"{first_line(err)}). It may be truncated or not "
                               "from eoid; use another file.") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an eoid checkpoint (no '{FORMAT}' format tag). "
@@ -87,7 +88,7 @@ def load_state(target: Any, state: Any, path: Path, what: str) -> None:
         target.load_state_dict(state)
     except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as err:
         raise CheckpointError(f"{path}: the {what} in it does not fit ({type(err).__name__}: "
-                              f"{_first_line(err)}). The file is damaged or was edited; use the run's "
+                              f"{first_line(err)}). The file is damaged or was edited; use the run's "
                               "own checkpoint.pt.") from None
 
 
@@ -98,9 +99,13 @@ def evaluation_recipe(path: Path) -> dict[str, Any]:
     160 px unless the user's config or --set says otherwise. A section this eoid cannot read
     is a ConfigError naming the checkpoint.
     """
-    config = load_checkpoint(path, mmap=True).get("config", {})
+    return recipe_sections(load_checkpoint(path, mmap=True).get("config", {}), path)
+
+
+def recipe_sections(config: dict[str, Any], where: Path | str) -> dict[str, Any]:
+    """The [augment] and [post] sections of a resolved config dict, checked by this eoid's loader."""
     sections = {"augment": AugmentConfig, "post": PostprocessConfig}
-    return {name: to_dict(from_dict(cls, config[name], f"{path} [{name}]"))
+    return {name: to_dict(from_dict(cls, config[name], f"{where} [{name}]"))
             for name, cls in sections.items() if name in config}
 
 
@@ -108,11 +113,13 @@ def evaluation_recipe(path: Path) -> dict[str, Any]:
 ARCHITECTURE_FIELDS = ("preset", "num_queries", "is_head")
 
 
-def require_fits(ckpt: dict, path: Path, vocabulary: dict, student: dict) -> None:
+def require_fits(ckpt: dict, path: Path, vocabulary: dict, student: dict,
+                 fields: tuple[str, ...] = ARCHITECTURE_FIELDS) -> None:
     """Refuse (CheckpointError) a checkpoint built for another vocabulary or student architecture.
 
-    `vocabulary` is Vocabulary.to_json() of this run, `student` its [student] config as a dict;
-    the message lists every difference, so resuming or fine-tuning never fails deep in torch.
+    `vocabulary` is Vocabulary.to_json() of this run, `student` its [student] config as a dict,
+    `fields` the student fields compared; the message lists every difference, so resuming or
+    fine-tuning never fails deep in torch.
     """
     diffs = []
     theirs = ckpt.get("vocabulary") or {}
@@ -126,7 +133,7 @@ def require_fits(ckpt: dict, path: Path, vocabulary: dict, student: dict) -> Non
             else:
                 diffs.append(f"{what}: checkpoint has {a!r}, this run {b!r}")
     saved = (ckpt.get("config") or {}).get("student", {})
-    for key in ARCHITECTURE_FIELDS:
+    for key in fields:
         if key in saved and saved[key] != student.get(key):
             diffs.append(f"student.{key}: checkpoint has {saved[key]!r}, this run {student.get(key)!r}")
     if diffs:

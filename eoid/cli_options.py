@@ -1,0 +1,73 @@
+"""What every `eoid` command shares: error display, stop display, the world, --config and --set."""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import click
+
+from eoid.config import load_config
+from eoid.errors import EoidError, Interrupted
+from eoid.terminal import stop_exit_code
+
+PATH = click.Path(path_type=Path)
+
+
+def user_errors(command):
+    """Show an EoidError as one line and a non-zero exit; other errors keep their traceback."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except EoidError as err:
+            raise click.ClickException(str(err)) from None
+    return wrapper
+
+
+def saved_on_stop(resume: str | None = None):
+    """Show a graceful stop (SIGINT/SIGTERM, progress saved) as a saved run, not as an error.
+
+    Exits 128 + the signal's number (130 SIGINT, 143 SIGTERM). `resume` replaces the runner's
+    hint where this command resumes differently.
+    """
+    def decorate(command):
+        @functools.wraps(command)
+        def wrapper(*args, **kwargs):
+            try:
+                return command(*args, **kwargs)
+            except Interrupted as stop:
+                click.echo(f"{stop.what}.\n{resume or stop.resume}", err=True)
+                raise SystemExit(stop_exit_code(stop)) from None
+        return wrapper
+    return decorate
+
+
+def world_from_env():
+    """This process's World from torchrun's environment (one CPU process without torchrun)."""
+    from eoid.pipeline.training.distributed import init_world
+    return init_world()
+
+
+config_option = click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+                             help="TOML recipe, e.g. configs/hico_ua.toml.")
+set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                          help="Override one config field, e.g. --set loss.distill=500 (repeatable).")
+
+
+def load_under_checkpoint(cls, config_path, overrides, **flags):
+    """Load an evaluate/predict config whose [augment] and [post] default to the checkpoint's (or
+    exported ONNX file's) training recipe instead of the HICO-DET defaults."""
+    cfg = load_config(cls, config_path, overrides, **flags)
+    if getattr(cfg, "onnx", "") and not cfg.checkpoint:
+        from eoid.pipeline.evaluation.onnx_student import onnx_evaluation_recipe
+        return load_config(cls, config_path, overrides, under=onnx_evaluation_recipe(Path(cfg.onnx)), **flags)
+    if not cfg.checkpoint:
+        return cfg
+    from eoid.pipeline.training.checkpoint import evaluation_recipe
+    return load_config(cls, config_path, overrides, under=evaluation_recipe(Path(cfg.checkpoint)),
+                       under_source=f"{cfg.checkpoint} (its training recipe)", **flags)
+
+
+def as_text(path: Path | None) -> str | None:
+    """A path flag as the config's string field (None: the flag was not given)."""
+    return None if path is None else str(path)
