@@ -29,12 +29,13 @@ class DataConfig:
     test_annotations: str = ""       # test annotation file, evaluated at the end of training
     test_images: str = ""            # folder holding the test images
     setting: str = ""                # zero-shot setting ("ua", "uc0".."uc4", "rf-uc", ...); "" = supervised
-    # "all": every human x other box with no seen label (paper); "annotated": annotated HOIs' boxes (original)
+    # "all": every human x other box with no seen label (paper); "annotated": annotated HOIs' boxes
+    # (original); "none": labelled pairs only, so stage 2 never runs (CDN)
     unknown_pairs: str = "all"
     val_images: int = 0              # training images held out for model selection (0 = none, use last epoch)
     val_seed: int = 0                # seed of the validation split
     skip_bad: bool = False           # skip bad records (counted, in bad_records.json) instead of stopping
-    max_boxes: int = 64              # boxes kept per training image (the original keeps the first 64)
+    max_boxes: int = 64              # boxes kept per training image, labels past them skipped (original: 64)
 
 
 @dataclass(frozen=True)
