@@ -101,7 +101,11 @@ class LossConfig:
     distill: float = 700.0           # weight of the BCE on soft teacher targets (0 = no distillation)
     # "tensor": mean of batch x queries x verbs (original; depends on GPU batch); "pairs": sum / matched pairs
     distill_norm: str = "tensor"
-    interactive: float = 1.0         # weight of the interactive-score cross entropy
+    interactive: float = 1.0         # weight of the interactive-score cross entropy (0 = no IS term)
+    # IS targets: "overlap": every query reaching (matcher.is_iou) a labelled pair without
+    # no_interaction, plus the selected unknown matches (the original code); "matched": only a
+    # trained query reaching its own interactive or unknown pair (the paper's text)
+    is_positives: str = "matched"
     a_u_only: bool = False           # keep teacher mass on unseen verbs only (the paper's "A_U only", UA)
     # teacher fills pairs labelled only no_interaction too (the original); false keeps their 0s
     teacher_on_no_interaction: bool = True
