@@ -157,7 +157,7 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     post: PostprocessConfig = field(default_factory=PostprocessConfig)
-    cache: str = ""                  # teacher cache folder ("" only with online_teacher or loss.distill = 0)
+    cache: str = ""                  # teacher cache; read (and needed) only if loss.distill > 0
     online_teacher: bool = False     # run CLIP inside the loss, as the original code does
     out: str = ""                    # run folder (checkpoints, metrics.jsonl, resolved config)
     resume: bool = False             # continue the run in `out` from its last checkpoint

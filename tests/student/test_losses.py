@@ -236,3 +236,26 @@ def test_a_batch_without_pairs_trains_every_query_as_a_no_pair(tiny):
     assert stats["num_pairs"] == 0 and stats["num_pairs_normaliser"] == 1.0
     assert terms["loss_human_l1"] == 0 and terms["loss_obj_ce"] > 0 and terms["loss_verb_focal"] > 0
     assert all(torch.isfinite(v) for v in terms.values())
+
+
+def test_a_switched_off_distillation_or_is_term_is_absent_and_never_computed(tiny, monkeypatch):
+    import eoid.student.losses as losses
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("computed a switched-off term")
+    monkeypatch.setattr(losses, "interactive_targets", must_not_run)
+    monkeypatch.setattr(losses, "distill_verb_sum", must_not_run)
+    tgt = _targets([True, False], [True, False], torch.tensor([[1.0, 0, 0], [0, 0, 0]]))
+    out = tiny(torch.randn(1, 3, 64, 64), torch.zeros(1, 64, 64, dtype=torch.bool))
+    terms, stats = compute_losses(out, [tgt], torch.ones(3, dtype=torch.bool),
+                                  loss=LossParams(distill=False, interactive=False))
+    assert not [k for k in terms if "distill" in k or k.startswith("loss_is")]
+    assert {"loss_verb_focal", "loss_verb_focal_0", "loss_obj_ce"} <= set(terms)
+    assert stats["num_is_positive"] == 0 and stats["num_is_ignored"] == 0
+
+
+def test_the_criterion_switches_off_the_terms_whose_weight_is_zero():
+    crit = build_criterion(MatcherConfig(), LossConfig(distill=0.0, interactive=0.0, is_positives="overlap"),
+                           3, no_interaction_verb=2)
+    assert not crit.loss_params.distill and not crit.loss_params.interactive
+    assert crit.loss_params.is_positives == "overlap" and crit.loss_params.no_interaction_verb == 2

@@ -73,8 +73,17 @@ class OnlineTeacher:
 
 def open_teacher_for_training(cfg: TrainConfig, vocab: Vocabulary, world: World,
                               records: list[ImageRecord]):
-    """(cache reader or None, online teacher or None) for this run."""
+    """(cache reader or None, online teacher or None) for this run.
+
+    The rule: a run needs a teacher exactly when it distils (loss.distill > 0), since the
+    distillation term is the only one that reads teacher rows. Then it is the online teacher
+    if asked for, else the cache, which must be given. Without distillation neither is opened,
+    so a cache or --online-teacher given anyway is not read (a no-teacher baseline, or CDN).
+    """
     if cfg.loss.distill <= 0:
+        if cfg.cache or cfg.online_teacher:
+            log.info("loss.distill = 0: no distillation, so no teacher; %s is not read",
+                     "the online teacher" if cfg.online_teacher else f"cache {cfg.cache}")
         return None, None
     if cfg.online_teacher:
         return None, OnlineTeacher(cfg, vocab, records, world.device)
