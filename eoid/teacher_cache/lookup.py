@@ -41,15 +41,21 @@ def lookup_pairs(query_h: np.ndarray, query_o: np.ndarray, query_cls: np.ndarray
     return probs, hit
 
 
-def check_complete(path: Path) -> dict:
-    """The manifest of a finished cache; an unfinished or foreign folder is a CacheMismatchError."""
+def check_complete(path: Path, formats: tuple[int, ...] = (mf.FORMAT_VERSION,)) -> dict:
+    """The manifest of a finished cache; an unfinished or foreign folder is a CacheMismatchError.
+
+    formats: the format versions the caller reads (relabel also reads older ones).
+    """
     path = Path(path)
     if (path / "manifest.json").is_file():
         manifest = read_json(path / "manifest.json")
-        if manifest.get("format_version") != mf.FORMAT_VERSION:
+        found = manifest.get("format_version")
+        if found not in formats:
+            upgrade = (f", or upgrade it: `eoid cache relabel {path} --out NEW` recomputes its verb rows "
+                       "from its stored embeddings" if found in mf.RELABEL_READS else "")
             raise CacheMismatchError(
-                f"{path}/manifest.json: cache format version {manifest.get('format_version')!r}, "
-                f"this eoid reads version {mf.FORMAT_VERSION}. Rebuild it with `eoid cache-teacher`.")
+                f"{path}/manifest.json: cache format version {found!r}, this eoid reads version "
+                f"{mf.FORMAT_VERSION}. Rebuild it with `eoid cache-teacher`{upgrade}.")
         return manifest
     if (path / "plan.json").is_file():
         plan = read_json(path / "plan.json")
@@ -65,9 +71,10 @@ def check_complete(path: Path) -> dict:
 class CacheReader:
     """A finished teacher cache held in RAM; `lookup` costs microseconds per image."""
 
-    def __init__(self, path: str | Path, min_iou: float = 0.5, load_embeddings: bool = False):
+    def __init__(self, path: str | Path, min_iou: float = 0.5, load_embeddings: bool = False,
+                 formats: tuple[int, ...] = (mf.FORMAT_VERSION,)):
         self.path = Path(path)
-        self.manifest = check_complete(self.path)
+        self.manifest = check_complete(self.path, formats)
         self.min_iou = min_iou
         meta = read_json(self.path / "meta.json")
         self.image_keys: list[str] = meta["image_keys"]
@@ -83,7 +90,7 @@ class CacheReader:
         self.human_xyxy = arrays["human_xyxy"]
         self.object_xyxy = arrays["object_xyxy"]
         self.object_class = arrays["object_class"]
-        self.verb_probs = arrays["verb_probs"]          # (P, V) float16
+        self.verb_probs = arrays["verb_probs"]          # (P, V) float32
         self.offsets = arrays["image_offsets"]
         self.labelled = arrays["labelled"]
         self.pair_box_idx = arrays["pair_box_idx"]

@@ -13,7 +13,8 @@ from typing import Any
 
 from eoid.errors import CacheMismatchError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2        # 2: verb_probs stored as float32 (1: float16, which rounded p > 0.99976 to 1)
+RELABEL_READS = (1, 2)    # formats `eoid cache relabel` can read (it recomputes verb_probs)
 CANDIDATE_RULE = "every human box x every other box, exact duplicates removed (v1)"
 
 _LABELS = {
