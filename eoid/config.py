@@ -58,10 +58,14 @@ class TeacherConfig:
     weights: str = "openai"          # open_clip pretrained tag or a local weights file
     # HOI prompt; {verb_ing} and {object} are filled in
     template: str = "a picture of person {verb_ing} {object}"
-    gamma: float = 100.0             # scale of the cosine similarity before the softmax
+    # softmax scale of the cosine similarity: a number, or "model" = the weights' own
+    # logit_scale.exp() (the original's rule: 100 for OpenAI's CLIP, 15.92 for eoid-synth-clip)
+    gamma: float | str = 100.0
     batch_size: int = 64             # crops per image-encoder call
     num_workers: int = 2             # DataLoader workers that decode and crop
-    precision: str = "auto"          # "auto" (bf16 autocast on GPU, fp32 on CPU), "fp32", "bf16", "fp16"
+    # "fp16" (float16 weights, the original's clip.load on CUDA), "bf16" (autocast), "fp32";
+    # "auto" = fp16 on a GPU; a CPU always runs fp32
+    precision: str = "auto"
     min_iou: float = 0.5             # lookup: min(IoU human, IoU object) for a cached pair to match
     shard_rows: int = 65536          # pairs per zarr shard (one writer per shard)
 

@@ -40,12 +40,14 @@ class OnlineTeacher:
     """
 
     def __init__(self, cfg: TrainConfig, vocab: Vocabulary, records: list[ImageRecord], device: str):
-        from eoid.teacher_cache.teacher import load_teacher
-        self.teacher = load_teacher(cfg.teacher.model, cfg.teacher.weights, device)
+        from eoid.teacher_cache.teacher import load_teacher, resolve_gamma, resolve_precision
+        # the precision and gamma `eoid cache-teacher` would use with this [teacher] section
+        self.teacher = load_teacher(cfg.teacher.model, cfg.teacher.weights, device,
+                                    resolve_precision(cfg.teacher.precision, device))
         self.text_emb = self.teacher.encode_texts(vocab.prompts(cfg.teacher.template)).float()
         self.valid = torch.as_tensor(vocab.teacher_valid_hois())
         self.hoi_to_verb = torch.as_tensor(vocab.hoi_to_verb)
-        self.num_verbs, self.gamma = vocab.num_verbs, cfg.teacher.gamma
+        self.num_verbs, self.gamma = vocab.num_verbs, resolve_gamma(cfg.teacher.gamma, self.teacher)
         self.records = {r.key: r for r in records}
 
     def probs_for(self, metas: list[SampleMeta]) -> list[torch.Tensor]:
