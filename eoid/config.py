@@ -103,7 +103,9 @@ class LossConfig:
     focal_alpha: float = 0.5         # focal loss alpha
     focal_gamma: float = 2.0         # focal loss gamma
     distill: float = 700.0           # weight of the BCE on soft teacher targets (0 = no distillation)
-    # "tensor": mean of batch x queries x verbs (original; depends on GPU batch); "pairs": sum / matched pairs
+    # "tensor": sum / (batch x queries x verbs), the original (relative to the focal term its
+    # strength scales with labels per image / (queries x verbs), not with the batch);
+    # "pairs": sum / matched pairs
     distill_norm: str = "tensor"
     interactive: float = 1.0         # weight of the interactive-score cross entropy (0 = no IS term)
     # IS targets: "overlap": every query reaching (matcher.is_iou) a labelled pair without

@@ -7,11 +7,11 @@ talks to torch.distributed: each term is a sum divided by a count, and the runne
 `average_counts`, which replaces every count by its mean over ranks, so that DDP's gradient
 mean over N processes of B images equals one process of N*B images.
 
-Counts: box L1/GIoU (human and object) = matched pairs of the final layer (the original
-divides object terms by the count of non-zero object boxes: the same on HICO-DET); focal verb
-loss = positive entries (as the original, but global); distillation BCE = see
-`distill_verb_loss`; object CE = the class weights of its targets (a weighted mean); IS CE =
-the queries not ignored (a mean).
+Counts: box L1/GIoU (human and object) = matched pairs of the final layer, for the aux layers
+too, as the original counts them once per batch (it divides object terms by the count of
+non-zero object boxes: the same on HICO-DET); focal verb loss = positive entries (as the
+original, but global); distillation BCE = see `distill_verb_loss`; object CE = the class
+weights of its targets (a weighted mean); IS CE = the queries not ignored (a mean).
 """
 from __future__ import annotations
 
@@ -139,8 +139,11 @@ def focal_verb_loss(logits: Tensor, y: Tensor, mask: Tensor, alpha: float, gamma
 def distill_verb_loss(logits: Tensor, y: Tensor, mask: Tensor, norm: str, num_pairs: float) -> Tensor:
     """BCE on soft entries (0 < y < 1, in mask). logits, y, mask: (B, Q, V).
 
-    norm "tensor": sum / (B*Q*V), the original (its strength changes with the per-GPU batch
-    and the query count); "pairs": sum / num_pairs (matched pairs, batch independent).
+    norm "tensor": sum / (B*Q*V), the original; "pairs": sum / num_pairs (matched pairs).
+    Neither depends on the batch B relative to the other terms, all of which are batch means:
+    against the focal term (divided by its positives, about B * n with n positive labels per
+    image) a soft entry weighs (w_distill / w_focal) * n / (Q*V) with "tensor" and
+    (w_distill / w_focal) * n / (matched pairs per image) with "pairs".
     """
     return distill_verb_sum(logits, y, mask) / (logits.numel() if norm == "tensor" else num_pairs)
 
