@@ -359,7 +359,7 @@ def build_criterion(matcher: MatcherConfig, loss: LossConfig, num_verbs: int,
     else:
         mask = torch.ones(num_verbs, dtype=torch.bool)
     # the params carry the config fields of the same names; distill and the IS term are on
-    # when their weights are (a term with weight 0 is not computed at all)
+    # when their weights are above 0 (at 0 they are not computed at all)
     loss_values = {f.name: getattr(loss, f.name) for f in dataclasses.fields(LossParams)
                    if f.name != "no_interaction_verb"}
     return Criterion(mask, MatchParams(**dataclasses.asdict(matcher)),
