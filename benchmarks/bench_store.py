@@ -8,8 +8,8 @@ writer functions (create_store, write_shard, then the manifest), exactly as `cac
 writes them: plan columns at creation, then one whole teacher shard at a time, fsynced.
 Pairs per image follow a negative binomial (mean ~8.7, clipped to 1..200, as HICO-DET's
 candidate pairs); image embeddings are random unit vectors in float16 (incompressible, like
-real ones); each verb row is a softmax over the verbs valid for its pair's object (as real ones;
-CacheReader checks this and every file's checksum when it opens a cache).
+real ones); each verb row is a float32 softmax over the verbs valid for its pair's object (as
+real ones; CacheReader checks this and every file's checksum when it opens a cache).
 
 Reported: write time, size on disk, file count, bytes per pair; the load time of a fresh
 process (python started, eoid imported, then CacheReader opened and timed; the page cache is
@@ -82,7 +82,7 @@ def teacher_rows(object_class: np.ndarray, dim: int, valid_verbs: np.ndarray, rn
     logits = np.where(valid, rng.standard_normal(valid.shape, dtype=np.float32) * 3, -np.inf)
     probs = np.exp(logits - logits.max(1, keepdims=True))
     probs = np.where(valid.any(1, keepdims=True), probs / probs.sum(1, keepdims=True), 0.0)
-    return emb.astype(np.float16), probs.astype(np.float16)
+    return emb.astype(store.TEACHER_DTYPES["image_emb"]), probs.astype(store.TEACHER_DTYPES["verb_probs"])
 
 
 def open_checks(path: Path, reader: CacheReader, rounds: int = 3) -> dict[str, float]:

@@ -14,7 +14,9 @@ preparation time): the ratio reachable when preparation and encoder share the sa
 
 Also reported: the model's FLOPs per crop (torch.utils.flop_counter, multiply-add = 2 FLOPs),
 the achieved TFLOP/s of each encoder variant, its fraction of --peak-tflops when given, and
-(on CUDA) fp32 / bf16 / fp16 autocast with and without channels_last. Builds a random world
+(on CUDA) fp32 / bf16 / fp16 autocast with and without channels_last, and fp16w: float16
+weights, what teacher.precision "fp16" (the GPU default, the original's) runs; the end-to-end
+passes run at the default precision. Builds a random world
 (640x480 JPEGs, HICO-format JSON) in a temporary folder; prints a table and writes JSON.
 """
 from __future__ import annotations
@@ -100,9 +102,12 @@ def bare_pass(teacher: Teacher, crops: torch.Tensor, batch_size: int) -> tuple[f
     return time.perf_counter() - t0, cpu_seconds() - c0
 
 
-def variant(teacher: Teacher, name: str) -> Teacher:
-    """fp32 | bf16 | fp16, with '-cl' for channels_last (autocast only takes effect on CUDA)."""
+def variant(teacher: Teacher, name: str, fp16_weights: Teacher) -> Teacher:
+    """fp32 | bf16 | fp16 autocast over `teacher` (float32 weights), or fp16w (`fp16_weights`,
+    no autocast); '-cl' for channels_last (autocast only takes effect on CUDA)."""
     precision, _, cl = name.partition("-")
+    if precision == "fp16w":
+        teacher, precision = fp16_weights, "fp32"
     dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     teacher.model.to(memory_format=torch.channels_last if cl else torch.contiguous_format)
     return dataclasses.replace(teacher, autocast_dtype=dtype if teacher.device.type == "cuda" else None,
@@ -206,13 +211,19 @@ def main() -> None:
 
         flops = flops_per_crop(teacher)
         names = [v for v in (args.variants or ("fp32" if device.type == "cpu" else
-                                               "fp32,fp32-cl,bf16,bf16-cl,fp16-cl")).split(",") if v]
+                                               "fp32,fp32-cl,bf16,bf16-cl,fp16-cl,fp16w-cl")).split(",")
+                 if v]
+        # the variants start from float32 weights (autocast) or float16 weights (fp16w)
+        by_precision = {p: teacher if teacher.input_dtype == dtype else
+                        load_teacher(args.model, args.weights, device, p)
+                        for p, dtype in (("fp32", torch.float32), ("fp16", torch.float16))
+                        if any(n.startswith(p) for n in names) or p == "fp32"}
         variants = {}
         for name in names:
             if name == "fp32" and device.type == "cpu":     # the rounds' bare passes are this one
                 secs = statistics.median(r["bare_s"] for r in rounds)
             else:
-                t = variant(teacher, name)
+                t = variant(by_precision["fp32"], name, by_precision.get("fp16", teacher))
                 bare_pass(t, crops[:args.batch_size], args.batch_size)
                 secs = bare_pass(t, crops, args.batch_size)[0]
             tflops = flops * len(crops) / secs / 1e12

@@ -79,7 +79,8 @@ def cache_verify(cache, annotations, images, dataset) -> None:
 @click.argument("cache", type=PATH)
 @click.option("--template", "--prompts", "template",
               help="New prompt template, e.g. 'a photo of a person {verb_ing} a {object}'.")
-@click.option("--gamma", type=float, help="New similarity scale (default: keep).")
+@click.option("--gamma", help="New similarity scale: a number, e.g. 100, or 'model' (the weights' own "
+              "logit_scale.exp()). Default: keep the cache's.")
 @click.option("--dataset", help="New vocabulary (verb set), name or file (default: keep).")
 @click.option("--out", type=PATH, required=True, help="Folder of the relabelled cache.")
 @click.option("--clip-weights", help="Weights of the same teacher, for its text tower (default: as cached).")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import re
 import tomllib
 from dataclasses import dataclass, field, fields, is_dataclass
 from difflib import get_close_matches
@@ -18,18 +17,22 @@ from typing import Any, Callable, Mapping, TypeVar, get_type_hints
 from eoid.config_values import (
     Check,
     Sources,
-    above,
     at_least,
     below,
     between,
     coerce,
+    gamma_problem,
     merge,
     one_of,
+    parse_override,
+    part_problem,
     shown,
     sizes,
     template_problem,
 )
 from eoid.config_values import dumps_toml as dumps_toml  # re-exported: at home in config_values
+from eoid.config_values import parse_part as parse_part  # re-exported: used with the configs
+from eoid.config_values import require_path as require_path  # re-exported
 from eoid.config_values import to_dict as to_dict  # re-exported
 from eoid.errors import ConfigError
 
@@ -44,13 +47,14 @@ class DataConfig:
     test_annotations: str = ""       # test annotation file, evaluated at the end of training
     test_images: str = ""            # folder holding the test images
     setting: str = ""                # zero-shot setting ("ua", "uc0".."uc4", "rf-uc", ...); "" = supervised
-    # "all": every human x other box with no seen label (paper); "annotated": annotated HOIs' boxes (original)
+    # "all": every human x other box with no seen label (paper); "annotated": annotated HOIs' boxes
+    # (original); "none": labelled pairs only, so stage 2 never runs (CDN)
     unknown_pairs: str = "all"
     val_images: int = 0              # training images held out for model selection (0 = none, use last epoch)
     val_fraction: float = 0.0        # with val_images = 0: hold out this share instead (at least 1 image)
     val_seed: int = 0                # seed of the validation split
     skip_bad: bool = False           # skip bad records (counted, in bad_records.json) instead of stopping
-    max_boxes: int = 64              # boxes kept per training image (the original keeps the first 64)
+    max_boxes: int = 64              # boxes kept per training image, labels past them skipped (original: 64)
 
 
 @dataclass(frozen=True)
@@ -73,10 +77,14 @@ class TeacherConfig:
     weights: str = "openai"          # open_clip pretrained tag or a local weights file
     # HOI prompt; {verb_ing} and {object} are filled in
     template: str = "a picture of person {verb_ing} {object}"
-    gamma: float = 100.0             # scale of the cosine similarity before the softmax
+    # softmax scale of the cosine similarity: a number, or "model" = the weights' own
+    # logit_scale.exp() (the original's rule: 100 for OpenAI's CLIP, 15.92 for eoid-synth-clip)
+    gamma: float | str = 100.0
     batch_size: int = 64             # crops per image-encoder call
     num_workers: int = 2             # DataLoader workers that decode and crop
-    precision: str = "auto"          # "auto" (bf16 autocast on GPU, fp32 on CPU), "fp32", "bf16", "fp16"
+    # "fp16" (float16 weights, the original's clip.load on CUDA), "bf16" (autocast), "fp32";
+    # "auto" = fp16 on a GPU; a CPU always runs fp32
+    precision: str = "auto"
     min_iou: float = 0.5             # lookup: min(IoU human, IoU object) for a cached pair to match
     shard_rows: int = 65536          # pairs per zarr shard (one writer per shard)
 
@@ -118,9 +126,15 @@ class LossConfig:
     focal_alpha: float = 0.5         # focal loss alpha
     focal_gamma: float = 2.0         # focal loss gamma
     distill: float = 700.0           # weight of the BCE on soft teacher targets (0 = no distillation)
-    # "tensor": mean of batch x queries x verbs (original; depends on GPU batch); "pairs": sum / matched pairs
+    # "tensor": sum / (batch x queries x verbs), the original (relative to the focal term its
+    # strength scales with labels per image / (queries x verbs), not with the batch);
+    # "pairs": sum / matched pairs
     distill_norm: str = "tensor"
-    interactive: float = 1.0         # weight of the interactive-score cross entropy
+    interactive: float = 1.0         # weight of the interactive-score cross entropy (0 = no IS term)
+    # IS targets: "overlap": every query reaching (matcher.is_iou) a labelled pair without
+    # no_interaction, plus the selected unknown matches (the original code); "matched": only a
+    # trained query reaching its own interactive or unknown pair (the paper's text)
+    is_positives: str = "matched"
     a_u_only: bool = False           # keep teacher mass on unseen verbs only (the paper's "A_U only", UA)
     # teacher fills pairs labelled only no_interaction too (the original); false keeps their 0s
     teacher_on_no_interaction: bool = True
@@ -172,7 +186,7 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     post: PostprocessConfig = field(default_factory=PostprocessConfig)
-    cache: str = ""                  # teacher cache folder ("" only with online_teacher or loss.distill = 0)
+    cache: str = ""                  # teacher cache; read (and needed) only if loss.distill > 0
     online_teacher: bool = False     # run CLIP inside the loss, as the original code does
     out: str = ""                    # run folder (checkpoints, metrics.jsonl, resolved config)
     resume: bool = False             # continue the run in `out` from its last checkpoint
@@ -204,44 +218,18 @@ class PredictConfig:
     threshold: float = 0.0           # lowest triplet score listed
 
 
-# ---------------------------------------------------------------- values given as text
-
-def parse_part(text: str, flag: str = "--part") -> tuple[int, int]:
-    """`i/n` (part i of n, 0-based: cluster job arrays) -> (i, n); "" -> (0, 1), the whole job."""
-    if not text:
-        return 0, 1
-    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
-    if not m or int(m[2]) < 1 or int(m[1]) >= int(m[2]):
-        raise ConfigError(f"{flag} {text!r}: expected i/n with 0 <= i < n, e.g. {flag} 0/4")
-    return int(m[1]), int(m[2])
-
-
-def require_path(value: str, what: str, flag: str) -> Path:
-    """A required path option; empty is a ConfigError that names the flag."""
-    if not value:
-        raise ConfigError(f"no {what} given: pass {flag} (or set it in the --config TOML).")
-    return Path(value)
-
-
 # ---------------------------------------------------------------- value ranges
 # from_dict checks every config it builds (a --config file, --set, flags, a checkpoint's recipe)
 # against this table, so a bad value fails when it is loaded, naming the key and where it was set.
 # A new field gets one line here. Every number must also be finite (checked for all fields).
 
-def part_problem(text: str) -> str | None:
-    try:
-        parse_part(text)
-    except ConfigError:
-        return "must be i/n with 0 <= i < n, e.g. 0/4 (or empty: the whole job)"
-    return None
-
-
 RANGES: dict[type, dict[str, Check]] = {
-    DataConfig: {"unknown_pairs": one_of("all", "annotated"), "val_images": at_least(0),
+    DataConfig: {"unknown_pairs": one_of("all", "annotated", "none"), "val_images": at_least(0),
+                 "val_fraction": between(0, 1),
                  "val_seed": at_least(0), "max_boxes": at_least(1)},
     AugmentConfig: {"scales": sizes, "max_size": at_least(1), "crop_scales": sizes, "crop_min": at_least(1),
                     "crop_max": at_least(1), "test_size": at_least(1), "color_jitter": at_least(0)},
-    TeacherConfig: {"template": template_problem, "gamma": above(0), "batch_size": at_least(1),
+    TeacherConfig: {"template": template_problem, "gamma": gamma_problem, "batch_size": at_least(1),
                     "num_workers": at_least(0), "precision": one_of("auto", "fp32", "bf16", "fp16"),
                     "min_iou": between(0, 1), "shard_rows": at_least(1)},
     StudentConfig: {"preset": one_of("cdn-s", "cdn-b", "cdn-l", "tiny"), "num_queries": at_least(1),
@@ -252,7 +240,7 @@ RANGES: dict[type, dict[str, Check]] = {
     LossConfig: {"object_ce": at_least(0), "no_object_weight": at_least(0), "box_l1": at_least(0),
                  "giou": at_least(0), "verb_focal": at_least(0), "focal_alpha": between(0, 1),
                  "focal_gamma": at_least(0), "distill": at_least(0), "interactive": at_least(0),
-                 "distill_norm": one_of("tensor", "pairs")},
+                 "distill_norm": one_of("tensor", "pairs"), "is_positives": one_of("overlap", "matched")},
     OptimConfig: {"epochs": at_least(1), "lr": at_least(0), "lr_backbone": at_least(0),
                   "weight_decay": at_least(0), "lr_drop": at_least(1), "clip_max_norm": at_least(0),
                   "batch_size": at_least(1), "num_workers": at_least(0), "seed": at_least(0),
@@ -318,25 +306,6 @@ def check_value(cls: type, name: str, value: Any, source: str) -> None:
     fake = Sources(source)
     section = next((k for k, v in ((f.name, f.type) for f in fields(TrainConfig)) if v == cls.__name__), "")
     _check_ranges(dataclasses.replace(cls(), **{name: value}), fake, f"{section}." if section else "")
-
-
-def parse_override(text: str) -> dict[str, Any]:
-    """`section.key=value` (value in TOML syntax, bare words taken as strings) -> nested dict."""
-    if "=" not in text:
-        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. --set loss.distill=500")
-    key, value = text.split("=", 1)
-    try:
-        parsed = tomllib.loads(f"v = {value}")["v"]
-    except tomllib.TOMLDecodeError:
-        parsed = value
-    node: dict[str, Any] = {}
-    cur = node
-    parts = key.strip().split(".")
-    for p in parts[:-1]:
-        cur[p] = {}
-        cur = cur[p]
-    cur[parts[-1]] = parsed
-    return node
 
 
 def read_toml(path: Path) -> dict[str, Any]:

@@ -6,10 +6,13 @@ lets every message name the ONE input that set a bad value: a file, a --set, a f
 from __future__ import annotations
 
 import dataclasses
+import re
 import string
+import tomllib
 import types
 import typing
 from dataclasses import fields, is_dataclass
+from pathlib import Path
 from typing import Any, Callable, Mapping, get_args, get_origin
 
 from eoid.errors import ConfigError
@@ -176,3 +179,56 @@ def _toml_value(v: Any) -> str:
 
 def shown(value: Any) -> str:
     return _toml_value(value) if isinstance(value, (bool, int, float, str, tuple, list)) else repr(value)
+
+
+# ---------------------------------------------------------------- values given as text
+
+def parse_part(text: str, flag: str = "--part") -> tuple[int, int]:
+    """`i/n` (part i of n, 0-based: cluster job arrays) -> (i, n); "" -> (0, 1), the whole job."""
+    if not text:
+        return 0, 1
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not m or int(m[2]) < 1 or int(m[1]) >= int(m[2]):
+        raise ConfigError(f"{flag} {text!r}: expected i/n with 0 <= i < n, e.g. {flag} 0/4")
+    return int(m[1]), int(m[2])
+
+
+def require_path(value: str, what: str, flag: str) -> Path:
+    """A required path option; empty is a ConfigError that names the flag."""
+    if not value:
+        raise ConfigError(f"no {what} given: pass {flag} (or set it in the --config TOML).")
+    return Path(value)
+
+
+def part_problem(text: str) -> str | None:
+    try:
+        parse_part(text)
+    except ConfigError:
+        return "must be i/n with 0 <= i < n, e.g. 0/4 (or empty: the whole job)"
+    return None
+
+
+def gamma_problem(value: Any) -> str | None:
+    """teacher.gamma: a scale above 0, or "model" (the weights' own logit_scale.exp())."""
+    if isinstance(value, str):
+        return None if value == "model" else "must be a number above 0 or \"model\""
+    return above(0)(value)
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """`section.key=value` (value in TOML syntax, bare words taken as strings) -> nested dict."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. --set loss.distill=500")
+    key, value = text.split("=", 1)
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value
+    node: dict[str, Any] = {}
+    cur = node
+    parts = key.strip().split(".")
+    for p in parts[:-1]:
+        cur[p] = {}
+        cur = cur[p]
+    cur[parts[-1]] = parsed
+    return node

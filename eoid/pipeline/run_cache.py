@@ -20,7 +20,7 @@ from eoid.pipeline.training.stop import StopFlag
 from eoid.teacher_cache import manifest as mf
 from eoid.teacher_cache import store
 from eoid.teacher_cache.plan import CachePlan, ShardLayout, build_plan, make_layout, shard_for
-from eoid.teacher_cache.teacher import Teacher, load_teacher, resolve_precision
+from eoid.teacher_cache.teacher import Teacher, load_teacher, resolve_gamma, resolve_precision
 from eoid.teacher_cache.writer import ShardJob, compute_shards, finalize_if_complete, prepare_store
 
 log = logging.getLogger(__name__)
@@ -38,10 +38,10 @@ def part_of(part: str, world: World) -> tuple[int, int]:
 
 def fingerprint(cfg: CacheConfig, vocab: Vocabulary, teacher: Teacher, plan: CachePlan,
                 prompts: list[str], precision: str) -> dict:
-    """Everything the rows of this run depend on (teacher_cache/manifest.py)."""
+    """Everything the rows of this run depend on (teacher_cache/manifest.py); gamma as a number."""
     return mf.make_fingerprint(
         model=teacher.model_name, weights=teacher.weights_id, template=cfg.teacher.template,
-        prompts_sha256=mf.prompts_sha256(prompts), gamma=cfg.teacher.gamma,
+        prompts_sha256=mf.prompts_sha256(prompts), gamma=resolve_gamma(cfg.teacher.gamma, teacher),
         crop=teacher.crop_spec.to_json(), precision=precision, vocabulary=vocab.fingerprint(),
         excluded_verbs=[vocab.verbs[v] for v in vocab.teacher_excluded_verbs],
         annotations_sha256=file_sha256(Path(cfg.data.train_annotations)),
@@ -101,7 +101,7 @@ def run_cache(cfg: CacheConfig, world: World) -> Path:
         mine = [s for s in range(layout.num_shards)
                 if shard_for(s, num_parts) == part and s not in store.done_shards(out)]
         job = ShardJob(out, plan, layout, [r.path for r in read.records], vocab.teacher_valid_hois(),
-                       vocab.hoi_to_verb, vocab.num_verbs, cfg.teacher.gamma)
+                       vocab.hoi_to_verb, vocab.num_verbs, expected["gamma"])
         with StopFlag() as stop:
             compute_shards(job, teacher, text_emb, mine, cfg.teacher.batch_size, cfg.teacher.num_workers,
                            show_progress=world.rank == 0, stop_requested=lambda: stop.raised)

@@ -42,7 +42,7 @@ from eoid.pipeline.training.distributed import World
 from eoid.student.model import StudentOutput
 from eoid.student.postprocess import postprocess, postprocess_kwargs
 from eoid.teacher_cache.online import online_teacher
-from eoid.teacher_cache.teacher import Teacher, load_teacher, resolve_precision
+from eoid.teacher_cache.teacher import Teacher, load_teacher, resolve_gamma, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -108,15 +108,16 @@ def evaluate_clip_classifier(checkpoint: Path, data: DataConfig, augment: Augmen
     teacher = load_teacher(teacher_cfg.model, teacher_cfg.weights, device,
                            resolve_precision(teacher_cfg.precision, device))
     text_emb = teacher.encode_texts(vocab.prompts(teacher_cfg.template)).float()
+    gamma = resolve_gamma(teacher_cfg.gamma, teacher)
     triplets = predict_with_clip_verbs(model, teacher, text_emb, classifier_hoi_table(vocab, prior),
                                        [r.path for r in records], [r.key for r in records], vocab, augment,
-                                       post, device, teacher_cfg.gamma, batch_size, teacher_cfg.batch_size)
+                                       post, device, gamma, batch_size, teacher_cfg.batch_size)
     out = output_folder(Path(out))
     write_predictions(out / "predictions.json", triplets)
     results = score(triplets, records, vocab, data.setting, None,
                     {"checkpoint": str(checkpoint), "annotations": str(ann), "verb_classifier": "clip",
                      "clip": teacher_cfg.model, "clip_weights": teacher.weights_id, "prior": prior,
-                     "template": teacher_cfg.template, "gamma": teacher_cfg.gamma})
+                     "template": teacher_cfg.template, "gamma": gamma})
     write_results(out, results)
     return results
 

@@ -41,7 +41,7 @@ def _teacher_differs(manifest: dict, teacher: Any) -> list[str]:
     """Teacher fields of a cache recipe that disagree with what a finished cache was built with."""
     built = manifest.get("config", {}).get("teacher", {})
     return [f"{k}: cache {built.get(k)!r}, recipe {getattr(teacher, k)!r}"
-            for k in ("model", "weights", "template", "gamma")
+            for k in ("model", "weights", "template", "gamma", "precision")
             if k in built and built[k] != getattr(teacher, k)]
 
 

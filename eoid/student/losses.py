@@ -7,11 +7,11 @@ talks to torch.distributed: each term is a sum divided by a count, and the runne
 `average_counts`, which replaces every count by its mean over ranks, so that DDP's gradient
 mean over N processes of B images equals one process of N*B images.
 
-Counts: box L1/GIoU (human and object) = matched pairs of the final layer (the original
-divides object terms by the count of non-zero object boxes: the same on HICO-DET); focal verb
-loss = positive entries (as the original, but global); distillation BCE = see
-`distill_verb_loss`; object CE = the class weights of its targets (a weighted mean); IS CE =
-the queries not ignored (a mean).
+Counts: box L1/GIoU (human and object) = matched pairs of the final layer, for the aux layers
+too, as the original counts them once per batch (it divides object terms by the count of
+non-zero object boxes: the same on HICO-DET); focal verb loss = positive entries (as the
+original, but global); distillation BCE = see `distill_verb_loss`; object CE = the class
+weights of its targets (a weighted mean); IS CE = the queries not ignored (a mean).
 """
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ from eoid.student.targets import PairTargets
 
 IGNORE = -100   # interactive-score target of a query left out of the IS loss
 DISTILL_NORMS = ("tensor", "pairs")
+IS_POSITIVES = ("overlap", "matched")   # see interactive_targets
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,9 @@ class LossParams:
     """The loss values of a run (LossConfig's non-weight fields; EoID defaults)."""
     distill: bool = True                      # teacher targets fill the verbs of distill_verb_mask
     distill_norm: str = "tensor"              # see distill_verb_loss
+    interactive: bool = True                  # the IS term is computed (off: absent, as CDN has none)
+    is_positives: str = "matched"             # IS target rule, see interactive_targets
+    no_interaction_verb: int = -1             # verb index of no_interaction (-1: the vocabulary has none)
     no_object_weight: float = 0.1             # class weight of "no object" in the object CE
     focal_alpha: float = 0.5
     focal_gamma: float = 2.0
@@ -75,27 +79,40 @@ def verb_targets(target: PairTargets, target_idx: Tensor, distill: bool,
 
 
 def interactive_targets(pred_h: Tensor, pred_o: Tensor, target: PairTargets, match: ImageMatch,
-                        is_iou: float) -> Tensor:
-    """IS targets of one image's queries, as the paper states them. (Q,) int64 in {0, 1, IGNORE}.
+                        is_iou: float, rule: str = "matched", no_interaction_verb: int = -1) -> Tensor:
+    """IS targets of one image's queries: (Q,) int64 in {0, 1, IGNORE}. pred_h, pred_o: (Q, 4) cxcywh.
 
-    1: a trained query (stage-1 match or selected unknown match) whose human and object boxes
-    both reach `is_iou` IoU with its pair, when that pair is interactive (labelled with a verb
-    other than no_interaction) or unknown (a potential interactive pair). IGNORE: any other
-    query reaching `is_iou` with some unknown pair (it may be interactive or not). 0: the rest.
-    pred_h, pred_o: (Q, 4) cxcywh.
+    "Reaching" a pair means min(IoU human, IoU object) >= `is_iou` (plain IoU, this layer's boxes).
+    rule "matched" (the paper's text): 1 for a trained query (stage-1 match or selected unknown
+    match) that reaches its own pair, when that pair is interactive (labelled with a verb other
+    than no_interaction) or unknown; IGNORE for any untrained query reaching an unknown pair;
+    0 for the rest.
+    rule "overlap" (the original code, EoID.py loss_is): 1 for every query, trained or not, that
+    reaches any labelled pair without no_interaction among its labels (`no_interaction_verb`),
+    and for every selected unknown match; IGNORE for any other query, trained or not, reaching
+    an unknown pair; 0 for the rest.
     """
     num_queries, device = len(pred_h), pred_h.device
     y = torch.zeros(num_queries, dtype=torch.long, device=device)
     if len(target.labelled) == 0:
         return y
     iou = pair_min_iou(pred_h.detach(), pred_o.detach(), target.human_boxes_cxcywh,
-                       target.object_boxes_cxcywh)
+                       target.object_boxes_cxcywh)                                    # (Q, P)
     q, t = match.query_idx.to(device), match.target_idx.to(device)
+    reaches_unknown = (iou[:, ~target.labelled] >= is_iou).any(1)
+    if rule == "overlap":
+        source = target.labelled.clone()   # the original's st == 0 and is_mask == 1
+        if no_interaction_verb >= 0:
+            source &= target.verb_labels[:, no_interaction_verb] == 0
+        positive = (iou[:, source] >= is_iou).any(1)
+        positive[q[match.num_stage1:]] = True
+        y[reaches_unknown & ~positive] = IGNORE
+        y[positive] = 1
+        return y
     positive = (iou[q, t] >= is_iou) & (target.interactive[t] | ~target.labelled[t])
-    near_unknown = (iou[:, ~target.labelled] >= is_iou).any(1)
     trained = torch.zeros(num_queries, dtype=torch.bool, device=device)
     trained[q] = True
-    y[near_unknown & ~trained] = IGNORE
+    y[reaches_unknown & ~trained] = IGNORE
     y[q[positive]] = 1
     return y
 
@@ -122,8 +139,11 @@ def focal_verb_loss(logits: Tensor, y: Tensor, mask: Tensor, alpha: float, gamma
 def distill_verb_loss(logits: Tensor, y: Tensor, mask: Tensor, norm: str, num_pairs: float) -> Tensor:
     """BCE on soft entries (0 < y < 1, in mask). logits, y, mask: (B, Q, V).
 
-    norm "tensor": sum / (B*Q*V), the original (its strength changes with the per-GPU batch
-    and the query count); "pairs": sum / num_pairs (matched pairs, batch independent).
+    norm "tensor": sum / (B*Q*V), the original; "pairs": sum / num_pairs (matched pairs).
+    Neither depends on the batch B relative to the other terms, all of which are batch means:
+    against the focal term (divided by its positives, about B * n with n positive labels per
+    image) a soft entry weighs (w_distill / w_focal) * n / (Q*V) with "tensor" and
+    (w_distill / w_focal) * n / (matched pairs per image) with "pairs".
     """
     return distill_verb_sum(logits, y, mask) / (logits.numel() if norm == "tensor" else num_pairs)
 
@@ -134,14 +154,13 @@ def distill_verb_sum(logits: Tensor, y: Tensor, mask: Tensor) -> Tensor:
     return (F.binary_cross_entropy_with_logits(logits, y, reduction="none") * soft).sum()
 
 
-def layer_losses(out: StudentOutput, targets: list[PairTargets], matches: list[ImageMatch], *,
-                 no_object_weight: float, focal_alpha: float, focal_gamma: float,
-                 distill: bool, distill_verb_mask: Tensor, is_iou: float,
-                 teacher_on_no_interaction: bool = True
+def layer_losses(out: StudentOutput, targets: list[PairTargets], matches: list[ImageMatch],
+                 loss: LossParams, distill_verb_mask: Tensor, is_iou: float
                  ) -> tuple[dict[str, Tensor], dict[str, float], dict[str, int]]:
     """Summed loss terms of one decoder layer given its matching, their counts, and stats.
 
     Each term's loss is its sum divided by a count (see `TERM_COUNT`); `compute_losses` divides.
+    The distillation term exists only with `loss.distill`, the IS term only with `loss.interactive`.
     """
     out = StudentOutput(*(t.float() for t in out[:5]))   # losses in float32 under autocast
     batch, num_queries, num_classes = out.object_logits.shape
@@ -149,30 +168,29 @@ def layer_losses(out: StudentOutput, targets: list[PairTargets], matches: list[I
     obj_target = torch.full((batch, num_queries), num_classes - 1, dtype=torch.long, device=device)
     verb_y = torch.zeros_like(out.verb_logits)
     verb_mask = torch.ones_like(out.verb_logits, dtype=torch.bool)
-    is_y = torch.empty(batch, num_queries, dtype=torch.long, device=device)
+    is_y = torch.full((batch, num_queries), IGNORE, dtype=torch.long, device=device)
     ph, po, th, to = [], [], [], []
     num_no_teacher = 0
     for b, (tgt, m) in enumerate(zip(targets, matches)):
         tgt = tgt.to(device)
         q, t = m.query_idx.to(device), m.target_idx.to(device)
         obj_target[b, q] = tgt.object_classes[t]
-        y, mask, no_teacher = verb_targets(tgt, t, distill, distill_verb_mask, teacher_on_no_interaction)
+        y, mask, no_teacher = verb_targets(tgt, t, loss.distill, distill_verb_mask,
+                                           loss.teacher_on_no_interaction)
         verb_y[b, q], verb_mask[b, q] = y, mask
         num_no_teacher += int(no_teacher.sum())
-        is_y[b] = interactive_targets(out.human_boxes_cxcywh[b], out.object_boxes_cxcywh[b], tgt, m,
-                                      is_iou)
+        if loss.interactive:
+            is_y[b] = interactive_targets(out.human_boxes_cxcywh[b], out.object_boxes_cxcywh[b], tgt, m,
+                                          is_iou, loss.is_positives, loss.no_interaction_verb)
         ph.append(out.human_boxes_cxcywh[b, q]), po.append(out.object_boxes_cxcywh[b, q])
         th.append(tgt.human_boxes_cxcywh[t]), to.append(tgt.object_boxes_cxcywh[t])
     class_weight = torch.ones(num_classes, device=device)
-    class_weight[-1] = no_object_weight
+    class_weight[-1] = loss.no_object_weight
     ph, po, th, to = torch.cat(ph), torch.cat(po), torch.cat(th), torch.cat(to)
     real_obj = (to != 0).any(1)   # all-zero object box = role-less action: no object box loss
-    is_logits = out.interactive_logits.flatten(0, 1)
-    is_flat = is_y.flatten()
     ce = F.cross_entropy(out.object_logits.transpose(1, 2), obj_target, reduction="none")   # (B, Q)
     weight = class_weight[obj_target]
-    focal, num_pos = focal_verb_sum(out.verb_logits, verb_y, verb_mask, focal_alpha, focal_gamma)
-    kept = is_flat != IGNORE
+    focal, num_pos = focal_verb_sum(out.verb_logits, verb_y, verb_mask, loss.focal_alpha, loss.focal_gamma)
     sums = {
         "loss_obj_ce": (ce * weight).sum(),
         "loss_human_l1": F.l1_loss(ph, th, reduction="sum"),
@@ -180,21 +198,27 @@ def layer_losses(out: StudentOutput, targets: list[PairTargets], matches: list[I
         "loss_human_giou": _giou_loss(ph, th),
         "loss_object_giou": _giou_loss(po[real_obj], to[real_obj]),
         "loss_verb_focal": focal,
-        "loss_verb_distill": distill_verb_sum(out.verb_logits, verb_y, verb_mask),
-        "loss_is": (F.cross_entropy(is_logits[kept], is_flat[kept], reduction="sum")
-                    if kept.any() else is_logits.sum() * 0),
     }
+    num_pairs = sum(len(m.query_idx) for m in matches)
     counts = {"object_weight": float(weight.sum()), "verb_positives": float(num_pos),
-              "is_queries": float(kept.sum()), "verb_entries": float(out.verb_logits.numel()),
-              "pairs": float(sum(len(m.query_idx) for m in matches))}
-    stats = {"num_pairs": sum(len(m.query_idx) for m in matches),
+              "verb_entries": float(out.verb_logits.numel()), "pairs": float(num_pairs)}
+    if loss.distill:
+        sums["loss_verb_distill"] = distill_verb_sum(out.verb_logits, verb_y, verb_mask)
+    is_flat = is_y.flatten()
+    kept = is_flat != IGNORE
+    if loss.interactive:
+        is_logits = out.interactive_logits.flatten(0, 1)
+        sums["loss_is"] = (F.cross_entropy(is_logits[kept], is_flat[kept], reduction="sum")
+                           if kept.any() else is_logits.sum() * 0)
+        counts["is_queries"] = float(kept.sum())
+    stats = {"num_pairs": num_pairs,
              "num_labelled_matched": sum(m.num_stage1 for m in matches),
              "num_unknown_assigned": sum(len(m.stage2_query_idx) for m in matches),
              "num_unknown_gated": sum(int(m.stage2_gated.sum()) for m in matches),
-             "num_unknown_selected": sum(len(m.query_idx) - m.num_stage1 for m in matches),
+             "num_unknown_selected": num_pairs - sum(m.num_stage1 for m in matches),
              "num_no_teacher": num_no_teacher,
              "num_is_positive": int((is_flat == 1).sum()),
-             "num_is_ignored": int((is_flat == IGNORE).sum())}
+             "num_is_ignored": int((is_flat == IGNORE).sum()) if loss.interactive else 0}
     return sums, counts, stats
 
 
@@ -247,6 +271,8 @@ def compute_losses(outputs: StudentOutput, targets: list[PairTargets], distill_v
     """
     if loss.distill_norm not in DISTILL_NORMS:
         raise ConfigError(f"loss.distill_norm = {loss.distill_norm!r}; choose one of {DISTILL_NORMS}")
+    if loss.is_positives not in IS_POSITIVES:
+        raise ConfigError(f"loss.is_positives = {loss.is_positives!r}; choose one of {IS_POSITIVES}")
     mask = distill_verb_mask.bool()
     if matches is None:
         matches = match_layers(outputs, targets, mask, loss.distill, match)
@@ -254,11 +280,8 @@ def compute_losses(outputs: StudentOutput, targets: list[PairTargets], distill_v
     counts: dict[str, float] = {}
     stats: dict[str, Any] = {}
     for (suffix, out), layer_matches in zip(decoder_layers(outputs), matches):
-        layer_sums, layer_counts, layer_stats = layer_losses(
-            out, targets, layer_matches, no_object_weight=loss.no_object_weight,
-            focal_alpha=loss.focal_alpha, focal_gamma=loss.focal_gamma, distill=loss.distill,
-            distill_verb_mask=mask, is_iou=match.is_iou,
-            teacher_on_no_interaction=loss.teacher_on_no_interaction)
+        layer_sums, layer_counts, layer_stats = layer_losses(out, targets, layer_matches, loss, mask,
+                                                             match.is_iou)
         sums.update({k + suffix: v for k, v in layer_sums.items()})
         counts.update({k + suffix: v for k, v in layer_counts.items()})
         if suffix == "":
@@ -267,12 +290,14 @@ def compute_losses(outputs: StudentOutput, targets: list[PairTargets], distill_v
         counts = average_counts(counts)
     pairs = max(counts["pairs"], 1.0)
     terms = {}
-    for (suffix, _), _m in zip(decoder_layers(outputs), matches):
+    for suffix, _ in decoder_layers(outputs):
         for name in TERM_COUNT:
-            count = pairs if TERM_COUNT[name] == "pairs" else max(counts[TERM_COUNT[name] + suffix], 1.0)
-            terms[name + suffix] = sums[name + suffix] / count
-        terms["loss_verb_distill" + suffix] = sums["loss_verb_distill" + suffix] / (
-            counts["verb_entries" + suffix] if loss.distill_norm == "tensor" else pairs)
+            if name + suffix in sums:
+                count = pairs if TERM_COUNT[name] == "pairs" else max(counts[TERM_COUNT[name] + suffix], 1.0)
+                terms[name + suffix] = sums[name + suffix] / count
+        if loss.distill:
+            terms["loss_verb_distill" + suffix] = sums["loss_verb_distill" + suffix] / (
+                counts["verb_entries" + suffix] if loss.distill_norm == "tensor" else pairs)
     terms = {k: terms[k] for k in sums}   # the order of the sums
     stats["num_pairs_normaliser"] = pairs
     return terms, stats
@@ -321,9 +346,11 @@ class Criterion:
 
 
 def build_criterion(matcher: MatcherConfig, loss: LossConfig, num_verbs: int,
-                    unseen_verb_mask: Tensor | None = None) -> Criterion:
+                    unseen_verb_mask: Tensor | None = None, no_interaction_verb: int | None = None
+                    ) -> Criterion:
     """Map the configs to a Criterion. unseen_verb_mask (V,) bool: the setting's unseen verbs,
-    needed when loss.a_u_only is set (the teacher then fills those verbs only)."""
+    needed when loss.a_u_only is set (the teacher then fills those verbs only);
+    no_interaction_verb: its verb index (the "overlap" IS rule needs it), None if there is none."""
     if loss.a_u_only:
         if unseen_verb_mask is None or not bool(unseen_verb_mask.any()):
             raise ConfigError("loss.a_u_only = true needs a zero-shot setting with unseen verbs "
@@ -331,7 +358,12 @@ def build_criterion(matcher: MatcherConfig, loss: LossConfig, num_verbs: int,
         mask = unseen_verb_mask.bool()
     else:
         mask = torch.ones(num_verbs, dtype=torch.bool)
-    # the params carry the config fields of the same names; distill is on when its weight is
-    loss_values = {f.name: getattr(loss, f.name) for f in dataclasses.fields(LossParams)}
+    # the params carry the config fields of the same names; distill and the IS term are on
+    # when their weights are above 0 (at 0 they are not computed at all)
+    loss_values = {f.name: getattr(loss, f.name) for f in dataclasses.fields(LossParams)
+                   if f.name != "no_interaction_verb"}
     return Criterion(mask, MatchParams(**dataclasses.asdict(matcher)),
-                     LossParams(**{**loss_values, "distill": loss.distill > 0}))
+                     LossParams(**{**loss_values, "distill": loss.distill > 0,
+                                   "interactive": loss.interactive > 0,
+                                   "no_interaction_verb": -1 if no_interaction_verb is None
+                                   else no_interaction_verb}))

@@ -42,11 +42,14 @@ def lookup_pairs(query_h: np.ndarray, query_o: np.ndarray, query_cls: np.ndarray
     return probs, hit
 
 
-def check_complete(path: Path) -> dict:
-    """The manifest of a finished cache; an unfinished, damaged or foreign folder is a CacheMismatchError."""
+def check_complete(path: Path, formats: tuple[int, ...] = (mf.FORMAT_VERSION,)) -> dict:
+    """The manifest of a finished cache; an unfinished, damaged or foreign folder is a CacheMismatchError.
+
+    formats: the format versions the caller reads (relabel also reads older ones).
+    """
     path = Path(path)
     if (path / "manifest.json").is_file():
-        return mf.read_manifest(path)
+        return mf.read_manifest(path, formats)
     if (path / "plan.json").is_file():
         plan = read_json(path / "plan.json", CacheMismatchError, mf.REBUILD)
         layout = ShardLayout(**plan["layout"])
@@ -71,15 +74,17 @@ class CacheReader:
     """A finished teacher cache held in RAM; `lookup` costs microseconds per image."""
 
     def __init__(self, path: str | Path, min_iou: float = 0.5, load_embeddings: bool = False,
-                 verify_all: bool = False):
+                 verify_all: bool = False, formats: tuple[int, ...] = (mf.FORMAT_VERSION,)):
         """Open and check a cache: the checksums of every file it reads (of every file with
-        `verify_all`), the counts, and that every row is a teacher distribution."""
+        `verify_all`), the counts, and that every row is a teacher distribution. `formats`: the
+        format versions read (relabel also reads format 1, whose files carry no checksums)."""
         self.path = Path(path)
-        self.manifest = check_complete(self.path)
+        self.manifest = check_complete(self.path, formats)
         self.min_iou = min_iou
         names = ("human_xyxy", "object_xyxy", "object_class", "verb_probs", "image_offsets",
                  "labelled", "pair_box_idx") + (("image_emb",) if load_embeddings else ())
-        store.verify_files(self.path, self.manifest["checksums"], None if verify_all else names)
+        if "checksums" in self.manifest:
+            store.verify_files(self.path, self.manifest["checksums"], None if verify_all else names)
         meta = read_json(self.path / "meta.json", CacheMismatchError, mf.REBUILD)
         self.image_keys: list[str] = meta["image_keys"]
         self.prompts: list[str] = meta["prompts"]
@@ -93,7 +98,7 @@ class CacheReader:
         self.human_xyxy = arrays["human_xyxy"]
         self.object_xyxy = arrays["object_xyxy"]
         self.object_class = arrays["object_class"]
-        self.verb_probs = arrays["verb_probs"]          # (P, V) float16
+        self.verb_probs = arrays["verb_probs"]          # (P, V) float32
         self.offsets = arrays["image_offsets"]
         self.labelled = arrays["labelled"]
         self.pair_box_idx = arrays["pair_box_idx"]

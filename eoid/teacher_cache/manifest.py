@@ -15,8 +15,10 @@ from typing import Any
 from eoid.errors import CacheMismatchError
 from eoid.files import read_json
 
-# 2: the manifest records a sha256 per file (checksums), checked whenever a cache is opened
+# 2: the manifest records a sha256 per file (checksums), checked whenever a cache is opened, and
+#    verb_probs are stored as float32 (1: no checksums; float16 rows, which rounded p > 0.99976 to 1)
 FORMAT_VERSION = 2
+RELABEL_READS = (1, 2)    # formats `eoid cache relabel` can read (it recomputes verb_probs)
 REBUILD = "Copy the cache again, or rebuild it with `eoid cache-teacher`."
 CANDIDATE_RULE = "every human box x every other box, exact duplicates removed (v1)"
 
@@ -76,20 +78,26 @@ def require_match(where: str, found: dict[str, Any], expected: dict[str, Any], f
         raise CacheMismatchError(f"{where} does not fit this run: " + "; ".join(diffs) + f". {fix}")
 
 
-def read_manifest(path: Path) -> dict[str, Any]:
-    """A finished cache's manifest.json, refused (CacheMismatchError) if damaged or of another version."""
+def read_manifest(path: Path, formats: tuple[int, ...] = (FORMAT_VERSION,)) -> dict[str, Any]:
+    """A finished cache's manifest.json, refused (CacheMismatchError) if damaged or of another version.
+
+    formats: the format versions the caller reads (relabel also reads format 1, which has no
+    checksums and float16 verb rows, to upgrade it).
+    """
     file = Path(path) / "manifest.json"
     manifest = read_json(file, CacheMismatchError, REBUILD)
     if not isinstance(manifest, dict):
         raise CacheMismatchError(f"{file} is not a JSON object. {REBUILD}")
     version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
-        older = " (written by an older eoid, without the checksums that prove its bytes)" \
-            if isinstance(version, int) and version < FORMAT_VERSION else ""
-        raise CacheMismatchError(f"{file}: cache format version {version!r}{older}, this eoid reads version "
-                                 f"{FORMAT_VERSION}. Rebuild it with `eoid cache-teacher`.")
-    missing = [k for k in ("fingerprint", "layout", "checksums", "config")
-               if not isinstance(manifest.get(k), dict)]
+    if version not in formats:
+        upgrade = (f", or upgrade it: `eoid cache relabel {path} --out NEW` recomputes its verb rows "
+                   "from its stored embeddings" if version in RELABEL_READS else "")
+        older = (" (An older eoid wrote it: float16 verb rows, no checksums to prove its bytes.)"
+                 if isinstance(version, int) and version < FORMAT_VERSION else "")
+        raise CacheMismatchError(f"{file}: cache format version {version!r}, this eoid reads version "
+                                 f"{FORMAT_VERSION}. Rebuild it with `eoid cache-teacher`{upgrade}.{older}")
+    required = ("fingerprint", "layout", "config") + (("checksums",) if version >= 2 else ())
+    missing = [k for k in required if not isinstance(manifest.get(k), dict)]
     if missing:
         raise CacheMismatchError(f"{file} lacks {', '.join(missing)}: it was edited or cut short. {REBUILD}")
     return manifest

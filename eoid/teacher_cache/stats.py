@@ -10,7 +10,7 @@ from eoid.teacher_cache.lookup import CacheReader
 
 def cache_stats(reader: CacheReader) -> dict[str, Any]:
     """Counts, mean teacher entropy (nats) and the share of teacher mass per verb."""
-    probs = reader.verb_probs.astype(np.float32)
+    probs = np.asarray(reader.verb_probs, dtype=np.float32)
     entropy = -(probs * np.log(np.clip(probs, 1e-12, None))).sum(1)
     verbs = [v["name"] for v in reader.vocabulary["verbs"]]
     mass = probs.sum(0) / max(len(probs), 1)

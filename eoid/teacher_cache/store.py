@@ -5,7 +5,8 @@ Layout (ENVIRONMENT_FACTS §4: flat ragged table + per-image offsets, sharded, z
     CACHE/zarr.json, image_offsets (N+1,) int64: image i = rows offsets[i]:offsets[i+1]
     per pair (P rows): pair_image int32, pair_box_idx (P,2) int32, human_xyxy (P,4) float32,
         object_xyxy (P,4) float32 (original pixels), object_class int32, labelled bool,
-        image_emb (P,D) float16 (unit length), verb_probs (P,V) float16
+        image_emb (P,D) float16 (unit length), verb_probs (P,V) float32 (the loss's values exactly:
+        float16 would round p > 0.99976 to 1, which the focal loss takes as a positive)
     text_emb (H,D) float32; meta.json: image keys and sizes, prompts, vocabulary
     plan.json: fingerprint + layout, written when the folder is created
     progress/shard-NNNNN.done: a teacher shard is written and fsynced; holds its files' sha256
@@ -42,6 +43,7 @@ from eoid.files import file_sha256, read_json, write_bytes_atomic, write_json_at
 from eoid.teacher_cache.plan import CachePlan, ShardLayout
 
 TEACHER_ARRAYS = ("image_emb", "verb_probs")
+TEACHER_DTYPES = {"image_emb": "float16", "verb_probs": "float32"}
 PLAN_ARRAYS = ("pair_image", "pair_box_idx", "human_xyxy", "object_xyxy", "object_class", "labelled")
 MARKER = ".eoid-teacher-cache"
 
@@ -89,8 +91,8 @@ def _create_store(path: Path, plan: CachePlan, layout: ShardLayout, text_emb: np
                "object_xyxy": (plan.object_xyxy.astype(np.float32), (P, 4), "float32"),
                "object_class": (plan.object_class.astype(np.int32), (P,), "int32"),
                "labelled": (plan.labelled.astype(bool), (P,), "bool"),
-               "image_emb": (None, (P, D), "float16"),
-               "verb_probs": (None, (P, V), "float16")}
+               "image_emb": (None, (P, D), TEACHER_DTYPES["image_emb"]),
+               "verb_probs": (None, (P, V), TEACHER_DTYPES["verb_probs"])}
     for name, (data, shape, dtype) in columns.items():
         _create(group, name, data, shape, dtype, R)
     group.create_array("image_offsets", data=plan.image_offsets.astype(np.int64),
@@ -164,11 +166,12 @@ def block_path(path: Path, shard: int, block_lo: int) -> Path:
 
 def save_block(path: Path, shard: int, block_lo: int, image_emb: np.ndarray,
                verb_probs: np.ndarray) -> None:
-    """Keep a finished block of an unfinished shard (float16), atomically."""
+    """Keep a finished block of an unfinished shard (in the store's dtypes), atomically."""
     target = block_path(path, shard, block_lo)
     target.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
-    np.savez(buffer, image_emb=image_emb.astype(np.float16), verb_probs=verb_probs.astype(np.float16))
+    np.savez(buffer, image_emb=image_emb.astype(TEACHER_DTYPES["image_emb"]),
+             verb_probs=verb_probs.astype(TEACHER_DTYPES["verb_probs"]))
     write_bytes_atomic(target, buffer.getvalue(), "a block of teacher rows")
 
 
@@ -199,7 +202,7 @@ def write_shard(path: Path, layout: ShardLayout, shard: int, image_emb: np.ndarr
                 shutil.rmtree(shard_file)
             else:
                 shard_file.unlink(missing_ok=True)
-            group[name][lo:hi] = data.astype(np.float16)
+            group[name][lo:hi] = data.astype(TEACHER_DTYPES[name])
             for f in ([shard_file] if shard_file.is_file() else sorted(shard_file.rglob("*"))):
                 if f.is_file():
                     with open(f, "rb") as fh:

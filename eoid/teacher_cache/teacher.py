@@ -25,6 +25,7 @@ from eoid.teacher_cache.crops import CropSpec
 
 log = logging.getLogger(__name__)
 
+PRECISIONS = ("auto", "fp16", "bf16", "fp32")   # teacher.precision, see resolve_precision
 RANDOM_WEIGHTS = "none"      # weights value that builds the model with random init (tests, benchmarks)
 BUNDLED_WEIGHTS = "bundled"  # weights shipped in eoid/data/<model_name>.safetensors
 WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
@@ -39,13 +40,15 @@ class Teacher:
     device: torch.device
     model_name: str
     weights_id: str                  # "tag:<tag>", "sha256:<hex>" or "random-init": for the fingerprint
-    autocast_dtype: torch.dtype | None = None   # bf16/fp16 autocast on GPU; None = float32
+    autocast_dtype: torch.dtype | None = None   # bf16 autocast over float32 weights; None = no autocast
     channels_last: bool = False      # NHWC convolutions (faster ResNet towers on GPU tensor cores)
+    input_dtype: torch.dtype = torch.float32    # the image tower's weight dtype (float16 for "fp16")
 
     @torch.inference_mode()
     def encode_images(self, crops: Tensor) -> Tensor:
         """(B, 3, S, S) normalised crops -> (B, D) float32 unit-length image embeddings."""
-        crops = crops.to(self.device, non_blocking=True)
+        # float16 weights take float16 crops, as OpenAI's encode_image casts them (image.type(dtype))
+        crops = crops.to(self.device, dtype=self.input_dtype, non_blocking=True)
         if self.channels_last:
             crops = crops.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
@@ -156,17 +159,50 @@ def _crop_spec(model: Any) -> CropSpec:
 
 
 def resolve_precision(precision: str, device: str | torch.device) -> str:
-    """The autocast precision the teacher runs at: "auto" is bf16 on GPU; a CPU always runs fp32."""
-    if precision == "auto":
-        return "bf16" if str(device).startswith("cuda") else "fp32"
-    return precision if str(device).startswith("cuda") else "fp32"
+    """The precision the teacher runs at on `device` (what the cache fingerprint records).
+
+    "fp16": float16 weights, as the original's clip.load keeps them on CUDA (open_clip's
+    precision "fp16": convolutions, linear and attention weights in float16, LayerNorm computed
+    in float32); "bf16": bf16 autocast over float32 weights; "fp32": float32. "auto" is the
+    original's: fp16 on a GPU. A CPU always runs fp32, as the original's clip.load does there.
+    """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"teacher.precision = {precision!r}; choose one of {PRECISIONS}.")
+    if not str(device).startswith("cuda"):
+        if precision not in ("auto", "fp32"):
+            log.info("teacher.precision %s: the CPU runs the teacher in fp32", precision)
+        return "fp32"
+    return "fp16" if precision == "auto" else precision
+
+
+def resolve_gamma(gamma: float | str, teacher: Teacher) -> float:
+    """The softmax scale of the cosine similarity (teacher.gamma), for every phase that runs a teacher.
+
+    A number is used as given; "model" is the weights' own logit_scale.exp(), as the original
+    computes it (about 100 for OpenAI's CLIP, whose learned scale is clamped at 100; 15.92 for
+    the shipped eoid-synth-clip).
+    """
+    if isinstance(gamma, str) and gamma != "model":
+        try:
+            gamma = float(gamma)
+        except ValueError:
+            raise ConfigError(f"teacher.gamma = {gamma!r}: give a number (e.g. 100) or \"model\" "
+                              "(the CLIP weights' own logit scale).") from None
+    if gamma != "model":
+        return float(gamma)
+    scale = getattr(teacher.model, "logit_scale", None)
+    if not isinstance(scale, Tensor):
+        raise ConfigError(f"teacher.gamma = \"model\": CLIP model {teacher.model_name!r} has no "
+                          "logit_scale; give teacher.gamma as a number.")
+    return float(scale.detach().float().exp())
 
 
 def load_teacher(model_name: str, weights: str, device: str | torch.device = "cpu",
                  precision: str = "fp32") -> Teacher:
     """Build the teacher: open_clip `model_name` with `weights` (tag, local file, "bundled" or "none").
 
-    precision: "fp32", "bf16" or "fp16" (autocast on GPU only; CPU always runs float32).
+    precision: "fp32", "bf16" or "fp16" as resolve_precision describes them, applied on any
+    device (resolve_precision is what keeps a CPU at fp32).
     """
     import open_clip
     _register_packaged_configs()
@@ -176,10 +212,15 @@ def load_teacher(model_name: str, weights: str, device: str | torch.device = "cp
         raise ConfigError(f"unknown CLIP model {name!r}; close open_clip names: {near or 'none'}. "
                           "Pass an open_clip model name (e.g. --clip RN50x16) or a JSON model config.")
     device = torch.device(device)
-    kwargs: dict[str, Any] = {}
+    if precision not in PRECISIONS[1:]:
+        raise ConfigError(f"teacher precision {precision!r}: expected one of {PRECISIONS[1:]}")
+    # "fp16" builds float16 weights (and float32 LayerNorms) the way open_clip loads OpenAI's
+    # weights at precision "fp16"; bf16 is autocast over the float32 model
+    build = "fp16" if precision == "fp16" else "fp32"
+    kwargs: dict[str, Any] = {"precision": build}
     if weights == RANDOM_WEIGHTS:
         log.warning("CLIP model %s built with RANDOM weights (weights='none'): for tests only", name)
-        model, weights_id = open_clip.create_model(name, pretrained=None), "random-init"
+        model, weights_id = open_clip.create_model(name, pretrained=None, **kwargs), "random-init"
     else:
         if weights == BUNDLED_WEIGHTS:
             path = Path(str(resources.files("eoid.data").joinpath(f"{name}.safetensors")))
@@ -204,7 +245,7 @@ def load_teacher(model_name: str, weights: str, device: str | torch.device = "cp
         weights_id = f"tag:{weights}" if "force_quick_gelu" in kwargs else f"sha256:{file_sha256(path)}"
         try:
             if _is_torchscript(path):
-                model = open_clip.load_openai_model(str(path), precision="fp32", device="cpu")
+                model = open_clip.load_openai_model(str(path), precision=build, device="cpu")
             else:
                 model = open_clip.create_model(name, pretrained=str(path), **kwargs)
         except Exception as err:  # a file the user handed us: truncated, not weights, a hostile pickle
@@ -213,16 +254,16 @@ def load_teacher(model_name: str, weights: str, device: str | torch.device = "cp
                 f"{_gist(err)}). The file may be damaged, not a weights file, or hold code (never run); "
                 "check that --clip names the architecture of this file (e.g. RN50x16-quickgelu for "
                 "OpenAI's RN50x16.pt).") from None
-    model = model.float().to(device).eval()  # eval: the original left BatchNorm in train mode
+    if build == "fp32":
+        model = model.float()
+    model = model.to(device).eval()  # eval: the original left BatchNorm in train mode
     for p in model.parameters():
         p.requires_grad_(False)
-    autocast = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-    if precision not in autocast:
-        raise ConfigError(f"teacher precision {precision!r}: expected one of {sorted(autocast)}")
     channels_last = device.type == "cuda"   # CPU keeps NCHW: its cache bytes stay as before
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     return Teacher(model=model, tokenizer=open_clip.get_tokenizer(name), crop_spec=_crop_spec(model),
                    device=device, model_name=name, weights_id=weights_id,
-                   autocast_dtype=autocast[precision] if device.type == "cuda" else None,
-                   channels_last=channels_last)
+                   autocast_dtype=torch.bfloat16 if precision == "bf16" else None,
+                   channels_last=channels_last,
+                   input_dtype=torch.float16 if build == "fp16" else torch.float32)

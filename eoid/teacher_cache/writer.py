@@ -212,7 +212,8 @@ def compute_shards(job: ShardJob, teacher: Teacher, text_emb: np.ndarray, shards
                 object_idx = torch.from_numpy(plan.object_class[blo:hi].astype(np.int64))
                 probs = pair_verb_probs(emb, text, object_idx, valid, hoi_to_verb, job.num_verbs,
                                         job.gamma)
-                saved[blo] = (emb.numpy().astype(np.float16), probs.numpy().astype(np.float16))
+                saved[blo] = (emb.numpy().astype(store.TEACHER_DTYPES["image_emb"]),
+                              probs.numpy().astype(store.TEACHER_DTYPES["verb_probs"]))
                 if len(layout.blocks(shard)) > 1:
                     writer.submit(store.save_block, out, shard, blo, *saved[blo])
                 _write_if_full(out, layout, shard, saved, writer.submit)

@@ -64,7 +64,7 @@ SKIP = {  # README command -> why it is not run here (it is still parsed)
         "4 GPUs, and UC settings exist only in the HICO-DET vocabulary",
     "torchrun --nproc_per_node=4 -m eoid train --config configs/hico_supervised.toml "
     "--out runs/hico_supervised": TABLE6,
-    "eoid pseudo-label --checkpoint runs/hico_supervised/checkpoint.pt --coco "
+    "eoid pseudo-label --checkpoint runs/hico_supervised/checkpoint_best.pt --coco "
     "data/v-coco/instances_vcoco_trainval.json --images data/coco/train2014 "
     "--out data/v-coco/vcoco_trainval_pseudo_0.1.json --threshold 0.1": TABLE6,
     "eoid mix --mapping vcoco-to-hico-det --out data/hico_vcoco --source "

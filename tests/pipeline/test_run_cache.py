@@ -93,8 +93,8 @@ def test_the_cache_holds_every_candidate_pair_with_distributions_summing_to_one(
     reader = CacheReader(reference)
     fp = reader.fingerprint
     assert fp["num_images"] == 12 and fp["num_pairs"] == len(reader.verb_probs) > 12
-    sums = reader.verb_probs.astype(np.float32).sum(1)
-    assert np.allclose(sums, 1.0, atol=2e-3)
+    assert reader.verb_probs.dtype == np.float32
+    assert np.allclose(reader.verb_probs.sum(1), 1.0, atol=1e-5)
     assert (reader.verb_probs[:, 3] == 0).all()          # no mass on no_interaction
     assert reader.labelled.sum() == 12                   # one labelled pair per image
 
@@ -114,7 +114,8 @@ def test_cache_rows_equal_the_online_teacher_on_the_same_pairs(reference, world,
                            reader.object_class, text,
                            torch.from_numpy(valid_hoi_table(vocab.hoi_to_object, vocab.hoi_to_verb, 3, [3])),
                            torch.from_numpy(vocab.hoi_to_verb), 4, 100.0, batch_size=7)
-    assert np.allclose(probs.numpy(), reader.verb_probs.astype(np.float32), atol=2e-3)
+    # float32 rows: what the loss reads from the cache is what the online teacher gives
+    assert np.abs(probs.numpy() - reader.verb_probs).max() <= 1e-6
 
 
 def test_lookup_by_the_cached_boxes_hits_every_pair(reference):
@@ -142,6 +143,37 @@ def test_a_rerun_on_a_finished_cache_changes_nothing(reference, world, weights):
 def test_a_cache_folder_with_another_fingerprint_is_refused_naming_the_difference(reference, world, weights):
     with pytest.raises(CacheMismatchError, match="gamma: cache has 100.0, expected 50.0"):
         run_cache(config(world, weights, reference, gamma=50.0), WORLD)
+
+
+def test_a_cache_built_at_another_precision_is_another_cache(reference, world, weights, tmp_path,
+                                                             monkeypatch):
+    # a GPU's default ("auto" = fp16) stood in for on the CPU: the teacher really runs float16 weights
+    import eoid.pipeline.run_cache as run_cache_mod
+    monkeypatch.setattr(run_cache_mod, "resolve_precision", lambda precision, device: "fp16")
+    with pytest.raises(CacheMismatchError, match="teacher precision: cache has 'fp32', expected 'fp16'"):
+        run_cache(config(world, weights, reference), WORLD)
+    fp16 = CacheReader(run_cache(config(world, weights, tmp_path / "fp16"), WORLD))
+    assert fp16.fingerprint["precision"] == "fp16"
+    assert 0 < np.abs(fp16.verb_probs - CacheReader(reference).verb_probs).max() < 0.05
+
+
+def test_gamma_model_is_resolved_once_for_cache_relabel_and_the_online_teacher(reference, world, weights,
+                                                                                tmp_path):
+    from eoid.config import TrainConfig
+    from eoid.pipeline.data.vocab import load_vocabulary
+    from eoid.pipeline.run_cache_relabel import run_relabel
+    from eoid.pipeline.training.teacher_source import OnlineTeacher
+    scale = float(torch.load(weights, weights_only=True)["logit_scale"].exp())
+    built = CacheReader(run_cache(config(world, weights, tmp_path / "model", gamma="model"), WORLD))
+    relabelled = CacheReader(run_relabel(reference, tmp_path / "relabelled", gamma="model"))
+    ann, images, vocab = world
+    online = OnlineTeacher(TrainConfig(teacher=TeacherConfig(model=str(TINY_CONFIG), weights=str(weights),
+                                                             gamma="model")),
+                           load_vocabulary(str(vocab)), [], "cpu")
+    assert built.fingerprint["gamma"] == relabelled.fingerprint["gamma"] == online.gamma
+    assert online.gamma == pytest.approx(scale)
+    assert built.manifest["config"]["teacher"]["gamma"] == "model"
+    assert np.allclose(built.verb_probs, relabelled.verb_probs, atol=5e-3)
 
 
 def test_an_unfinished_cache_with_another_fingerprint_is_refused(world, weights, tmp_path, monkeypatch):
@@ -229,8 +261,26 @@ def test_relabel_with_new_prompts_equals_a_fresh_cache_built_with_them(reference
     a, b = CacheReader(fresh), CacheReader(relabelled)
     assert a.fingerprint == b.fingerprint and a.prompts == b.prompts
     # relabel starts from the float16 embeddings: equal within float16 tolerance
-    assert np.allclose(a.verb_probs.astype(np.float32), b.verb_probs.astype(np.float32), atol=5e-3)
-    assert not np.allclose(a.verb_probs.astype(np.float32), CacheReader(reference).verb_probs, atol=5e-3)
+    assert np.allclose(a.verb_probs, b.verb_probs, atol=5e-3)
+    assert not np.allclose(a.verb_probs, CacheReader(reference).verb_probs, atol=5e-3)
+
+
+def test_an_old_format_cache_is_refused_and_relabel_upgrades_it(reference, tmp_path):
+    import shutil
+
+    from eoid.pipeline.run_cache_relabel import run_relabel
+    from eoid.teacher_cache.manifest import FORMAT_VERSION
+    old = tmp_path / "old"
+    shutil.copytree(reference, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest["format_version"] = manifest["fingerprint"]["format_version"] = 1   # float16 verb rows
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CacheMismatchError, match=r"version 1, this eoid reads version 2\. Rebuild it with "
+                                                 r"`eoid cache-teacher`, or upgrade it: `eoid cache relabel"):
+        CacheReader(old)
+    upgraded = CacheReader(run_relabel(old, tmp_path / "new"))
+    assert upgraded.manifest["format_version"] == upgraded.fingerprint["format_version"] == FORMAT_VERSION
+    assert np.allclose(upgraded.verb_probs, CacheReader(reference).verb_probs, atol=5e-3)
 
 
 def test_verify_accepts_its_own_dataset_and_refuses_another(reference, world, weights, tmp_path):

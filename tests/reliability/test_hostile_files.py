@@ -162,7 +162,8 @@ def test_a_cache_of_another_format_version_is_refused(cache, tmp_path):
     bad = _damaged(cache, tmp_path / "cache")
     manifest = json.loads((bad / "manifest.json").read_text())
     (bad / "manifest.json").write_text(json.dumps({**manifest, "format_version": 99}))
-    with pytest.raises(CacheMismatchError, match="cache format version 99, this eoid reads version 2"):
+    with pytest.raises(CacheMismatchError, match="cache format version 99, this eoid reads version 2. "
+                                                 r"Rebuild it with `eoid cache-teacher`\.$"):
         CacheReader(bad)
 
 

@@ -8,6 +8,7 @@ from eoid.config import LossConfig, MatcherConfig
 from eoid.errors import ConfigError
 from eoid.student.losses import (
     IGNORE,
+    LossParams,
     build_criterion,
     compute_losses,
     distill_verb_loss,
@@ -37,7 +38,8 @@ def _targets(labelled, interactive, verbs=None, teacher=None, hit=None):
 
 
 def _match(q, t, num_stage1):
-    return ImageMatch(torch.tensor(q), torch.tensor(t), num_stage1, E, E, torch.zeros(0, dtype=torch.bool))
+    return ImageMatch(torch.tensor(q, dtype=torch.long), torch.tensor(t, dtype=torch.long), num_stage1, E, E,
+                      torch.zeros(0, dtype=torch.bool))
 
 
 def test_interactive_targets_follow_the_paper_rule():
@@ -56,6 +58,73 @@ def test_interactive_targets_follow_the_paper_rule():
     pred_o = torch.stack([o[0], o[0], o[1], o[1], o[0]])
     y = interactive_targets(pred_h, pred_o, tgt, _match([0, 4, 2], [0, 0, 1], 2), is_iou=0.5)
     assert y.tolist() == [1, 0, 1, IGNORE, 0]
+
+
+def test_interactive_targets_follow_the_original_overlap_rule_on_the_same_case():
+    tgt = _targets([True, False], [True, False])
+    h, o = tgt.human_boxes_cxcywh, tgt.object_boxes_cxcywh
+    shifted_h0 = h[0] + torch.tensor([0.15, 0, 0, 0])
+    pred_h = torch.stack([h[0], h[0], h[1], h[1], shifted_h0])
+    pred_o = torch.stack([o[0], o[0], o[1], o[1], o[0]])
+    y = interactive_targets(pred_h, pred_o, tgt, _match([0, 4, 2], [0, 0, 1], 2), 0.5, "overlap")
+    # q1 (untrained copy of the interactive pair 0) is now a positive too; the rest as above
+    assert y.tolist() == [1, 1, 1, IGNORE, 0]
+
+
+def test_every_query_on_a_labelled_pair_is_positive_under_overlap_only_the_matched_one_under_matched():
+    # the example: three queries on one labelled interactive pair, the first matched
+    # in stage 1. q1 is the pair shifted by 0.02 in x (min IoU about 0.82): it reaches the pair
+    # too; q2 is shifted by 0.3 (IoU 0).
+    tgt = _targets([True], [True])
+    h, o = tgt.human_boxes_cxcywh[0], tgt.object_boxes_cxcywh[0]
+    pred_h = torch.stack([h, h + torch.tensor([0.02, 0, 0, 0]), h + torch.tensor([0.3, 0, 0, 0])])
+    pred_o = o.expand(3, 4)
+    match = _match([0], [0], 1)
+    assert interactive_targets(pred_h, pred_o, tgt, match, 0.5, "overlap").tolist() == [1, 1, 0]
+    assert interactive_targets(pred_h, pred_o, tgt, match, 0.5, "matched").tolist() == [1, 0, 0]
+
+
+def test_a_matched_query_off_its_pair_but_on_an_unknown_pair_is_ignored_only_under_overlap():
+    # pair 0 labelled interactive, pair 1 unknown; q0 is matched to pair 0 in stage 1 but sits on
+    # the unknown pair 1: "overlap" leaves it out of the loss (target 0 near an unknown pair),
+    # "matched" trains it as a 0 (a trained query is never ignored)
+    tgt = _targets([True, False], [True, False])
+    pred_h, pred_o = tgt.human_boxes_cxcywh[1:2], tgt.object_boxes_cxcywh[1:2]
+    match = _match([0], [0], 1)
+    assert interactive_targets(pred_h, pred_o, tgt, match, 0.5, "overlap").tolist() == [IGNORE]
+    assert interactive_targets(pred_h, pred_o, tgt, match, 0.5, "matched").tolist() == [0]
+
+
+def test_an_untrained_query_on_both_an_interactive_and_an_unknown_pair_is_positive_under_overlap():
+    # pairs 0 (labelled interactive) and 1 (unknown) share their boxes; q0 is untrained and on
+    # both: "overlap" makes it a positive (1 wins over the ignore), "matched" ignores it
+    tgt = _targets([True, False], [True, False])
+    tgt = tgt._replace(human_boxes_cxcywh=tgt.human_boxes_cxcywh[[0, 0]],
+                       object_boxes_cxcywh=tgt.object_boxes_cxcywh[[0, 0]])
+    pred_h, pred_o = tgt.human_boxes_cxcywh[:1], tgt.object_boxes_cxcywh[:1]
+    none = _match([], [], 0)
+    assert interactive_targets(pred_h, pred_o, tgt, none, 0.5, "overlap").tolist() == [1]
+    assert interactive_targets(pred_h, pred_o, tgt, none, 0.5, "matched").tolist() == [IGNORE]
+
+
+def test_a_pair_with_no_interaction_among_its_labels_is_no_overlap_source():
+    # verb 2 = no_interaction; the pair is labelled hold (verb 0) and no_interaction: eoid calls
+    # it interactive ("matched" rewards its matched query), the original's is_mask is 0 for any
+    # pair with no_interaction among its labels, so "overlap" gives 0
+    tgt = _targets([True], [True], verbs=torch.tensor([[1.0, 0.0, 1.0]]))
+    h, o = tgt.human_boxes_cxcywh, tgt.object_boxes_cxcywh
+    match = _match([0], [0], 1)
+    assert interactive_targets(h, o, tgt, match, 0.5, "matched").tolist() == [1]
+    assert interactive_targets(h, o, tgt, match, 0.5, "overlap", no_interaction_verb=2).tolist() == [0]
+    # without a no_interaction verb in the vocabulary every labelled pair is a source
+    assert interactive_targets(h, o, tgt, match, 0.5, "overlap").tolist() == [1]
+
+
+def test_an_unknown_is_positives_rule_is_refused(tiny):
+    out = tiny(torch.randn(1, 3, 64, 64), torch.zeros(1, 64, 64, dtype=torch.bool))
+    with pytest.raises(ConfigError, match="is_positives"):
+        compute_losses(out, [PairTargets.empty(3)], torch.ones(3, dtype=torch.bool),
+                       loss=LossParams(is_positives="any"))
 
 
 def test_labelled_no_interaction_pair_is_an_is_negative_even_when_matched_well():
@@ -167,3 +236,26 @@ def test_a_batch_without_pairs_trains_every_query_as_a_no_pair(tiny):
     assert stats["num_pairs"] == 0 and stats["num_pairs_normaliser"] == 1.0
     assert terms["loss_human_l1"] == 0 and terms["loss_obj_ce"] > 0 and terms["loss_verb_focal"] > 0
     assert all(torch.isfinite(v) for v in terms.values())
+
+
+def test_a_switched_off_distillation_or_is_term_is_absent_and_never_computed(tiny, monkeypatch):
+    import eoid.student.losses as losses
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("computed a switched-off term")
+    monkeypatch.setattr(losses, "interactive_targets", must_not_run)
+    monkeypatch.setattr(losses, "distill_verb_sum", must_not_run)
+    tgt = _targets([True, False], [True, False], torch.tensor([[1.0, 0, 0], [0, 0, 0]]))
+    out = tiny(torch.randn(1, 3, 64, 64), torch.zeros(1, 64, 64, dtype=torch.bool))
+    terms, stats = compute_losses(out, [tgt], torch.ones(3, dtype=torch.bool),
+                                  loss=LossParams(distill=False, interactive=False))
+    assert not [k for k in terms if "distill" in k or k.startswith("loss_is")]
+    assert {"loss_verb_focal", "loss_verb_focal_0", "loss_obj_ce"} <= set(terms)
+    assert stats["num_is_positive"] == 0 and stats["num_is_ignored"] == 0
+
+
+def test_the_criterion_switches_off_the_terms_whose_weight_is_zero():
+    crit = build_criterion(MatcherConfig(), LossConfig(distill=0.0, interactive=0.0, is_positives="overlap"),
+                           3, no_interaction_verb=2)
+    assert not crit.loss_params.distill and not crit.loss_params.interactive
+    assert crit.loss_params.is_positives == "overlap" and crit.loss_params.no_interaction_verb == 2

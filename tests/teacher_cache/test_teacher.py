@@ -51,3 +51,45 @@ def test_weights_of_another_architecture_are_refused_with_the_file_named(tmp_pat
     torch.save({"visual.proj": torch.zeros(2)}, path)
     with pytest.raises(WeightsNotFoundError, match="other.pt"):
         load_teacher(str(tiny_config), str(path), "cpu")
+
+
+# ---- precision and gamma ----
+
+def test_auto_precision_is_the_originals_fp16_on_a_gpu_and_fp32_on_a_cpu():
+    from eoid.teacher_cache.teacher import resolve_precision
+    assert resolve_precision("auto", "cuda:0") == "fp16" and resolve_precision("auto", "cpu") == "fp32"
+    assert resolve_precision("bf16", "cuda") == "bf16" and resolve_precision("fp32", "cuda") == "fp32"
+    assert resolve_precision("fp16", "cpu") == "fp32"   # as the original's clip.load on a CPU
+    with pytest.raises(ConfigError, match="teacher.precision = 'half'"):
+        resolve_precision("half", "cuda")
+
+
+def test_fp16_keeps_float16_weights_and_float32_norms_as_the_originals_clip_load(tiny_config, tiny_weights):
+    # OpenAI's convert_weights: conv, linear and attention weights and the projections in
+    # float16; LayerNorm (computed in float32) and logit_scale stay float32
+    fp16 = load_teacher(str(tiny_config), str(tiny_weights), "cpu", "fp16")
+    fp32 = load_teacher(str(tiny_config), str(tiny_weights), "cpu", "fp32")
+    dtypes = {n: p.dtype for n, p in fp16.model.named_parameters()}
+    assert dtypes["visual.conv1.weight"] == dtypes["visual.proj"] == torch.float16
+    assert dtypes["text_projection"] == torch.float16
+    assert dtypes["visual.ln_post.weight"] == dtypes["logit_scale"] == torch.float32
+    assert fp16.input_dtype == torch.float16 and fp16.autocast_dtype is None
+    crops = torch.randn(4, 3, 32, 32)
+    a, b = fp16.encode_images(crops), fp32.encode_images(crops)
+    assert a.dtype == torch.float32 and torch.allclose(a.norm(dim=1), torch.ones(4), atol=1e-5)
+    assert 0 < (a - b).abs().max() < 1e-2            # float16 rounding, nothing else
+
+
+def test_gamma_is_a_number_or_the_weights_own_logit_scale(tiny_teacher):
+    from eoid.teacher_cache.teacher import resolve_gamma
+    scale = float(tiny_teacher.model.logit_scale.exp())
+    assert resolve_gamma(100, tiny_teacher) == 100.0 and resolve_gamma("50", tiny_teacher) == 50.0
+    assert resolve_gamma("model", tiny_teacher) == pytest.approx(scale)
+    with pytest.raises(ConfigError, match="teacher.gamma = 'modle'"):
+        resolve_gamma("modle", tiny_teacher)
+
+
+def test_the_shipped_synthetic_teacher_learned_a_scale_of_about_16():
+    from eoid.teacher_cache.teacher import resolve_gamma
+    teacher = load_teacher("eoid-synth-clip", "bundled", "cpu")
+    assert resolve_gamma("model", teacher) == pytest.approx(15.92, abs=0.01)

@@ -48,7 +48,12 @@ class Augmented:
 
 
 def resized_size(width: int, height: int, short: int, max_size: int) -> tuple[int, int]:
-    """(new_w, new_h) with the shorter side `short`, the longer one at most `max_size` (DETR's rule)."""
+    """(new_w, new_h): DETR's rule (datasets/transforms.py get_size_with_aspect_ratio), exactly.
+
+    The shorter side becomes `short` and the longer one floor(short x aspect ratio), unless that
+    passes `max_size`: then the shorter side is round(max_size / aspect ratio) first. The rounding
+    can leave the longer side a pixel past max_size (3x7 px, short 800, max 1000 -> 429x1001).
+    """
     lo, hi = min(width, height), max(width, height)
     if hi / lo * short > max_size:
         short = int(round(max_size * lo / hi))

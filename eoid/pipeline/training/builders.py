@@ -65,8 +65,8 @@ def unseen_verb_mask(vocab: Vocabulary, setting: str) -> torch.Tensor:
 def build_loss(matcher: MatcherConfig, loss: LossConfig, vocab: Vocabulary, setting: str
                ) -> tuple[Criterion, dict[str, float]]:
     """The criterion (matching + loss values) and the weight of each loss term."""
-    return (build_criterion(matcher, loss, vocab.num_verbs, unseen_verb_mask(vocab, setting)),
-            loss_weights(loss))
+    return (build_criterion(matcher, loss, vocab.num_verbs, unseen_verb_mask(vocab, setting),
+                            vocab.no_interaction), loss_weights(loss))
 
 
 def build_optimizer(model: torch.nn.Module, optim: OptimConfig

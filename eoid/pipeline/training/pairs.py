@@ -5,6 +5,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# data.unknown_pairs: which unlabelled human-object pairs stage 2 may train (see training_pairs)
+UNKNOWN_PAIR_RULES = ("all", "annotated", "none")
+
 
 @dataclass(frozen=True)
 class TrainingPairs:
@@ -24,6 +27,7 @@ def training_pairs(box_classes: np.ndarray, hois: np.ndarray, num_verbs: int, hu
     rule "all": every human box x every other box without a seen label (the paper).
     rule "annotated": only subject boxes x object boxes of annotated HOIs, before the zero-shot
     filter (`annotated_pairs` (K, 2)), as the original loader builds them.
+    rule "none": no unknown pairs (CDN: the labelled pairs only, so stage 2 has nothing to match).
     """
     hois = np.asarray(hois, dtype=np.int64).reshape(-1, 3)
     labelled: dict[tuple[int, int], set[int]] = {}
@@ -37,6 +41,8 @@ def training_pairs(box_classes: np.ndarray, hois: np.ndarray, num_verbs: int, hu
         subjects = list(dict.fromkeys(int(s) for s in ann[:, 0]))
         objects = list(dict.fromkeys(int(o) for o in ann[:, 1]))
         candidates = [(s, o) for s in subjects for o in objects if s != o]
+    elif rule == "none":
+        candidates = []
     else:
         raise ValueError(f"unknown unknown-pair rule {rule!r}")
     unknown = [p for p in dict.fromkeys(candidates) if p not in labelled]

@@ -40,12 +40,14 @@ class OnlineTeacher:
     """
 
     def __init__(self, cfg: TrainConfig, vocab: Vocabulary, records: list[ImageRecord], device: str):
-        from eoid.teacher_cache.teacher import load_teacher
-        self.teacher = load_teacher(cfg.teacher.model, cfg.teacher.weights, device)
+        from eoid.teacher_cache.teacher import load_teacher, resolve_gamma, resolve_precision
+        # the precision and gamma `eoid cache-teacher` would use with this [teacher] section
+        self.teacher = load_teacher(cfg.teacher.model, cfg.teacher.weights, device,
+                                    resolve_precision(cfg.teacher.precision, device))
         self.text_emb = self.teacher.encode_texts(vocab.prompts(cfg.teacher.template)).float()
         self.valid = torch.as_tensor(vocab.teacher_valid_hois())
         self.hoi_to_verb = torch.as_tensor(vocab.hoi_to_verb)
-        self.num_verbs, self.gamma = vocab.num_verbs, cfg.teacher.gamma
+        self.num_verbs, self.gamma = vocab.num_verbs, resolve_gamma(cfg.teacher.gamma, self.teacher)
         self.records = {r.key: r for r in records}
 
     def probs_for(self, metas: list[SampleMeta]) -> list[torch.Tensor]:
@@ -73,8 +75,17 @@ class OnlineTeacher:
 
 def open_teacher_for_training(cfg: TrainConfig, vocab: Vocabulary, world: World,
                               records: list[ImageRecord]):
-    """(cache reader or None, online teacher or None) for this run."""
+    """(cache reader or None, online teacher or None) for this run.
+
+    The rule: a run needs a teacher exactly when it distils (loss.distill > 0), since the
+    distillation term is the only one that reads teacher rows. Then it is the online teacher
+    if asked for, else the cache, which must be given. Without distillation neither is opened,
+    so a cache or --online-teacher given anyway is not read (a no-teacher baseline, or CDN).
+    """
     if cfg.loss.distill <= 0:
+        if cfg.cache or cfg.online_teacher:
+            log.info("loss.distill = 0: no distillation, so no teacher; %s is not read",
+                     "the online teacher" if cfg.online_teacher else f"cache {cfg.cache}")
         return None, None
     if cfg.online_teacher:
         return None, OnlineTeacher(cfg, vocab, records, world.device)

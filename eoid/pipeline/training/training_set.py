@@ -12,6 +12,7 @@ from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.data.records import ImageRecord
 from eoid.pipeline.data.splits import apply_setting
 from eoid.pipeline.data.vocab import Vocabulary
+from eoid.pipeline.training.pairs import UNKNOWN_PAIR_RULES
 
 
 @dataclass(frozen=True)
@@ -27,15 +28,18 @@ class TrainingSet:
 
 def prepare_training_set(data: DataConfig, vocab: Vocabulary) -> TrainingSet:
     """Read the training annotations, remember annotated pairs, apply the setting, carve validation."""
+    if data.unknown_pairs not in UNKNOWN_PAIR_RULES:
+        raise ConfigError(f"data.unknown_pairs = {data.unknown_pairs!r}; choose one of {UNKNOWN_PAIR_RULES}.")
     ann = require_path(data.train_annotations, "training annotation file", "--annotations")
     images = require_path(data.train_images, "training image folder", "--images")
     result = read_annotations(ann, images, vocab, skip_bad=data.skip_bad)
-    records = result.records
+    # boxes are cut first, as the original loader cuts them before it reads any label: a label
+    # that points past the kept boxes is skipped everywhere, also among the annotated pairs
+    records = [_first_boxes(r, data.max_boxes) for r in result.records]
     annotated = {r.key: np.unique(r.hois[:, :2], axis=0) if len(r.hois) else np.zeros((0, 2), np.int64)
                  for r in records}
     if data.setting:
         records = apply_setting(records, vocab, data.setting)
-    records = [_first_boxes(r, data.max_boxes) for r in records]
     records, val = split_validation(records, data, ann)
     bad = [b if isinstance(b, dict) else getattr(b, "__dict__", {"record": str(b)}) for b in result.bad]
     return TrainingSet(records, val, annotated, result.num_skipped, len(result.bad),

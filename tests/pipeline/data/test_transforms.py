@@ -5,7 +5,6 @@ Colour jitter is off (color_jitter=0) so colours survive; the image tensor is Im
 and is un-normalised before its colours are read.
 """
 import numpy as np
-import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -167,12 +166,33 @@ def test_resized_size_keeps_the_shorter_side_and_floors_the_longer_one_when_not_
     assert new_hi * lo <= short * hi < (new_hi + 1) * lo  # new_hi = floor(short * hi / lo): same aspect
 
 
-@pytest.mark.xfail(strict=True, reason="resized_size rounds the capped shorter side up, so the longer side "
-                   "can exceed max_size by a pixel (3x7 px, short 800, max 1000 -> 429x1001), against its "
-                   "docstring 'the longer one at most max_size'; DETR's get_size has the same rounding")
-def test_resized_size_never_exceeds_max_size():
+def detr_resized_size(width: int, height: int, short: int, max_size: int) -> tuple[int, int]:
+    """DETR's resize rule (datasets/transforms.py, get_size_with_aspect_ratio), restated.
+
+    If the longer side would pass max_size at `short`, the shorter side becomes max_size times
+    the aspect ratio, rounded; an image whose shorter side already has that length keeps its
+    size; otherwise the longer side is the shorter one times the aspect ratio, floored.
+    Returns (new_w, new_h).
+    """
+    lo, hi = float(min(width, height)), float(max(width, height))
+    if hi / lo * short > max_size:
+        short = int(round(max_size * lo / hi))
+    if min(width, height) == short:
+        return width, height
+    if width < height:
+        return short, int(short * height / width)
+    return int(short * width / height), short
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(8, 2000), st.integers(8, 2000), st.integers(8, 800), st.integers(8, 1333))
+def test_resized_size_is_detrs_rule(w, h, short, max_size):
+    assert resized_size(w, h, short, max_size) == detr_resized_size(w, h, short, max_size)
+
+
+def test_the_capped_longer_side_may_pass_max_size_by_a_pixel_as_in_detr():
     # max_size * lo / hi = 1000 * 3 / 7 = 428.57 -> round -> 429, and int(429 * 7 / 3) = 1001
-    assert max(resized_size(300, 700, 800, 1000)) <= 1000
+    assert resized_size(300, 700, 800, 1000) == detr_resized_size(300, 700, 800, 1000) == (429, 1001)
 
 
 # ---- pad_batch ----

@@ -1,78 +1,80 @@
-"""The validation split: a count as before, or a share that scales with the data."""
-from __future__ import annotations
-
-import dataclasses
-from pathlib import Path
+"""The training set: boxes past data.max_boxes are cut with every label that points to them."""
+import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from eoid.config import DataConfig, TrainConfig, load_config
+from eoid.config import DataConfig
 from eoid.errors import ConfigError
-from eoid.pipeline.data.records import ImageRecord
-from eoid.pipeline.run_quickstart import recipe_path
-from eoid.pipeline.training.training_set import split_validation, validation_count
+from eoid.pipeline.data.transforms import AugmentParams
+from eoid.pipeline.data.vocab import load_vocabulary
+from eoid.pipeline.training.dataset import TrainDataset
+from eoid.pipeline.training.training_set import prepare_training_set
 
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def _records(num: int) -> list[ImageRecord]:
-    empty = np.zeros((0, 4), np.float32)
-    return [ImageRecord(f"train_{i:06d}.png", Path("x"), 160, 160, empty, np.zeros(0, np.int64),
-                        np.zeros((0, 3), np.int64)) for i in range(num)]
-
-
-def _keys_before_val_fraction(records: list[ImageRecord], data: DataConfig) -> list[str]:
-    """The validation keys as prepare_training_set chose them before data.val_fraction existed."""
-    if data.val_images <= 0:
-        return []
-    held = set(np.random.default_rng(data.val_seed).permutation(len(records))[: data.val_images].tolist())
-    return [r.key for i, r in enumerate(records) if i in held]
+VOCAB = {"name": "tiny", "verbs": [{"name": "hold", "phrase": "holding"},
+                                   {"name": "no_interaction", "phrase": "no interaction"}],
+         "objects": [{"name": "person", "id": 1}, {"name": "cup", "id": 2}],
+         "hois": [[0, 0], [1, 0], [0, 1], [1, 1]], "human": "person", "no_interaction": "no_interaction"}
+AUGMENT = AugmentParams(enabled=False, scales=(64,), max_size=128, crop_scales=(64,), crop_min=32,
+                        crop_max=64, test_size=64, color_jitter=0.0)
 
 
-@pytest.mark.parametrize("num_images", [600, 400])
-def test_the_quickstart_recipe_selects_the_same_validation_images_as_before(num_images):
-    # the quickstart world holds 70% of its images in train.json (420 of 600, 280 of 400)
-    records = _records(num_images - round(0.3 * num_images))
-    data = load_config(TrainConfig, recipe_path()).data
-    train, val = split_validation(records, data, "train.json")
-    assert [r.key for r in val] == _keys_before_val_fraction(records, data) == []
-    assert len(train) == len(records)
+@pytest.fixture
+def seventy_boxes(tmp_path) -> DataConfig:
+    # box 0 and box 65 are persons, every other box a cup; the labels: person 0 holds cup 1
+    # (kept), person 0 holds cup 69 and person 65 holds cup 2 (both point past the first 64 boxes)
+    Image.new("RGB", (200, 200), (90, 90, 90)).save(tmp_path / "img.png")
+    boxes = [[float(i * 2), float(i * 2), float(i * 2 + 30), float(i * 2 + 40)] for i in range(70)]
+    cats = [1 if i in (0, 65) else 2 for i in range(70)]
+    record = {"file_name": "img.png", "width": 200, "height": 200,
+              "annotations": [{"bbox": b, "category_id": c} for b, c in zip(boxes, cats)],
+              "hoi_annotation": [{"subject_id": 0, "object_id": 1, "category_id": 1},
+                                 {"subject_id": 0, "object_id": 69, "category_id": 1},
+                                 {"subject_id": 65, "object_id": 2, "category_id": 1}]}
+    (tmp_path / "train.json").write_text(json.dumps([record]))
+    (tmp_path / "vocab.json").write_text(json.dumps(VOCAB))
+    return DataConfig(dataset=str(tmp_path / "vocab.json"), train_annotations=str(tmp_path / "train.json"),
+                      train_images=str(tmp_path))
 
 
-@pytest.mark.parametrize("val_images,val_seed", [(40, 0), (1000, 0), (7, 3)])
-def test_a_count_selects_exactly_the_images_it_selected_before(val_images, val_seed):
-    records = _records(1200)
-    data = DataConfig(val_images=val_images, val_seed=val_seed)
-    train, val = split_validation(records, data, "train.json")
-    assert [r.key for r in val] == _keys_before_val_fraction(records, data)
-    assert len(train) + len(val) == len(records) and not {r.key for r in train} & {r.key for r in val}
+def sample_pairs(data: DataConfig, rule: str) -> tuple[list[tuple[int, int]], list[bool]]:
+    vocab = load_vocabulary(data.dataset)
+    training = prepare_training_set(data, vocab)
+    dataset = TrainDataset(training.records, vocab.num_verbs, vocab.human, vocab.no_interaction, AUGMENT,
+                           rule, None, seed=0, annotated_pairs=training.annotated_pairs)
+    _, targets, meta = dataset[0]
+    return [tuple(p) for p in meta.pair_box_idx.tolist()], targets.labelled.tolist()
 
 
-@pytest.mark.parametrize("num,expected", [(420, 42), (42, 4), (8, 1), (2, 1), (1, 0)])
-def test_a_fraction_scales_with_the_data_keeping_at_least_one_image_and_one_to_train(num, expected):
-    # round(0.1 x num), at least 1, never every image (one image alone cannot be split)
-    assert validation_count(num, DataConfig(val_fraction=0.1), "train.json") == expected
+def test_annotated_unknown_pairs_skip_labels_past_the_kept_boxes(seventy_boxes):
+    # the only label left is (0, 1): its boxes are the only annotated subject and object, so
+    # there is no unknown pair (before the fix the labels of boxes 65 and 69 made pairs that
+    # indexed past the 64 kept boxes: IndexError)
+    pairs, labelled = sample_pairs(seventy_boxes, "annotated")
+    assert pairs == [(0, 1)] and labelled == [True]
 
 
-def test_the_synthetic_recipe_trains_on_the_small_worlds_the_readme_suggests():
-    cfg = load_config(TrainConfig, ROOT / "configs" / "synth_ua.toml")
-    for num in (42, 28, 4):    # training images of 60-, 40- and 6-image worlds
-        train, val = split_validation(_records(num), cfg.data, "train.json")
-        assert 1 <= len(val) < num and len(train) == num - len(val)
+def test_all_unknown_pairs_use_only_the_kept_boxes(seventy_boxes):
+    # person 65 is cut, so person 0 pairs with boxes 1..63: (0, 1) labelled, 62 unknown
+    pairs, labelled = sample_pairs(seventy_boxes, "all")
+    assert pairs == [(0, o) for o in range(1, 64)] and labelled == [True] + [False] * 62
+    assert max(max(p) for p in pairs) < 64
 
 
-def test_a_count_larger_than_the_data_says_what_to_pass():
-    with pytest.raises(ConfigError, match=r"only 28 training images.*data\.val_images=2.*val_fraction=0\.1"):
-        validation_count(28, DataConfig(val_images=40), "synth_world/train.json")
+def test_no_unknown_pairs_leaves_only_the_labelled_ones(seventy_boxes):
+    pairs, labelled = sample_pairs(seventy_boxes, "none")
+    assert pairs == [(0, 1)] and labelled == [True]
 
 
-@pytest.mark.parametrize("field,value", [("val_fraction", 1.0), ("val_fraction", -0.1), ("val_images", -1)])
-def test_a_fraction_outside_zero_to_one_or_a_negative_count_is_refused(field, value):
-    with pytest.raises(ConfigError, match="val_fraction"):
-        validation_count(100, dataclasses.replace(DataConfig(), **{field: value}), "train.json")
+def test_the_kept_labels_are_the_ones_inside_the_first_max_boxes(seventy_boxes):
+    records = prepare_training_set(seventy_boxes, load_vocabulary(seventy_boxes.dataset)).records
+    assert records[0].num_boxes == 64 and records[0].hois.tolist() == [[0, 1, 0]]
+    assert np.array_equal(records[0].boxes_xyxy_px[63], np.array([126, 126, 156, 166], np.float32))
 
 
-def test_a_misspelled_val_fraction_is_refused_with_the_nearest_key():
-    with pytest.raises(ConfigError, match="val_fraction"):
-        load_config(TrainConfig, None, ("data.val_fracton=0.1",))
+def test_an_unknown_unknown_pair_rule_is_refused_with_the_field_name(seventy_boxes):
+    data = DataConfig(**{**seventy_boxes.__dict__, "unknown_pairs": "everything"})
+    with pytest.raises(ConfigError, match="data.unknown_pairs"):
+        prepare_training_set(data, load_vocabulary(data.dataset))
+
