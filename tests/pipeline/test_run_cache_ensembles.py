@@ -124,8 +124,10 @@ def test_a_bad_template_in_a_templates_file_names_its_line(reference, tmp_path):
 
 # ---------------------------------------------------------------- merge
 
-def test_a_cache_merged_with_itself_holds_its_rows_under_a_merge_fingerprint(reference, tmp_path):
+def test_a_cache_merged_with_itself_holds_its_rows_under_a_merge_fingerprint(reference, world, tmp_path):
+    from eoid.pipeline.run_cache_verify import run_verify
     merged = CacheReader(run_merge([reference, reference], tmp_path / "m"))
+    assert run_verify(merged.path, world[0], world[1], str(world[2]))["ok"]     # an ordinary cache
     single = CacheReader(reference)
     assert np.array_equal(merged.verb_probs, single.verb_probs)       # 0.5 p + 0.5 p = p exactly
     fp = merged.fingerprint
