@@ -25,7 +25,7 @@ from eoid.files import output_folder
 from eoid.teacher_cache import manifest as mf
 from eoid.teacher_cache import store
 from eoid.teacher_cache.ensemble import RULES, combine_rows, normalised_weights
-from eoid.teacher_cache.lookup import CacheReader, teacher_valid_verbs
+from eoid.teacher_cache.lookup import CacheReader, check_complete, teacher_valid_verbs
 from eoid.teacher_cache.writer import write_derived
 
 # fingerprint keys that say which pairs a cache holds: members must agree on every one
@@ -50,13 +50,18 @@ def parse_weights(text: str | None, num_members: int) -> list[float] | None:
     return weights
 
 
+def fingerprint_misalignment(first: dict, other: dict) -> str | None:
+    """The first fingerprint field that says `other` holds other pairs than `first`, or None."""
+    diffs = mf.compare_fingerprints(other, first, ignore=tuple(k for k in {**first, **other}
+                                                               if k not in ALIGNED))
+    return diffs[0] if diffs else None
+
+
 def first_misalignment(first: CacheReader, other: CacheReader) -> str | None:
     """The first way `other` holds other pairs than `first` (a sentence), or None if they line up."""
-    diffs = mf.compare_fingerprints(other.fingerprint, first.fingerprint,
-                                    ignore=tuple(k for k in {**first.fingerprint, **other.fingerprint}
-                                                 if k not in ALIGNED))
-    if diffs:
-        return diffs[0]
+    why = fingerprint_misalignment(first.fingerprint, other.fingerprint)
+    if why:
+        return why
     if other.image_keys != first.image_keys:
         i = next(i for i, (a, b) in enumerate(zip(other.image_keys, first.image_keys)) if a != b)
         return f"image {i} is {other.image_keys[i]!r}, expected {first.image_keys[i]!r}"
@@ -91,12 +96,17 @@ def run_merge(caches: list[Path], out: Path, weights: str | None = None, rule: s
         raise ConfigError(f"--rule {rule!r}: choose one of {list(RULES)}.")
     w = normalised_weights(parse_weights(weights, len(caches)), len(caches))
     out = output_folder(Path(out), "the merged cache")
-    readers = [CacheReader(c, load_embeddings=i == 0) for i, c in enumerate(caches)]
-    for cache, reader in zip(caches[1:], readers[1:]):
-        why = first_misalignment(readers[0], reader)
+
+    def refuse(cache: Path, why: str | None) -> None:
         if why:
             raise CacheMismatchError(f"{cache} does not hold the pairs of {caches[0]}: {why}. Merge caches "
                                      "built from the same annotation file and vocabulary.")
+    manifests = [check_complete(Path(c)) for c in caches]       # cheap: fingerprints before arrays
+    for cache, manifest in zip(caches[1:], manifests[1:]):
+        refuse(cache, fingerprint_misalignment(manifests[0]["fingerprint"], manifest["fingerprint"]))
+    readers = [CacheReader(c, load_embeddings=i == 0) for i, c in enumerate(caches)]
+    for cache, reader in zip(caches[1:], readers[1:]):
+        refuse(cache, first_misalignment(readers[0], reader))
     first = readers[0]
     valid = teacher_valid_verbs(first.vocabulary, first.fingerprint["excluded_verbs"])[first.object_class]
     merged = combine_rows([r.verb_probs for r in readers], w, rule, valid)

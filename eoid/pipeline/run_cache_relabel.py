@@ -27,7 +27,7 @@ from eoid.pipeline.data.prompt_sets import prompt_sets, read_descriptions, read_
 from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary, vocabulary_from_json
 from eoid.teacher_cache import manifest as mf
 from eoid.teacher_cache.distribution import pair_verb_probs
-from eoid.teacher_cache.lookup import CacheReader
+from eoid.teacher_cache.lookup import CacheReader, check_complete
 from eoid.teacher_cache.writer import write_derived
 
 
@@ -101,8 +101,8 @@ def run_relabel(cache: Path, out: Path, template: str | None = None, gamma: floa
     from eoid.teacher_cache.teacher import load_teacher, resolve_gamma
     out = output_folder(Path(out), "the relabelled cache")
     gamma = None if gamma is None else _gamma_value(gamma)
+    refuse_merged(cache, check_complete(Path(cache), mf.RELABEL_READS))    # before reading the arrays
     reader = CacheReader(cache, load_embeddings=True, formats=mf.RELABEL_READS)
-    refuse_merged(cache, reader.manifest)
     old, config = reader.fingerprint, json.loads(json.dumps(reader.manifest["config"]))
     vocab = load_vocabulary(dataset) if dataset else vocabulary_from_json(reader.vocabulary, f"{cache}")
     if vocab.objects != [o["name"] for o in reader.vocabulary["objects"]]:
