@@ -15,7 +15,11 @@ AdamW step) on the same batch of the synthetic world:
                 at any decoder layer (each distinct pair cropped and encoded once);
   (d) all pairs: one teacher call per step before the forward pass, on every candidate pair
                 of the batch (eoid's `--online-teacher`, OnlineTeacher.fill).
-The three alternate for --rounds rounds after one warm-up each; medians are reported.
+  (a') merged:  as (a), reading a merged cache (`eoid cache merge` of the cache and a relabel of it
+                with another template) instead: with --merged. The step reads rows of the same
+                shape either way, so the ratio a'/a should be 1 within the rounds' noise.
+They alternate for --rounds rounds after one warm-up each; medians are reported. --skip-online
+leaves out (b)-(d) (the merged comparison needs no teacher in the step).
 The cache's own cost is measured where it is paid, in the loader: the time of the dataset's
 teacher lookup (TrainDataset -> CacheReader.lookup, which builds the rows) per batch, as a
 share of step (a). The cache is built first by `cache-teacher` with the same teacher.
@@ -92,6 +96,15 @@ class TimedEncoder:
         self.crops, self.seconds = 0, 0.0
 
 
+def merged_cache(root: Path) -> Path:
+    """root/merged: `eoid cache merge` of root/cache and its relabel with another template."""
+    from eoid.pipeline.run_cache_merge import run_merge
+    from eoid.pipeline.run_cache_relabel import run_relabel
+    relabelled = run_relabel(root / "cache", root / "relabelled",
+                             template="a photo of a person {verb_ing} a {object}")
+    return run_merge([root / "cache", relabelled], root / "merged")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--student", default="tiny", help="student preset (tiny, cdn-s, ...)")
@@ -100,6 +113,8 @@ def main() -> None:
     ap.add_argument("--teacher", default="RN50", help="open_clip model (random weights)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--rn50x16-crops-per-s", type=float, default=0.73)
+    ap.add_argument("--merged", action="store_true", help="also step (a') on a merged cache")
+    ap.add_argument("--skip-online", action="store_true", help="leave out the online steps (b)-(d)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     out_json = args.json or RESULTS / f"bench_train_step_{args.student.replace('-', '')}.json"
@@ -128,6 +143,11 @@ def main() -> None:
                                "all", None, 0, ts.annotated_pairs, train=True)
         index = list(range(args.batch))
         images, masks, targets, metas = collate([dataset[i] for i in index])
+        merged_reader = TimedLookup(CacheReader(merged_cache(root))) if args.merged else None
+        if merged_reader is not None:
+            merged_set = TrainDataset(ts.records, vocab.num_verbs, vocab.human, vocab.no_interaction, aug,
+                                      "all", merged_reader, 0, ts.annotated_pairs, train=True)
+            merged_targets = collate([merged_set[i] for i in index])[2]
         online = OnlineTeacher(TrainConfig(data=data, teacher=TeacherConfig(model=args.teacher,
                                                                             weights="none")),
                                vocab, ts.records, "cpu")
@@ -144,11 +164,11 @@ def main() -> None:
             total.backward()
             optim.step()
 
-        def step_cache():
+        def step_cache(rows=targets, key="a"):
             out = model(images, masks)
-            matches = criterion.match(out, targets)
-            terms, _ = criterion(out, targets, matches=matches)
-            matched["a"] = [sum(len(m.query_idx) for m in layer) for layer in matches]
+            matches = criterion.match(out, rows)
+            terms, _ = criterion(out, rows, matches=matches)
+            matched[key] = [sum(len(m.query_idx) for m in layer) for layer in matches]
             finish(weighted_sum(terms, weights))
 
         def step_all_pairs():
@@ -209,6 +229,10 @@ def main() -> None:
 
         steps = {"a_cache": step_cache, "b_online_original": step_original,
                  "c_online_cheapest": step_cheapest, "d_online_all_pairs": step_all_pairs}
+        if args.skip_online:
+            steps = {"a_cache": step_cache}
+        if merged_reader is not None:
+            steps["a_merged_cache"] = lambda: step_cache(merged_targets, "a_merged")
         for fn in steps.values():                                  # warm-up
             fn()
         times = {k: [] for k in steps}
@@ -223,7 +247,7 @@ def main() -> None:
             print(f"round {r}: " + ", ".join(f"{k} {v[-1]:.3f}s" for k, v in times.items()), flush=True)
 
         # the loader's teacher part, per batch (lookup + building the rows), and the whole item time
-        lookup_s, item_with, item_without = [], [], []
+        lookup_s, item_with, item_without, merged_lookup_s = [], [], [], []
         for _ in range(max(args.rounds, 3) * 3):
             reader.seconds = 0.0
             t0 = time.perf_counter()
@@ -231,6 +255,11 @@ def main() -> None:
                 dataset[i]
             item_with.append(time.perf_counter() - t0)
             lookup_s.append(reader.seconds)
+            if merged_reader is not None:
+                merged_reader.seconds = 0.0
+                for i in index:
+                    merged_set[i]
+                merged_lookup_s.append(merged_reader.seconds)
             t0 = time.perf_counter()
             for i in index:
                 nocache[i]
@@ -247,10 +276,6 @@ def main() -> None:
         "candidate_pairs": int(sum(len(t.labelled) for t in targets)),
         "matched_pairs_per_layer": matched,
         "step_s": med, "teacher_crops_per_step": crops, "teacher_encode_s": enc_s,
-        "ratio_b_over_a": med["b_online_original"] / med["a_cache"],
-        "ratio_c_over_a": med["c_online_cheapest"] / med["a_cache"],
-        "ratio_d_over_a": med["d_online_all_pairs"] / med["a_cache"],
-        "ratio_b_over_c": med["b_online_original"] / med["c_online_cheapest"],
         "cache_lookup_s_per_batch": lookup,
         "cache_share_of_step_a": lookup / med["a_cache"],
         "loader_items_s_with_cache": statistics.median(item_with),
@@ -258,15 +283,24 @@ def main() -> None:
         "cache_build_s": t_cache,
         "rounds": times, "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
     }
-    for k in ("b_online_original", "c_online_cheapest", "d_online_all_pairs"):
+    if "b_online_original" in med:
+        result.update({f"ratio_{k[0]}_over_a": med[k] / med["a_cache"]
+                       for k in ("b_online_original", "c_online_cheapest", "d_online_all_pairs")})
+        result["ratio_b_over_c"] = med["b_online_original"] / med["c_online_cheapest"]
+    if merged_reader is not None:
+        per_round = [m / a for m, a in zip(times["a_merged_cache"], times["a_cache"])]
+        result.update({"ratio_merged_over_cache": med["a_merged_cache"] / med["a_cache"],
+                       "ratio_merged_over_cache_per_round": per_round,
+                       "merged_cache_lookup_s_per_batch": statistics.median(merged_lookup_s)})
+    for k in [k for k in ("b_online_original", "c_online_cheapest", "d_online_all_pairs") if k in med]:
         est = med[k] - enc_s[k] + crops[k] / args.rn50x16_crops_per_s
         result[f"extrapolated_rn50x16_step_s_{k}"] = est
         result[f"extrapolated_rn50x16_ratio_{k[0]}_over_a"] = est / med["a_cache"]
     print(f"{'step':<20} {'s':>8} {'/ cache':>8} {'crops':>6} {'encode s':>9}")
     for k in steps:
         print(f"{k:<20} {med[k]:>8.3f} {med[k] / med['a_cache']:>8.2f} {crops[k]:>6} {enc_s[k]:>9.3f}")
-    print_table(result, [k for k in result
-                         if k.startswith(("cache_", "extrapolated", "loader", "matched", "candidate"))])
+    print_table(result, [k for k in result if k.startswith(
+        ("cache_", "extrapolated", "loader", "matched", "candidate", "ratio_merged", "merged"))])
     save_json(result, out_json)
 
 

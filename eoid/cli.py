@@ -273,13 +273,16 @@ def synth(out, num_images, seed, layout) -> None:
               help="Weights file to write, e.g. eoid/data/eoid-synth-clip.safetensors.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the web data, init and batch order.")
 @click.option("--steps", default=500, show_default=True, help="Training steps (batch 128).")
+@click.option("--model", "model_name", type=click.Choice(["eoid-synth-clip", "eoid-synth-clip-rn"]),
+              default="eoid-synth-clip", show_default=True,
+              help="Architecture: the shipped ViT, or a small ModifiedResNet (a second teacher).")
 @user_errors
-def synth_teacher(out, seed, steps) -> None:
+def synth_teacher(out, seed, steps, model_name) -> None:
     """Retrain the synthetic world's small CLIP teacher reproducibly (the shipped one: seed 0, 500 steps)."""
     import json
 
     from eoid.pipeline.synth.teacher import train_synth_teacher
-    click.echo(json.dumps(train_synth_teacher(out, seed=seed, steps=steps), indent=1))
+    click.echo(json.dumps(train_synth_teacher(out, seed=seed, steps=steps, model_name=model_name), indent=1))
 
 
 @main.command("quickstart")

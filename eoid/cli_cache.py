@@ -1,4 +1,4 @@
-"""`eoid cache-teacher` and the `eoid cache` tools (inspect, verify, relabel, export): click only."""
+"""`eoid cache-teacher` and the `eoid cache` tools (inspect, verify, relabel, merge, export): click only."""
 from __future__ import annotations
 
 import click
@@ -42,7 +42,7 @@ def cache_teacher(config_path, dataset, annotations, images, clip, clip_weights,
 
 @click.group("cache")
 def cache_group() -> None:
-    """Inspect, verify and relabel a teacher cache."""
+    """Inspect, verify, relabel, merge and export teacher caches."""
 
 
 @cache_group.command("inspect")
@@ -79,16 +79,35 @@ def cache_verify(cache, annotations, images, dataset) -> None:
 @click.argument("cache", type=PATH)
 @click.option("--template", "--prompts", "template",
               help="New prompt template, e.g. 'a photo of a person {verb_ing} a {object}'.")
+@click.option("--templates", type=PATH, help="File of several templates (a JSON list or one per line): a "
+              "prompt ensemble, each HOI's text embeddings averaged, e.g. configs/prompts/hoi_templates.txt.")
+@click.option("--descriptions", type=PATH, help="JSON file of descriptions per HOI, keyed \"VERB OBJECT\" "
+              "(e.g. {\"ride bicycle\": [\"...\"]}); alone or with --templates.")
 @click.option("--gamma", help="New similarity scale: a number, e.g. 100, or 'model' (the weights' own "
               "logit_scale.exp()). Default: keep the cache's.")
 @click.option("--dataset", help="New vocabulary (verb set), name or file (default: keep).")
 @click.option("--out", type=PATH, required=True, help="Folder of the relabelled cache.")
 @click.option("--clip-weights", help="Weights of the same teacher, for its text tower (default: as cached).")
 @user_errors
-def cache_relabel(cache, template, gamma, dataset, out, clip_weights) -> None:
+def cache_relabel(cache, template, templates, descriptions, gamma, dataset, out, clip_weights) -> None:
     """Recompute verb distributions for new prompts, gamma or verbs from the stored image embeddings."""
     from eoid.pipeline.run_cache_relabel import run_relabel
-    click.echo(f"relabelled cache: {run_relabel(cache, out, template, gamma, dataset, clip_weights)}")
+    new = run_relabel(cache, out, template, gamma, dataset, clip_weights, templates=templates,
+                      descriptions=descriptions)
+    click.echo(f"relabelled cache: {new}")
+
+
+@cache_group.command("merge")
+@click.argument("caches", type=PATH, nargs=-1, required=True)
+@click.option("--out", type=PATH, required=True, help="Folder of the merged cache, e.g. teacher_cache/ens.")
+@click.option("--weights", help="One weight per cache, e.g. 2,1 (normalised; default: equal).")
+@click.option("--rule", type=click.Choice(["mean", "geometric"]), default="mean", show_default=True,
+              help="mean: sum of w_i p_i; geometric: prod p_i^w_i over the pair's valid verbs, renormalised.")
+@user_errors
+def cache_merge(caches, out, weights, rule) -> None:
+    """Merge caches of the same pairs (other teachers or prompts) into one teacher-ensemble cache."""
+    from eoid.pipeline.run_cache_merge import run_merge
+    click.echo(f"merged cache: {run_merge(list(caches), out, weights, rule)}")
 
 
 @cache_group.command("export")

@@ -18,10 +18,14 @@ from eoid.errors import CacheMismatchError, ConfigError, TrainingDiverged
 from eoid.files import file_sha256, output_folder, read_json, write_text_atomic
 from eoid.pipeline.data.vocab import load_vocabulary
 from eoid.pipeline.run_cache import run_cache
+from eoid.pipeline.run_cache_merge import run_merge
+from eoid.pipeline.run_cache_relabel import run_relabel
 from eoid.pipeline.run_train import run_train
 from eoid.pipeline.study import (
+    CacheSpec,
     PlannedRun,
     Study,
+    build_order,
     cache_config,
     cache_folders,
     check_same_config,
@@ -45,24 +49,66 @@ def _teacher_differs(manifest: dict, teacher: Any) -> list[str]:
             if k in built and built[k] != getattr(teacher, k)]
 
 
+def _derived_differs(manifest: dict, spec: CacheSpec, folders: dict[str, Path]) -> list[str]:
+    """What a finished merged or relabelled cache was made from that its study entry does not ask for."""
+    derived = spec.derived
+    assert derived is not None
+    sources = [str(folders[s]) for s in derived.sources]
+    if derived.kind == "merge":
+        made = manifest.get("merge", {})
+        weights = [float(w) for w in (derived.weights or ",".join("1" * len(sources))).split(",")]
+        asked = {"members": sources, "rule": derived.rule,
+                 "weights": [round(w / sum(weights), 9) for w in weights]}
+        found = {"members": [m.get("path") for m in made.get("members", [])], "rule": made.get("rule"),
+                 "weights": [round(w, 9) for w in made.get("weights", [])]}
+    else:
+        files, teacher = manifest.get("prompt_files", {}), manifest.get("config", {}).get("teacher", {})
+        asked = {"source": sources[0], "templates": derived.templates and str(derived.templates),
+                 "descriptions": derived.descriptions and str(derived.descriptions),
+                 "template": derived.template, "gamma": derived.gamma}
+        found = {"source": manifest.get("relabelled_from"), "templates": files.get("templates"),
+                 "descriptions": files.get("descriptions"),
+                 "template": derived.template and teacher.get("template"),
+                 "gamma": derived.gamma and teacher.get("gamma")}
+    return [f"{k}: cache {found[k]!r}, study {asked[k]!r}" for k in asked if found[k] != asked[k]]
+
+
+def _build_derived(spec: CacheSpec, folders: dict[str, Path]) -> None:
+    """`eoid cache merge` or `eoid cache relabel` of a study's derived cache, its sources built."""
+    derived, out = spec.derived, folders[spec.name]
+    assert derived is not None
+    sources = [folders[s] for s in derived.sources]
+    if derived.kind == "merge":
+        run_merge(sources, out, derived.weights, derived.rule)
+    else:
+        run_relabel(sources[0], out, derived.template, derived.gamma, templates=derived.templates,
+                    descriptions=derived.descriptions)
+
+
 def ensure_caches(study: Study, names: set[str], shared: tuple[str, ...], world: World,
                   may_build: bool) -> dict[str, Path]:
-    """Build (or resume) each needed cache once; a finished one is checked against its recipe, not rebuilt."""
+    """Build (or resume) each needed cache once, a merged or relabelled one after its sources; a
+    finished one is checked against its recipe or sources, not rebuilt."""
     ready = {}
-    for name in sorted(names):
+    folders = cache_folders(study, shared)
+    for name in build_order(study.caches, names, str(study.path)):
         spec = study.caches[name]
-        folder = cache_folders(study, shared)[name]
+        folder = folders[name]
         manifest = folder / "manifest.json"
         if manifest.is_file():
-            if spec.recipe is not None:
-                differs = _teacher_differs(read_json(manifest, CacheMismatchError),
-                                           cache_config(spec, shared).teacher)
-                if differs:
-                    raise CacheMismatchError(
-                        f"{folder} was built with another teacher than {spec.recipe} asks for "
-                        f"({'; '.join(differs)}). Move that folder away, or set `path` in the "
-                        f"study's [caches.{name}] to a new folder.")
-        elif spec.recipe is None:
+            made = read_json(manifest, CacheMismatchError)
+            differs = (_derived_differs(made, spec, folders) if spec.derived else
+                       _teacher_differs(made, cache_config(spec, shared).teacher) if spec.recipe else [])
+            if differs:
+                asked = spec.recipe or f"[caches.{name}]"
+                raise CacheMismatchError(
+                    f"{folder} was built with another teacher than {asked} asks for "
+                    f"({'; '.join(differs)}). Move that folder away, or set `path` in the "
+                    f"study's [caches.{name}] to a new folder.")
+        elif spec.derived is not None and may_build:
+            log.info("making teacher cache %r in %s from %s", name, folder, ", ".join(spec.derived.sources))
+            _build_derived(spec, folders)
+        elif spec.recipe is None and spec.derived is None:
             raise ConfigError(f"{study.path} [caches.{name}]: {folder} is not a finished teacher cache "
                               "(no manifest.json). Build it with `eoid cache-teacher`, or give a `recipe`.")
         elif not may_build:

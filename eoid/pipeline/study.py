@@ -22,6 +22,14 @@ A study is a TOML file (the paper's are in configs/studies/):
     # path = "teacher_cache/hico_rn50x16"  #   an existing finished cache folder (relative to the
     #                                      #   working directory, as `cache` in recipes); with both,
     #                                      #   `path` is where the recipe's cache is written.
+    [caches.ensemble]                # a cache made from the study's other caches, after them, at `path`:
+    merge = ["rn50x16", "vitl14"]    #   `eoid cache merge` of these (in order), with optional
+    weights = [1, 1]                 #   weights (default equal) and
+    rule = "mean"                    #   rule ("mean" or "geometric"); or
+    # relabel = { from = "rn50x16", templates = "../prompts/hoi_templates.txt" }   # `eoid cache
+    #                                #   relabel` of one, with `template`, `templates`, `descriptions`
+    #                                #   (files relative to this file) and/or `gamma`
+    path = "teacher_cache/hico_ensemble"
 
     [[variants]]
     name    = "neither"              # run folder name: letters, digits, '.', '_', '-'
@@ -47,7 +55,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eoid.config import CacheConfig, TrainConfig, from_dict, load_config, read_toml, to_dict
+from eoid.config import (
+    CacheConfig,
+    TeacherConfig,
+    TrainConfig,
+    check_value,
+    from_dict,
+    load_config,
+    read_toml,
+    to_dict,
+)
 from eoid.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -55,7 +72,21 @@ log = logging.getLogger(__name__)
 METRIC_GROUPS = ("full", "rare", "non_rare", "seen", "unseen")
 STUDY_KEYS = {"about", "base", "seeds", "metrics", "columns", "set", "caches", "variants"}
 VARIANT_KEYS = {"name", "label", "base", "cache", "seeds", "over", "set", "columns", "paper"}
-CACHE_KEYS = {"recipe", "path", "set"}
+CACHE_KEYS = {"recipe", "path", "set", "merge", "weights", "rule", "relabel"}
+RELABEL_KEYS = {"from", "template", "templates", "descriptions", "gamma"}
+
+
+@dataclass(frozen=True)
+class DerivedCache:
+    """A cache a study makes from its other caches: `eoid cache merge` or `eoid cache relabel`."""
+    kind: str                          # "merge" or "relabel"
+    sources: tuple[str, ...]           # names of the study's caches it is made from, in order
+    weights: str | None = None         # merge: "w1,w2,..." as --weights (None: equal)
+    rule: str = "mean"                 # merge: "mean" or "geometric"
+    template: str | None = None        # relabel: one prompt template
+    templates: Path | None = None      # relabel: a templates file, resolved against the study file
+    descriptions: Path | None = None   # relabel: a descriptions file, resolved against the study file
+    gamma: float | str | None = None   # relabel: a new gamma (a number or "model")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -66,6 +97,7 @@ class CacheSpec:
     recipe: Path | None          # cache recipe (phase: cache), resolved against the study file
     path: Path | None            # cache folder (relative to the working directory), or the recipe's `out`
     overrides: tuple[str, ...]   # --set overrides for the recipe
+    derived: DerivedCache | None = None   # made from other caches of the study (then `path` is given)
 
 
 @dataclass(frozen=True)
@@ -122,6 +154,66 @@ def _seeds(value: Any, where: str) -> tuple[int, ...]:
     return tuple(value)
 
 
+def _derived(spec: dict, study: Path, where: str) -> DerivedCache | None:
+    """The `merge` or `relabel` of a [caches.NAME] table, checked; None for a recipe or a folder."""
+    kinds = [k for k in ("merge", "relabel") if k in spec]
+    if not kinds:
+        for key in ("weights", "rule"):
+            if key in spec:
+                raise ConfigError(f"{where}: `{key}` belongs to a `merge`; add `merge = [\"a\", \"b\"]`.")
+        return None
+    if len(kinds) > 1 or "recipe" in spec:
+        raise ConfigError(f"{where}: give one of `recipe`, `merge` and `relabel`.")
+    if "path" not in spec:
+        raise ConfigError(f"{where}: a {kinds[0]} needs `path = \"folder\"`, where it is written.")
+    if kinds[0] == "merge":
+        weights = spec.get("weights")
+        if weights is not None and (not isinstance(weights, list) or not all(
+                isinstance(w, (int, float)) and not isinstance(w, bool) for w in weights)):
+            raise ConfigError(f"{where}: `weights` must be a list of numbers, e.g. [2, 1]; got {weights!r}")
+        if spec.get("rule", "mean") not in ("mean", "geometric"):
+            raise ConfigError(f"{where}: `rule` must be \"mean\" or \"geometric\", got {spec['rule']!r}")
+        return DerivedCache("merge", _strings(spec["merge"], f"{where} merge"),
+                            None if weights is None else ",".join(str(w) for w in weights),
+                            spec.get("rule", "mean"))
+    relabel = spec["relabel"]
+    if not isinstance(relabel, dict) or not isinstance(relabel.get("from"), str):
+        raise ConfigError(f"{where}: `relabel` is a table naming its source, e.g. relabel = "
+                          "{ from = \"rn50x16\", templates = \"../prompts/hoi_templates.txt\" }")
+    _check_keys(relabel, RELABEL_KEYS, f"{where} relabel")
+    for key in ("template", "gamma"):
+        if key in relabel:
+            check_value(TeacherConfig, key, relabel[key], f"{where} relabel.{key}")
+    files = {k: study.parent / relabel[k] for k in ("templates", "descriptions") if k in relabel}
+    for key, file in files.items():
+        if not file.is_file():
+            raise ConfigError(f"{where} relabel.{key}: {file} is not a file (a path relative to the study).")
+    return DerivedCache("relabel", (relabel["from"],), template=relabel.get("template"),
+                        gamma=relabel.get("gamma"), **files)
+
+
+def build_order(caches: dict[str, CacheSpec], names: set[str], where: str) -> list[str]:
+    """`names` and every cache they are made from, each after its sources; an unknown source or a
+    circle is a ConfigError."""
+    order: list[str] = []
+
+    def visit(name: str, chain: tuple[str, ...]) -> None:
+        if name in order:
+            return
+        if name in chain:
+            raise ConfigError(f"{where}: caches made from each other: {' -> '.join((*chain, name))}.")
+        spec = caches[name]
+        for source in spec.derived.sources if spec.derived else ():
+            if source not in caches:
+                raise ConfigError(f"{where} [caches.{name}]: {source!r} is not one of the study's caches "
+                                  f"{sorted(caches)}.")
+            visit(source, (*chain, name))
+        order.append(name)
+    for name in sorted(names):
+        visit(name, ())
+    return order
+
+
 def read_study(path: Path | str) -> Study:
     """Parse and check a study file; problems are ConfigErrors naming the file and the key."""
     path = Path(path)
@@ -141,11 +233,13 @@ def read_study(path: Path | str) -> Study:
         if not isinstance(spec, dict):
             raise ConfigError(f"{where}: expected a table with `recipe` and/or `path`.")
         _check_keys(spec, CACHE_KEYS, where)
+        derived = _derived(spec, path, where)
         if "recipe" not in spec and "path" not in spec:
             raise ConfigError(f"{where}: give `recipe = \"cache_recipe.toml\"` or `path = \"cache_folder\"`.")
         caches[name] = CacheSpec(name, path.parent / spec["recipe"] if "recipe" in spec else None,
                                  Path(spec["path"]) if "path" in spec else None,
-                                 _strings(spec.get("set", []), f"{where} set"))
+                                 _strings(spec.get("set", []), f"{where} set"), derived)
+    build_order(caches, set(caches), str(path))   # every source named, no circle
     variants, seen = [], set()
     for i, v in enumerate(raw.get("variants", [])):
         where = f"{path} [[variants]] #{i + 1}"

@@ -17,7 +17,7 @@ from eoid.files import read_json
 from eoid.teacher_cache import manifest as mf
 from eoid.teacher_cache import store
 from eoid.teacher_cache.distribution import distribution_problems, valid_hoi_table, valid_verb_table
-from eoid.teacher_cache.plan import ShardLayout
+from eoid.teacher_cache.plan import CachePlan, ShardLayout
 
 
 def lookup_pairs(query_h: np.ndarray, query_o: np.ndarray, query_cls: np.ndarray,
@@ -87,6 +87,7 @@ class CacheReader:
             store.verify_files(self.path, self.manifest["checksums"], None if verify_all else names)
         meta = read_json(self.path / "meta.json", CacheMismatchError, mf.REBUILD)
         self.image_keys: list[str] = meta["image_keys"]
+        self.image_sizes: list[list[int]] = meta["image_sizes"]     # (width, height) px per image
         self.prompts: list[str] = meta["prompts"]
         self.vocabulary: dict = meta["vocabulary"]
         try:
@@ -125,6 +126,17 @@ class CacheReader:
     @property
     def num_verbs(self) -> int:
         return self.verb_probs.shape[1]
+
+    @property
+    def layout(self) -> ShardLayout:
+        return ShardLayout(**self.manifest["layout"])
+
+    def plan(self) -> CachePlan:
+        """The cache's rows as a plan (the columns fixed before the teacher ran): a derived cache's."""
+        return CachePlan(image_keys=self.image_keys, image_sizes=np.asarray(self.image_sizes, np.int64),
+                         image_offsets=self.offsets, pair_box_idx=self.pair_box_idx,
+                         human_xyxy=self.human_xyxy, object_xyxy=self.object_xyxy,
+                         object_class=self.object_class, labelled=self.labelled)
 
     def require(self, expected: dict, fix: str, ignore: tuple[str, ...] = ()) -> None:
         """Refuse this cache (CacheMismatchError) if its fingerprint differs from `expected`."""

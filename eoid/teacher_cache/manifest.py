@@ -28,6 +28,9 @@ _LABELS = {
     "weights": "CLIP weights",
     "template": "prompt template",
     "prompts_sha256": "prompts",
+    "descriptions_sha256": "descriptions file",
+    "merge_rule": "merge rule",
+    "merge_weights": "merge weights",
     "gamma": "gamma",
     "crop": "crop preprocessing",
     "precision": "teacher precision",
@@ -40,8 +43,14 @@ _LABELS = {
 }
 
 
-def prompts_sha256(prompts: list[str]) -> str:
-    """Hex sha256 of the prompt texts, in order (what the text embeddings depend on)."""
+def prompts_sha256(prompts: list[str] | list[list[str]]) -> str:
+    """Hex sha256 of the prompt texts, in order (what the text embeddings depend on).
+
+    prompts: one text per HOI, or one prompt set (list of texts) per HOI; sets of one text hash
+    as the flat list, so a single template keeps the hash caches have always recorded.
+    """
+    if all(isinstance(p, list) and len(p) == 1 for p in prompts):
+        prompts = [p[0] for p in prompts]     # type: ignore[index]
     return hashlib.sha256(json.dumps(prompts).encode()).hexdigest()
 
 

@@ -146,6 +146,38 @@ def _local_file_for_tag(model_name: str, tag: str) -> tuple[str | None, dict]:
     return None, cfg
 
 
+def _tags_preprocess(model_name: str) -> dict:
+    """mean, std and interpolation that every pretrained tag of `model_name` agrees on ({} if none).
+
+    open_clip takes them from the tag; a local weights file would get CLIP's defaults, which are
+    wrong for e.g. SigLIP (mean = std = 0.5). One family's tags agree, so the file gets theirs.
+    """
+    import open_clip
+    tags = open_clip.list_pretrained_tags_by_model(model_name)
+    cfgs = [open_clip.get_pretrained_cfg(model_name, t) for t in tags]
+    keys = ("mean", "std", "interpolation")
+    found = [{k: c[k] for k in keys if k in c} for c in cfgs if c]
+    return found[0] if found and all(f == found[0] for f in found) else {}
+
+
+def _tokenizer(model_name: str) -> Any:
+    """open_clip's tokenizer for the model, from local files only (a Hugging Face one, e.g. SigLIP's)."""
+    import open_clip
+    text_cfg = (open_clip.get_model_config(model_name) or {}).get("text_cfg", {})
+    hf_name = text_cfg.get("hf_tokenizer_name")
+    try:
+        return open_clip.get_tokenizer(model_name, **({"local_files_only": True} if hf_name else {}))
+    except ImportError as err:
+        raise ConfigError(f"CLIP model {model_name!r}: its tokenizer needs the {err.name or 'transformers'} "
+                          "package (pip install transformers sentencepiece).") from None
+    except OSError as err:
+        raise WeightsNotFoundError(
+            f"CLIP model {model_name!r}: the files of its tokenizer {hf_name!r} are not in the Hugging Face "
+            f"cache ({_gist(err)}); eoid never downloads. Fetch them once where there is internet "
+            f"(python -c \"import open_clip; open_clip.get_tokenizer('{model_name}')\") and copy the "
+            "Hugging Face cache folder over (or set HF_HOME).") from None
+
+
 def _crop_spec(model: Any) -> CropSpec:
     """Read input size, mean, std and interpolation from the model (open_clip sets preprocess_cfg)."""
     visual = model.visual
@@ -230,6 +262,7 @@ def load_teacher(model_name: str, weights: str, device: str | torch.device = "cp
             path = Path(weights)
             if not path.is_file():
                 raise _missing(name, weights, "no such file")
+            kwargs["force_preprocess_cfg"] = _tags_preprocess(name)
         else:
             found, tag_cfg = _local_file_for_tag(name, weights)
             if not tag_cfg:
@@ -262,7 +295,7 @@ def load_teacher(model_name: str, weights: str, device: str | torch.device = "cp
     channels_last = device.type == "cuda"   # CPU keeps NCHW: its cache bytes stay as before
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    return Teacher(model=model, tokenizer=open_clip.get_tokenizer(name), crop_spec=_crop_spec(model),
+    return Teacher(model=model, tokenizer=_tokenizer(name), crop_spec=_crop_spec(model),
                    device=device, model_name=name, weights_id=weights_id,
                    autocast_dtype=torch.bfloat16 if precision == "bf16" else None,
                    channels_last=channels_last,

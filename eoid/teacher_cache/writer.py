@@ -83,6 +83,29 @@ def finalize_if_complete(out: Path, manifest: dict, layout: ShardLayout) -> bool
     return True
 
 
+def write_derived(out: Path, plan: CachePlan, layout: ShardLayout, text_emb: np.ndarray, meta: dict,
+                  manifest: dict, rows: Callable[[int, int], tuple[np.ndarray, np.ndarray]]) -> Path:
+    """Write a cache computed from finished ones (relabel, merge) through the store's own code.
+
+    manifest: manifest.json without checksums (they are collected last); its fingerprint decides
+    what `out` may already hold: nothing, an unfinished cache of this fingerprint (a killed run:
+    the shards it finished are kept), or this very cache (kept as it is). rows(lo, hi) gives
+    (image_emb, verb_probs) of rows lo:hi.
+    """
+    fingerprint = manifest["fingerprint"]
+    with FolderLock(out / ".lock-part-0-of-1"):
+        if (out / "manifest.json").is_file():
+            found = read_json(out / "manifest.json", CacheMismatchError, "Pass another --out.")
+            mf.require_match(f"{out}", found.get("fingerprint", {}), fingerprint,
+                             "It is a finished cache: pass another --out to write a new one.")
+            return out
+        prepare_store(out, plan, layout, fingerprint, lambda: text_emb, meta, break_lock=False)
+        for shard in sorted(set(range(layout.num_shards)) - store.done_shards(out)):
+            store.write_shard(out, layout, shard, *rows(*layout.shard_range(shard)))
+        finalize_if_complete(out, manifest, layout)
+    return out
+
+
 # ---------------------------------------------------------------- crops in DataLoader workers
 
 class SegmentCrops(torch.utils.data.Dataset):

@@ -84,6 +84,13 @@ SKIP = {  # README command -> why it is not run here (it is still parsed)
         "collects the table5 runs, which are not run here (see --caches-only)",
     "eoid sweep configs/studies/synth_tiny.toml --out runs/synth_tiny":
         "a minute or more; tests/pipeline/test_run_sweep.py runs this study end to end",
+    "eoid cache relabel teacher_cache/hico_rn50x16 --templates configs/prompts/hoi_templates.txt "
+    "--descriptions hico_descriptions.json --out teacher_cache/hico_rn50x16_described":
+        "eoid ships no descriptions of HICO-DET's 600 HOIs; tests/pipeline/test_run_cache_ensembles.py and "
+        "tests/e2e/test_cache_ensembles_cli.py run --descriptions and --templates on small vocabularies",
+    "eoid sweep configs/studies/teachers.toml --out runs/studies/teachers":
+        "a HICO-DET study whose caches need " + WEIGHTS + "; its cache-teacher, merge, relabel and train "
+        "commands run above, and tests/pipeline/test_run_sweep.py makes a study's merge and relabel",
     'python -c "import open_clip; open_clip.create_model(\'RN50x16-quickgelu\', pretrained=\'openai\')"':
         "downloads " + WEIGHTS,
 }

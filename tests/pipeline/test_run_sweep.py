@@ -184,3 +184,56 @@ def test_a_three_variant_study_runs_end_to_end_on_one_shared_cache(tmp_path, mon
     sweep.run_sweep(study, "runs/synth_tiny", init_world())
     assert builds == ["teacher_cache/synth"]
     assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*/results.json")} == stamps
+
+
+def _derived_study(tmp_path: Path, ensemble: str) -> Path:
+    return _study(tmp_path, f'[caches.a]\npath = "{tmp_path / "a"}"\n[caches.b]\npath = "{tmp_path / "b"}"\n'
+                            f'{ensemble}\n[[variants]]\nname = "v"\ncache = "a"\n')
+
+
+@pytest.mark.parametrize("table, message", [
+    ('[caches.e]\nmerge = ["a", "c"]\npath = "e"', "'c' is not one of the study's caches"),
+    ('[caches.e]\nmerge = ["a", "b"]', "a merge needs `path"),
+    ('[caches.e]\nmerge = ["a", "b"]\nrecipe = "r.toml"\npath = "e"', "one of `recipe`, `merge` and"),
+    ('[caches.e]\nmerge = ["a", "b"]\nrule = "median"\npath = "e"', "`rule` must be"),
+    ('[caches.e]\nrelabel = { from = "a", descriptons = "d.json" }\npath = "e"', "mean 'descriptions'"),
+    ('[caches.e]\nrelabel = { from = "a", templates = "missing.txt" }\npath = "e"', "is not a file"),
+    ('[caches.e]\nrelabel = { from = "f" }\npath = "e"\n[caches.f]\nmerge = ["e", "a"]\npath = "f"',
+     "caches made from each other: e -> f -> e"),
+])
+def test_a_merged_or_relabelled_cache_entry_is_checked_when_the_study_is_read(tmp_path, table, message):
+    with pytest.raises(ConfigError, match=message):
+        studies.read_study(_derived_study(tmp_path, table))
+
+
+def test_build_order_puts_every_source_before_the_caches_made_from_it(tmp_path):
+    study = studies.read_study(_derived_study(tmp_path, '[caches.e]\nmerge = ["b", "r"]\npath = "e"\n'
+                                                        '[caches.r]\nrelabel = { from = "a" }\npath = "r"'))
+    assert studies.build_order(study.caches, {"e"}, "") == ["b", "a", "r", "e"]
+
+
+def test_caches_only_makes_a_merge_and_a_relabel_after_their_sources(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    generate_world(tmp_path / "synth_world", 6, seed=0, progress=False)
+    (tmp_path / "t.txt").write_text("a picture of person {verb_ing} {object}\na photo of {object}\n")
+    recipe = ROOT / "configs" / "cache_synth.toml"
+    ensemble = ('[caches.prompts]\nrelabel = { from = "synth", templates = "t.txt" }\npath = "c/prompts"\n'
+                '[caches.both]\nmerge = ["synth", "prompts"]\nweights = [3, 1]\nrule = "RULE"\n'
+                'path = "c/both"\n')
+    path = _study(tmp_path, f'[caches.synth]\nrecipe = "{recipe}"\n{ensemble.replace("RULE", "geometric")}'
+                            '[[variants]]\nname = "v"\ncache = "both"\n')
+    made = []
+    real_merge = sweep.run_merge
+    monkeypatch.setattr(sweep, "run_merge", lambda *a: made.append(a) or real_merge(*a))
+    assert sweep.run_sweep(path, tmp_path / "out", init_world(), caches_only=True) == "caches ready: both"
+    from eoid.teacher_cache.lookup import CacheReader
+    both = CacheReader(tmp_path / "c" / "both")
+    assert both.manifest["merge"]["weights"] == [0.75, 0.25] and both.manifest["merge"]["rule"] == "geometric"
+    assert [m["path"] for m in both.manifest["merge"]["members"]] == ["teacher_cache/synth", "c/prompts"]
+    assert CacheReader(tmp_path / "c" / "prompts").fingerprint["template"] == \
+        ["a picture of person {verb_ing} {object}", "a photo of {object}"]
+    sweep.run_sweep(path, tmp_path / "out", init_world(), caches_only=True)
+    assert len(made) == 1                                        # finished: checked, not made again
+    path.write_text(path.read_text().replace("geometric", "mean"))
+    with pytest.raises(CacheMismatchError, match="rule: cache 'geometric', study 'mean'"):
+        sweep.run_sweep(path, tmp_path / "out", init_world(), caches_only=True)

@@ -49,6 +49,7 @@ def writing_commands(synth: Path, run: Path, cache: Path, weights: Path, tmp: Pa
         "predict": lambda out: ["predict", image, "--checkpoint", ckpt, "--out", out],
         "synth": lambda out: ["synth", "--out", out, "--images", "4"],
         "cache relabel": lambda out: ["cache", "relabel", str(cache), "--gamma", "50", "--out", out],
+        "cache merge": lambda out: ["cache", "merge", str(cache), str(cache), "--out", out],
         "cache inspect --png": lambda out: ["cache", "inspect", str(cache), "--png", f"{out}/grid.png",
                                             "--samples", "2"],
         "sweep": lambda out: ["sweep", str(study), "--out", out],
@@ -63,8 +64,8 @@ def writing_commands(synth: Path, run: Path, cache: Path, weights: Path, tmp: Pa
 
 
 COMMANDS = ["cache-teacher", "train", "evaluate --checkpoint", "evaluate --predictions", "predict", "synth",
-            "cache relabel", "cache inspect --png", "sweep", "pseudo-label", "mix", "evaluate-vcoco",
-            "synth-teacher", "quickstart"]
+            "cache relabel", "cache merge", "cache inspect --png", "sweep", "pseudo-label", "mix",
+            "evaluate-vcoco", "synth-teacher", "quickstart"]
 
 
 @pytest.fixture(scope="module")

@@ -93,3 +93,22 @@ def test_the_shipped_synthetic_teacher_learned_a_scale_of_about_16():
     from eoid.teacher_cache.teacher import resolve_gamma
     teacher = load_teacher("eoid-synth-clip", "bundled", "cpu")
     assert resolve_gamma("model", teacher) == pytest.approx(15.92, abs=0.01)
+
+
+def test_a_local_weights_file_takes_the_normalisation_its_models_tags_agree_on():
+    from eoid.teacher_cache.teacher import _tags_preprocess
+    # SigLIP's webli weights are normalised with mean = std = 0.5, not CLIP's defaults
+    assert _tags_preprocess("ViT-B-16-SigLIP")["mean"] == (0.5, 0.5, 0.5)
+    assert _tags_preprocess("RN50x16-quickgelu")["mean"][0] == pytest.approx(0.48145466)
+    assert _tags_preprocess("tiny-clip") == {}                   # no tags: the model config's own
+
+
+def test_a_hugging_face_tokenizer_is_read_from_local_files_or_refused_in_one_line(tmp_path):
+    # a SigLIP-style config whose text tower uses a Hugging Face tokenizer (SigLIP's own name)
+    config = tmp_path / "tiny-hf-text.json"
+    config.write_text('{"embed_dim": 8, "custom_text": true, "vision_cfg": {"image_size": 32, "layers": 1, '
+                      '"width": 32, "head_width": 16, "patch_size": 16}, "text_cfg": {"context_length": 8, '
+                      '"vocab_size": 32000, "width": 32, "heads": 2, "layers": 1, '
+                      '"hf_tokenizer_name": "timm/ViT-B-16-SigLIP"}}')
+    with pytest.raises((ConfigError, WeightsNotFoundError), match="tokenizer"):
+        load_teacher(str(config), "none")

@@ -37,7 +37,8 @@ from eoid.pipeline.data.vocab import Vocabulary
 from eoid.pipeline.synth.world import Scene, sample_scenes, synth_vocabulary
 from eoid.teacher_cache.crops import CropSpec, union_crops
 
-MODEL_NAME = "eoid-synth-clip"
+MODEL_NAME = "eoid-synth-clip"          # the shipped teacher: a ViT (patch 8, width 128, 4 layers)
+RN_MODEL_NAME = "eoid-synth-clip-rn"     # a second architecture: a ModifiedResNet with attention pooling
 TEMPLATE = "a picture of person {verb_ing} {object}"
 
 
@@ -46,9 +47,9 @@ def clip_configs_dir() -> Path:
     return Path(str(resources.files("eoid.data").joinpath("clip_configs")))
 
 
-def shipped_weights() -> Path:
-    """The shipped teacher checkpoint (package data)."""
-    return Path(str(resources.files("eoid.data").joinpath(f"{MODEL_NAME}.safetensors")))
+def shipped_weights(model: str = MODEL_NAME) -> Path:
+    """The shipped checkpoint of teacher `model` (package data)."""
+    return Path(str(resources.files("eoid.data").joinpath(f"{model}.safetensors")))
 
 
 def crop_spec_of(model: Any) -> CropSpec:
@@ -79,14 +80,15 @@ def labelled_pair_crops(scenes: list[Scene], spec: CropSpec) -> PairCrops:
     return PairCrops(torch.cat(crops), np.array(labels, np.int64).reshape(-1, 2))
 
 
-def build_synth_clip(weights: Path | None = None, seed: int = 0) -> tuple[Any, Any]:
-    """The eoid-synth-clip model (random init from `seed`, or `weights`) and its tokenizer."""
+def build_synth_clip(weights: Path | None = None, seed: int = 0, model: str = MODEL_NAME) -> tuple[Any, Any]:
+    """Synthetic teacher `model` (a config in clip_configs_dir(); random init from `seed`, or
+    `weights`) and its tokenizer."""
     import open_clip
     open_clip.add_model_config(str(clip_configs_dir()))
     with torch.random.fork_rng(devices=[]):   # open_clip initialises from the global RNG
         torch.manual_seed(seed)
-        model = open_clip.create_model(MODEL_NAME, pretrained=None if weights is None else str(weights))
-    return model, open_clip.get_tokenizer(MODEL_NAME)
+        built = open_clip.create_model(model, pretrained=None if weights is None else str(weights))
+    return built, open_clip.get_tokenizer(model)
 
 
 @torch.no_grad()
@@ -152,10 +154,10 @@ def _contrastive_loss(img: Tensor, text: Tensor, hoi: Tensor, scale: Tensor) -> 
     return (to_text + to_image.mean()) / 2
 
 
-def train_synth_teacher(out: Path, seed: int = 0, steps: int = 500, *, num_web_images: int = 3000,
-                        num_eval_images: int = 300, batch_size: int = 128, lr: float = 1e-3,
-                        image_size: int = 160, progress: bool = True) -> dict:
-    """Train the teacher on the world's "web" stream, save `out` (.safetensors, fp16) + provenance.
+def train_synth_teacher(out: Path, seed: int = 0, steps: int = 500, *, model_name: str = MODEL_NAME,
+                        num_web_images: int = 3000, num_eval_images: int = 300, batch_size: int = 128,
+                        lr: float = 1e-3, image_size: int = 160, progress: bool = True) -> dict:
+    """Train teacher `model_name` on the world's "web" stream, save `out` (.safetensors, fp16) + provenance.
 
     Reproducible for a seed (data, init and batch order come from it). Writes `out` and
     `out.with_suffix(".json")` (seed, steps, held-out zero-shot accuracy overall and per verb,
@@ -166,7 +168,7 @@ def train_synth_teacher(out: Path, seed: int = 0, steps: int = 500, *, num_web_i
     output_folder(out.parent, "the weights file's folder")
     started = time.time()
     vocab = synth_vocabulary()
-    model, tokenizer = build_synth_clip(seed=seed)
+    model, tokenizer = build_synth_clip(seed=seed, model=model_name)
     spec = crop_spec_of(model)
     web = labelled_pair_crops(list(tqdm(sample_scenes(num_web_images, seed, "web", image_size),
                                         total=num_web_images, desc="web crops", disable=not progress)), spec)
@@ -203,10 +205,10 @@ def train_synth_teacher(out: Path, seed: int = 0, steps: int = 500, *, num_web_i
         if step % 20 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
     save_file({k: v.detach().half().contiguous() for k, v in model.state_dict().items()}, str(out))
-    shipped, tokenizer = build_synth_clip(weights=out)            # measure what ships: fp16 weights, reloaded
+    shipped, tokenizer = build_synth_clip(weights=out, model=model_name)   # what ships: fp16, reloaded
     held = labelled_pair_crops(list(sample_scenes(num_eval_images, seed, "held_out", image_size)), spec)
     provenance = {
-        "model": MODEL_NAME, "weights": out.name, "seed": seed, "steps": steps, "batch_size": batch_size,
+        "model": model_name, "weights": out.name, "seed": seed, "steps": steps, "batch_size": batch_size,
         "lr": lr, "num_web_images": num_web_images, "num_web_pairs": int(len(hoi)), "image_size": image_size,
         "template": TEMPLATE, "crop_spec": spec.to_json(),
         "zero_shot_accuracy": measure_zero_shot_accuracy(shipped, held.crops, held.labels, vocab, tokenizer),
@@ -215,7 +217,8 @@ def train_synth_teacher(out: Path, seed: int = 0, steps: int = 500, *, num_web_i
                      "pairs_scored": int((held.labels[:, 0] != vocab.no_interaction).sum()),
                      "chance": chance_accuracy(held.labels, vocab)},
         "ua_unseen_verbs": [vocab.verbs[v] for v in vocab.unseen_verbs("ua")],
-        "command": f"eoid synth-teacher --out {out} --seed {seed} --steps {steps}",
+        "command": f"eoid synth-teacher --out {out} --seed {seed} --steps {steps}"
+                   + ("" if model_name == MODEL_NAME else f" --model {model_name}"),
         "date": datetime.date.today().isoformat(), "train_seconds": round(time.time() - started, 1),
         "torch": torch.__version__,
     }

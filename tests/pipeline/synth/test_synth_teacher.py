@@ -9,6 +9,7 @@ import torch
 
 from eoid.pipeline.synth.teacher import (
     MODEL_NAME,
+    RN_MODEL_NAME,
     build_synth_clip,
     chance_accuracy,
     clip_configs_dir,
@@ -39,11 +40,13 @@ def fresh_pairs(shipped):
     return labelled_pair_crops(list(sample_scenes(60, seed=4242, stream="test")), crop_spec_of(shipped[0]))
 
 
-def test_shipped_checkpoint_is_small_and_documented():
-    assert shipped_weights().stat().st_size < 8 * 2**20
-    provenance = json.loads(shipped_weights().with_suffix(".json").read_text())
-    assert provenance["model"] == MODEL_NAME and provenance["zero_shot_accuracy"] > 0.8
+@pytest.mark.parametrize("model", [MODEL_NAME, RN_MODEL_NAME])
+def test_shipped_checkpoint_is_small_and_documented(model):
+    assert shipped_weights(model).stat().st_size < 8 * 2**20
+    provenance = json.loads(shipped_weights(model).with_suffix(".json").read_text())
+    assert provenance["model"] == model and provenance["zero_shot_accuracy"] > 0.8
     assert {"seed", "steps", "date", "command", "zero_shot_accuracy_per_verb"} <= provenance.keys()
+    assert f"--out eoid/data/{model}.safetensors" in provenance["command"]
 
 
 def test_shipped_teacher_expects_64px_crops_with_clip_normalisation(shipped):
@@ -72,6 +75,18 @@ def test_shipped_teacher_loads_through_the_cache_teacher_as_bundled_weights():
     from eoid.teacher_cache.teacher import load_teacher
     teacher = load_teacher(MODEL_NAME, "bundled")
     assert teacher.crop_spec.size == 64 and teacher.weights_id.startswith("sha256:")
+
+
+def test_the_second_teacher_is_a_resnet_that_names_fresh_verbs_far_above_chance(fresh_pairs):
+    from open_clip.modified_resnet import ModifiedResNet
+
+    from eoid.teacher_cache.teacher import load_teacher
+    teacher = load_teacher(RN_MODEL_NAME, "bundled")
+    assert isinstance(teacher.model.visual, ModifiedResNet) and teacher.crop_spec.size == 64
+    vocab = synth_vocabulary()
+    accuracy = measure_zero_shot_accuracy(teacher.model, fresh_pairs.crops, fresh_pairs.labels, vocab,
+                                          teacher.tokenizer)
+    assert accuracy > 0.75 > 0.35 > chance_accuracy(fresh_pairs.labels, vocab)
 
 
 class _OneHotClip:
