@@ -35,6 +35,7 @@ SWAP_TEXT = {  # parts of README arguments -> their stand-ins on the generated w
     "/path/to/RN50x16.pt": "bundled",
     "HICO_test2015_00000001.jpg": "test_000000.png",
     "HICO_test2015_00000002.jpg": "test_000001.png",
+    "photo.jpg": HICO + "/images/test2015/test_000002.png",
 }
 SWAP_WORD = {"openai": "bundled"}  # whole README arguments -> their stand-ins
 TEACHER = ["teacher.model=eoid-synth-clip", "teacher.weights=bundled", "teacher.batch_size=64",
@@ -53,6 +54,8 @@ SWAP_ARGS = {  # command -> arguments added at the end
 WEIGHTS = "the real CLIP or DETR weights, which eoid never downloads"
 TABLE6 = ("a V-COCO/COCO step of Table 6; tests/e2e/test_hico_vcoco_end_to_end.py runs the same steps on "
           "generated data")
+ORIGINAL = ("the authors' released checkpoints, which eoid never downloads; tests/pipeline/test_run_import.py "
+            "imports files built with the original key names and layout")
 SKIP = {  # README command -> why it is not run here (it is still parsed)
     "python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[test]' -c constraints.txt "
     "&& eoid quickstart": "13 minutes and a new venv; tests/pipeline/test_run_quickstart.py runs a shortened "
@@ -91,6 +94,19 @@ SKIP = {  # README command -> why it is not run here (it is still parsed)
     "eoid sweep configs/studies/teachers.toml --out runs/studies/teachers":
         "a HICO-DET study whose caches need " + WEIGHTS + "; its cache-teacher, merge, relabel and train "
         "commands run above, and tests/pipeline/test_run_sweep.py makes a study's merge and relabel",
+    "eoid import-checkpoint ckpt/EoID.pth --from eoid-official --check":
+        ORIGINAL,
+    "eoid import-checkpoint ckpt/EoID.pth --from eoid-official --out ckpt/eoid_ua.pt": ORIGINAL,
+    "eoid evaluate --config configs/eval_hico.toml --checkpoint ckpt/eoid_ua.pt --setting ua --out eval_eoid":
+        ORIGINAL,
+    "eoid import-checkpoint pretrained/hico_cdn_s.pth --from cdn-official --out ckpt/cdn_s.pt --preset cdn-s":
+        ORIGINAL,
+    "eoid evaluate --checkpoint runs/hico_supervised/checkpoint_best.pt --annotations "
+    "data/hico_20160224_det/annotations/test_hico.json --images data/hico_20160224_det/images/test2015 "
+    "--verb-classifier clip --clip RN50x16-quickgelu --clip-weights /path/to/RN50x16.pt --prior "
+    "--out runs/table2_prior":
+        "CLIP RN50x16 as verb classifier needs " + WEIGHTS + "; tests/pipeline/test_run_evaluate_clip.py "
+        "runs --verb-classifier clip with the shipped teacher",
     'python -c "import open_clip; open_clip.create_model(\'RN50x16-quickgelu\', pretrained=\'openai\')"':
         "downloads " + WEIGHTS,
 }

@@ -47,6 +47,20 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _describe(pids: set[int]) -> list[str]:
+    """Each process as "pid state cmdline", for a failure message."""
+    found = []
+    for pid in sorted(pids):
+        proc = Path("/proc") / str(pid)
+        try:
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        found.append(f"{pid} {state} {cmdline.strip()}")
+    return found
+
+
 def test_train_with_two_loader_workers_and_a_truncated_png_ends_in_seconds_with_one_line(synth, tmp_path):
     world, name = _truncated_world(synth, tmp_path)
     cmd = train_command(world, tmp_path / "run", 1, "optim.num_workers=2")
@@ -73,13 +87,14 @@ def test_a_worker_error_in_training_leaves_no_worker_process_behind(synth, tmp_p
     from tiny_train import train_config
     world, name = _truncated_world(synth, tmp_path)
     cfg = train_config(world, tmp_path / "run", 1, "optim.num_workers=2")
+    before = set(_children(os.getpid()))   # processes of earlier tests in this pytest are not ours
     with pytest.raises(DataError) as err:
         run_train(cfg, WORLD)
     assert "\n" not in str(err.value) and name in str(err.value)
     deadline = time.monotonic() + 10
-    while _children(os.getpid()) and time.monotonic() < deadline:
+    while set(_children(os.getpid())) - before and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _children(os.getpid()) == []
+    assert _describe(set(_children(os.getpid())) - before) == []
 
 
 def test_cache_teacher_with_crop_workers_reports_a_truncated_image_in_one_line(synth, clip_weights,
