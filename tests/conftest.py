@@ -24,17 +24,31 @@ def tiny_weights(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def synth_cache(tmp_path_factory) -> Path:
-    """A finished teacher cache of a 10-image generated world (the shipped teacher), in 16-row shards."""
+def world_and_cache(root: Path, images: int, seed: int, **teacher) -> tuple:
+    """A generated world of `images` images under root/world and its shipped-teacher cache in root/cache.
+
+    `teacher`: TeacherConfig fields beyond the fast defaults (e.g. shard_rows). Returns (paths, cache).
+    """
     from eoid.config import CacheConfig, DataConfig, TeacherConfig
     from eoid.pipeline.run_cache import run_cache
     from eoid.pipeline.synth.world import generate_world
     from eoid.pipeline.training.distributed import World
-    root = tmp_path_factory.mktemp("synth_cache")
-    paths = generate_world(root / "world", 10, seed=1, progress=False)
+    paths = generate_world(root / "world", images, seed=seed, progress=False)
     data = DataConfig(dataset=str(paths.vocabulary), train_annotations=str(paths.train_json),
                       train_images=str(paths.image_dir))
-    teacher = TeacherConfig(model="eoid-synth-clip", weights="bundled", batch_size=64, num_workers=0,
-                            shard_rows=16)
-    return run_cache(CacheConfig(data=data, teacher=teacher, out=str(root / "cache")), World())
+    teacher_cfg = TeacherConfig(model="eoid-synth-clip", weights="bundled", batch_size=64, num_workers=0,
+                                **teacher)
+    cache = run_cache(CacheConfig(data=data, teacher=teacher_cfg, out=str(root / "cache")), World())
+    return paths, Path(cache)
+
+
+@pytest.fixture(scope="session")
+def world_cache_factory():
+    """`world_and_cache` for fixtures of other folders (a conftest's functions are not importable)."""
+    return world_and_cache
+
+
+@pytest.fixture(scope="session")
+def synth_cache(tmp_path_factory) -> Path:
+    """A finished teacher cache of a 10-image generated world (the shipped teacher), in 16-row shards."""
+    return world_and_cache(tmp_path_factory.mktemp("synth_cache"), 10, 1, shard_rows=16)[1]

@@ -54,8 +54,8 @@ SWAP_ARGS = {  # command -> arguments added at the end
 WEIGHTS = "the real CLIP or DETR weights, which eoid never downloads"
 TABLE6 = ("a V-COCO/COCO step of Table 6; tests/e2e/test_hico_vcoco_end_to_end.py runs the same steps on "
           "generated data")
-ORIGINAL = ("the authors' released checkpoints, which eoid never downloads; tests/pipeline/test_run_import.py "
-            "imports files built with the original key names and layout")
+ORIGINAL = ("the authors' released checkpoints, which eoid never downloads; "
+            "tests/pipeline/test_run_import.py imports files built with the original key names and layout")
 SKIP = {  # README command -> why it is not run here (it is still parsed)
     "python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[test]' -c constraints.txt "
     "&& eoid quickstart": "13 minutes and a new venv; tests/pipeline/test_run_quickstart.py runs a shortened "
