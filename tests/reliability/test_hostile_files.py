@@ -52,6 +52,22 @@ def test_a_checkpoint_holding_a_class_instance_is_refused(tmp_path):
         load_checkpoint(tmp_path / "obj.pt")
 
 
+@pytest.mark.parametrize("content", [b"garbage\n", None])
+def test_a_refused_checkpoint_never_advises_loading_it_with_weights_only_false(tmp_path, content):
+    """torch's refusal says re-running with weights_only=False "will likely succeed": that runs the
+    file's code, so the one line keeps only the reason."""
+    path = tmp_path / "c.pt"
+    if content is None:
+        torch.save({"format": "eoid-checkpoint", "version": 1, "model": _Plain()}, path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    msg = str(err.value)
+    assert "weights-only load failed: " in msg and "False" not in msg and "\n" not in msg
+    assert ("Unsupported operand" if content else "_Plain") in msg
+
+
 @pytest.mark.parametrize("keep", [0.5, 0.9, 0.0])
 def test_a_truncated_checkpoint_is_refused_saying_it_may_be_truncated(tmp_path, keep):
     data = _good_checkpoint(tmp_path / "c.pt").read_bytes()

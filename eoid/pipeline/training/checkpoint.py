@@ -5,6 +5,7 @@ looks complete. Loaded with `weights_only=True`: a checkpoint from someone else 
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,16 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 
 
 def first_line(err: BaseException) -> str:
-    """An exception's first line, at most 200 characters, for one-line error messages."""
-    return (str(err).splitlines() or ["(no message)"])[0][:200]
+    """An exception's first line, at most 200 characters, for one-line error messages.
+
+    torch's refusal under weights_only=True is reduced to its reason: its first line advises
+    re-running with weights_only=False, which runs the file's code, so eoid never repeats it.
+    """
+    text = str(err)
+    if text.startswith("Weights only load failed"):
+        reason = re.search(r"WeightsUnpickler error:\s*(.*?)\s*(?:Check the documentation|$)", text, re.S)
+        text = "weights-only load failed" + (f": {' '.join(reason[1].split())}" if reason else "")
+    return (text.splitlines() or ["(no message)"])[0][:200]
 
 
 def save_checkpoint(path: Path, *, model: dict, config: dict, vocabulary: dict,
