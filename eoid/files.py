@@ -19,6 +19,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
@@ -80,13 +81,21 @@ def writing(target: Path, what: str) -> Iterator[None]:
                         "run resumes from it.") from None
 
 
-def output_folder(path: Path, what: str = "the output folder") -> Path:
+def output_folder(path: Path, what: str = "the output folder", inputs: Iterable[Path] = ()) -> Path:
     """Create `path` (with its parents) and prove it writable now, before any work is done.
 
     Every command that writes calls this where it creates its output folder: a folder that
     cannot be created or written is one EoidError naming it and the fix, never a traceback later.
+    `inputs`: folders the command reads; an output that is one of them, or inside or around one,
+    is refused before anything is created, so a command never writes over what it reads.
     """
     path = Path(path)
+    where = path.resolve()
+    for folder in inputs:
+        source = Path(folder).resolve()
+        if where == source or source in where.parents or where in source.parents:
+            raise EoidError(f"{path}: {what} cannot be written there: this command reads {folder}, and "
+                            "the output may not be it, inside it or around it. Pass a new folder as --out.")
     probe = path / f".eoid-write-test-{os.getpid()}"
     try:
         path.mkdir(parents=True, exist_ok=True)

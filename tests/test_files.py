@@ -79,3 +79,22 @@ def test_break_lock_never_breaks_a_live_local_holder(tmp_path):
     with FolderLock(tmp_path / ".lock"):
         with pytest.raises(LockedError, match="another writer"):
             FolderLock(tmp_path / ".lock", break_lock=True)
+
+
+@pytest.mark.parametrize("out", ["cache", "cache/sub", "."])
+def test_an_output_folder_that_is_in_or_around_an_input_is_refused_before_anything_is_made(tmp_path, out):
+    from eoid.errors import EoidError
+    from eoid.files import output_folder
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "manifest.json").write_text("{}")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    with pytest.raises(EoidError, match="this command reads") as err:
+        output_folder(tmp_path / out, "the merged cache", inputs=[tmp_path / "cache"])
+    assert "\n" not in str(err.value) and "Pass a new folder" in str(err.value)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_an_output_folder_beside_its_inputs_is_made(tmp_path):
+    from eoid.files import output_folder
+    (tmp_path / "cache").mkdir()
+    assert output_folder(tmp_path / "merged", inputs=[tmp_path / "cache"]).is_dir()

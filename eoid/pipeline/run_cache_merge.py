@@ -95,7 +95,7 @@ def run_merge(caches: list[Path], out: Path, weights: str | None = None, rule: s
     if rule not in RULES:
         raise ConfigError(f"--rule {rule!r}: choose one of {list(RULES)}.")
     w = normalised_weights(parse_weights(weights, len(caches)), len(caches))
-    out = output_folder(Path(out), "the merged cache")
+    out = output_folder(Path(out), "the merged cache", inputs=caches)
 
     def refuse(cache: Path, why: str | None) -> None:
         if why:

@@ -99,7 +99,7 @@ def run_relabel(cache: Path, out: Path, template: str | None = None, gamma: floa
     """
     from eoid.teacher_cache.ensemble import encode_prompt_sets
     from eoid.teacher_cache.teacher import load_teacher, resolve_gamma
-    out = output_folder(Path(out), "the relabelled cache")
+    out = output_folder(Path(out), "the relabelled cache", inputs=[cache])
     gamma = None if gamma is None else _gamma_value(gamma)
     refuse_merged(cache, check_complete(Path(cache), mf.RELABEL_READS))    # before reading the arrays
     reader = CacheReader(cache, load_embeddings=True, formats=mf.RELABEL_READS)

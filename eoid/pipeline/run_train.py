@@ -51,7 +51,7 @@ def run_train(cfg: TrainConfig, world: World, on_row: Callable[[dict], None] | N
         raise ConfigError("student.is_head = 'none' has no interactive-score head, which EoID's "
                           "matching and loss train; use 'interaction' (with student.init_from = an "
                           "imported CDN checkpoint, that head starts fresh and the rest from CDN).")
-    out = output_folder(Path(cfg.out), "the run folder")
+    out = output_folder(Path(cfg.out), "the run folder", inputs=[cfg.cache] if cfg.cache else [])
     lock = FolderLock(out / ".lock", break_lock=cfg.break_lock) if world.is_main else nullcontext()
     with lock:
         return _train(cfg, world, out, on_row)

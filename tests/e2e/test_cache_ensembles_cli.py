@@ -47,3 +47,16 @@ def test_relabel_of_a_merged_cache_is_one_line_with_the_fix(world, tmp_path):
                                   "--out", str(tmp_path / "r")])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "merged cache" in result.output and "Relabel each member" in result.output
+
+
+def test_merge_relabel_and_train_refuse_to_write_into_the_cache_they_read(world, tmp_path):
+    cache, runner = str(world["cache"]), CliRunner()
+    sets = [x for s in world["sets"] for x in ("--set", s)]
+    files = sorted(p.name for p in world["cache"].rglob("*"))
+    for args in (["cache", "merge", cache, cache, "--out", cache],
+                 ["cache", "relabel", cache, "--gamma", "50", "--out", cache + "/relabelled"],
+                 ["train", "--cache", cache, "--out", cache, *sets]):
+        result = runner.invoke(main, args)
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert "this command reads" in result.output and cache in result.output
+    assert sorted(p.name for p in world["cache"].rglob("*")) == files
