@@ -73,7 +73,16 @@ def _write_file(f: BinaryIO, tables: dict[str, Any], attrs: dict[str, Any]) -> N
 
 
 def export_hdf5(cache: Path, out: Path) -> Path:
-    """Write finished cache `cache` as the HDF5 file `out` (atomically: the old file or the new)."""
+    """Write finished cache `cache` as the new HDF5 file `out` (atomically: all of it or nothing).
+
+    An existing `out` is refused, as `eoid export` refuses one, and so is a file inside the cache.
+    """
+    out = Path(out)
+    if out.exists():
+        raise EoidError(f"{out} already exists; choose another --out (nothing was overwritten).")
+    if Path(cache).resolve() in out.resolve().parents:
+        raise EoidError(f"{out}: inside the cache {cache}, whose files its checksums list; write the "
+                        "export outside it.")
     try:
         import h5py  # noqa: F401  (checked here so a missing extra is one clear line)
     except ImportError:
@@ -85,7 +94,6 @@ def export_hdf5(cache: Path, out: Path) -> Path:
     tables = cache_tables(reader, extra["text_emb"], extra["pair_image"], meta["image_sizes"])
     attrs = {"format": FORMAT, "format_version": FORMAT_VERSION,
              "manifest": json.dumps(reader.manifest), "vocabulary": json.dumps(reader.vocabulary)}
-    out = Path(out)
     with writing(out, "the HDF5 export"):
         out.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(out, lambda f: _write_file(f, tables, attrs))

@@ -58,10 +58,9 @@ def test_an_unfinished_cache_is_refused_and_nothing_is_written(cache, tmp_path):
     assert not (tmp_path / "out.h5").exists()
 
 
-def test_a_failed_export_leaves_the_previous_file_and_no_temporary_file(cache, tmp_path, monkeypatch):
+def test_a_failed_export_leaves_no_file_and_no_temporary_file(cache, tmp_path, monkeypatch):
     import eoid.teacher_cache.export as export
     target = tmp_path / "cache.h5"
-    target.write_bytes(b"the previous export")
 
     def disk_full(f, tables, attrs):
         f.write(b"half a file")
@@ -69,5 +68,15 @@ def test_a_failed_export_leaves_the_previous_file_and_no_temporary_file(cache, t
     monkeypatch.setattr(export, "_write_file", disk_full)
     with pytest.raises(EoidError, match="No space left"):
         export_hdf5(cache, target)
-    assert target.read_bytes() == b"the previous export"
-    assert os.listdir(tmp_path) == ["cache.h5"]
+    assert os.listdir(tmp_path) == []
+
+
+def test_an_existing_file_and_a_file_inside_the_cache_are_refused_and_kept(cache, tmp_path):
+    target = tmp_path / "cache.h5"
+    target.write_bytes(b"someone's file")
+    with pytest.raises(EoidError, match="already exists"):
+        export_hdf5(cache, target)
+    assert target.read_bytes() == b"someone's file"
+    with pytest.raises(EoidError, match="inside the cache"):
+        export_hdf5(cache, cache / "export.h5")
+    assert not (cache / "export.h5").exists()
