@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 
-from eoid.errors import EoidError, LockedError
+from eoid.errors import ConfigError, EoidError, LockedError
 
 log = logging.getLogger(__name__)
 EMPTY_STALE_S = 5.0   # a lock file still empty this long after creation was left by a killed writer
@@ -104,6 +104,19 @@ def output_folder(path: Path, what: str = "the output folder", inputs: Iterable[
     except OSError as err:
         raise EoidError(f"{path}: cannot write {what} there ({err.strerror or err}). "
                         f"{os_error_fix(err)}.") from None
+    return path
+
+
+def new_file(path: Path, what: str = "the output file") -> Path:
+    """Check that `path` can become a new file: it does not exist and its folder is writable.
+
+    Commands whose --out is one file (export, cache export, import-checkpoint) call this before
+    any work: an existing file is never overwritten, and a folder that cannot be written is one line.
+    """
+    path = Path(path)
+    if path.exists():
+        raise ConfigError(f"{path} already exists; choose another --out (nothing was overwritten).")
+    output_folder(path.parent, f"{what}'s folder")
     return path
 
 

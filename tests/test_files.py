@@ -98,3 +98,14 @@ def test_an_output_folder_beside_its_inputs_is_made(tmp_path):
     from eoid.files import output_folder
     (tmp_path / "cache").mkdir()
     assert output_folder(tmp_path / "merged", inputs=[tmp_path / "cache"]).is_dir()
+
+
+def test_a_new_file_is_refused_where_a_file_exists_and_its_folder_is_made_otherwise(tmp_path):
+    from eoid.errors import ConfigError
+    from eoid.files import new_file
+    (tmp_path / "model.onnx").write_bytes(b"kept")
+    with pytest.raises(ConfigError, match="already exists; choose another --out"):
+        new_file(tmp_path / "model.onnx")
+    assert (tmp_path / "model.onnx").read_bytes() == b"kept"
+    assert new_file(tmp_path / "sub" / "model.onnx") == tmp_path / "sub" / "model.onnx"
+    assert (tmp_path / "sub").is_dir() and not (tmp_path / "sub" / "model.onnx").exists()

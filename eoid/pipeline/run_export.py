@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from eoid.errors import ConfigError
+from eoid.files import new_file
 from eoid.pipeline.evaluation.onnx_student import (
     OnnxStudent,
     example_batch,
@@ -19,10 +19,8 @@ from eoid.student.export import INPUT_NAMES, output_names
 def run_export(checkpoint: Path, out: Path, opset: int) -> str:
     """Export, then run the file once with onnxruntime against torch on a padded two-image batch."""
     require_export_packages("eoid export")
-    if out.exists():
-        raise ConfigError(f"{out} already exists; choose another --out (nothing was overwritten).")
+    out = new_file(out, "the ONNX file")
     model, vocab, config = model_from_checkpoint(checkpoint, "cpu")
-    out.parent.mkdir(parents=True, exist_ok=True)
     export_onnx(model, out, opset, onnx_metadata(vocab.to_json(), config, checkpoint))
     images, mask = example_batch(160, 224)   # another size than the traced one: the axes are dynamic
     diff = max_difference(model, OnnxStudent(out), images, mask)

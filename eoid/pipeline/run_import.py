@@ -23,7 +23,7 @@ from torch import Tensor
 
 from eoid.config import DataConfig, StudentConfig, TrainConfig, to_dict
 from eoid.errors import CheckpointError, ConfigError
-from eoid.files import file_sha256
+from eoid.files import file_sha256, new_file
 from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary
 from eoid.pipeline.training.checkpoint import first_line, save_checkpoint
 from eoid.student.model import CDN, build_student
@@ -252,7 +252,6 @@ def write_import(plan: ImportPlan, out: Path) -> None:
     imported = {"file": str(plan.path), "sha256": file_sha256(plan.path), "source": plan.source,
                 "epoch": epoch if isinstance(epoch, int) else None,
                 "args": {k: v for k, v in args.items() if isinstance(v, (bool, int, float, str))}}
-    out.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out, model=student.state_dict(), config=to_dict(cfg), vocabulary=plan.vocab.to_json(),
                     epoch=0, iteration=0, extra={"imported_from": imported})
 
@@ -262,8 +261,8 @@ def run_import(path: Path, source: str, out: Path | None, preset: str | None, da
     """Report (through `echo`) how every key of `path` lands; write `out` unless `check` or a problem."""
     if not check and out is None:
         raise ConfigError("no output given: pass --out CKPT (or --check for a dry run).")
-    if out is not None and out.exists() and not check:
-        raise ConfigError(f"{out} already exists; choose another --out (nothing was overwritten).")
+    if out is not None and not check:
+        out = new_file(out, "the imported checkpoint")
     plan = plan_import(path, source, preset, dataset)
     echo(format_plan(plan))
     if plan.problems:

@@ -31,7 +31,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from eoid.errors import EoidError
-from eoid.files import write_atomic, writing
+from eoid.files import new_file, write_atomic, writing
 from eoid.teacher_cache import store
 from eoid.teacher_cache.lookup import CacheReader
 
@@ -77,9 +77,7 @@ def export_hdf5(cache: Path, out: Path) -> Path:
 
     An existing `out` is refused, as `eoid export` refuses one, and so is a file inside the cache.
     """
-    out = Path(out)
-    if out.exists():
-        raise EoidError(f"{out} already exists; choose another --out (nothing was overwritten).")
+    out = new_file(out, "the HDF5 export")
     if Path(cache).resolve() in out.resolve().parents:
         raise EoidError(f"{out}: inside the cache {cache}, whose files its checksums list; write the "
                         "export outside it.")
@@ -95,6 +93,5 @@ def export_hdf5(cache: Path, out: Path) -> Path:
     attrs = {"format": FORMAT, "format_version": FORMAT_VERSION,
              "manifest": json.dumps(reader.manifest), "vocabulary": json.dumps(reader.vocabulary)}
     with writing(out, "the HDF5 export"):
-        out.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(out, lambda f: _write_file(f, tables, attrs))
     return out
