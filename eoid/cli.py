@@ -8,6 +8,7 @@ import click
 from eoid.cli_cache import cache_group, cache_teacher
 from eoid.cli_options import (
     PATH,
+    EoidGroup,
     as_text,
     config_option,
     load_under_checkpoint,
@@ -20,7 +21,7 @@ from eoid.config import EvalConfig, PredictConfig, TeacherConfig, TrainConfig, l
 from eoid.terminal import configure_logging
 
 
-@click.group()
+@click.group(cls=EoidGroup)
 @click.version_option(package_name="eoid")
 @click.option("--verbose", "-v", is_flag=True,
               help="Also show the libraries' INFO log lines (open_clip, matplotlib, ...) and eoid's DEBUG.")

@@ -5,6 +5,8 @@ import click
 
 from eoid.cli_options import (
     PATH,
+    EoidCommand,
+    EoidGroup,
     as_text,
     config_option,
     saved_on_stop,
@@ -15,7 +17,7 @@ from eoid.cli_options import (
 from eoid.config import CacheConfig, load_config
 
 
-@click.command("cache-teacher")
+@click.command("cache-teacher", cls=EoidCommand)
 @config_option
 @click.option("--dataset", help="Vocabulary: hico-det, v-coco or a vocabulary JSON. Default hico-det.")
 @click.option("--annotations", type=PATH, help="Training annotations, e.g. trainval_hico.json.")
@@ -40,7 +42,7 @@ def cache_teacher(config_path, dataset, annotations, images, clip, clip_weights,
     click.echo(f"teacher cache: {run_cache(cfg, world_from_env())}")
 
 
-@click.group("cache")
+@click.group("cache", cls=EoidGroup)
 def cache_group() -> None:
     """Inspect, verify, relabel, merge and export teacher caches."""
 

@@ -1,6 +1,7 @@
 """What every `eoid` command shares: error display, stop display, the world, --config and --set."""
 from __future__ import annotations
 
+import contextlib
 import functools
 from pathlib import Path
 
@@ -11,6 +12,44 @@ from eoid.errors import EoidError, Interrupted
 from eoid.terminal import stop_exit_code
 
 PATH = click.Path(path_type=Path)
+
+
+@contextlib.contextmanager
+def _one_line_usage(ctx: click.Context):
+    """A usage error as one line naming the command's --help, exit 1 (click: usage + hint, exit 2)."""
+    try:
+        yield
+    except click.exceptions.NoArgsIsHelpError:
+        raise                                  # `eoid` or `eoid cache` alone: the help, as asked
+    except click.UsageError as err:
+        where = (err.ctx or ctx).command_path
+        raise click.ClickException(f"{err.format_message()} (see `{where} --help`)") from None
+
+
+class EoidCommand(click.Command):
+    """A command whose mistyped options are one line and exit 1, like every user mistake."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        with _one_line_usage(ctx):
+            return super().parse_args(ctx, args)
+
+
+class EoidGroup(click.Group):
+    """The `eoid` groups: a mistyped command line (unknown command or option, invalid choice,
+    missing argument) is the error and where to read more on one line, exit 1: eoid keeps one
+    rule for every user mistake, where click would print usage and a hint and exit 2."""
+    command_class = EoidCommand
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        with _one_line_usage(ctx):
+            return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context):
+        with _one_line_usage(ctx):
+            return super().invoke(ctx)
+
+
+EoidGroup.group_class = EoidGroup
 
 
 def user_errors(command):

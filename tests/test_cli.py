@@ -114,3 +114,26 @@ def test_data_check_on_a_file_of_another_vocabulary_suggests_the_vocabulary_besi
                                   "--images", str(tmp_path / "w" / "images"),
                                   "--dataset", str(tmp_path / "w" / "vocabulary.json")])
     assert result.exit_code == 0 and "hint" not in result.output
+
+
+@pytest.mark.parametrize("args, words, help_of", [
+    (["trian"], "No such command 'trian'. Did you mean 'train'?", "eoid"),
+    (["--bogus"], "No such option '--bogus'", "eoid"),
+    (["train", "--set"], "'--set' requires an argument", "eoid train"),
+    (["cache-teacher", "--bogus"], "No such option '--bogus'", "eoid cache-teacher"),
+    (["cache", "merge", "a", "b", "--rule", "median"], "'median' is not one of", "eoid cache merge"),
+    (["cache", "merg"], "No such command 'merg'", "eoid cache"),
+    (["data", "check", "--nope"], "No such option '--nope'", "eoid data check"),
+    (["export", "--out", "m.onnx"], "Missing option '--checkpoint'", "eoid export"),
+])
+def test_a_mistyped_command_line_is_one_line_naming_the_help_to_read_and_exits_1(args, words, help_of):
+    result = CliRunner().invoke(main, args, prog_name="eoid")
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and words in lines[0]
+    assert lines[0].endswith(f"(see `{help_of} --help`)")
+
+
+def test_asking_for_help_still_prints_the_help():
+    result = CliRunner().invoke(main, ["cache", "merge", "--help"], prog_name="eoid")
+    assert result.exit_code == 0 and "Usage: eoid cache merge" in result.output
