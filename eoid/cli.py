@@ -123,7 +123,7 @@ def evaluate(config_path, checkpoint, predictions, annotations, images, dataset,
 @set_option
 @user_errors
 def predict(images, config_path, checkpoint, onnx, out, top_k, overrides) -> None:
-    """Detect HOI triplets in your own images (student only, CPU is fine)."""
+    """Detect HOI triplets in your own images or folders of images (student only, CPU is fine)."""
     cfg = load_under_checkpoint(PredictConfig, config_path, overrides, checkpoint=as_text(checkpoint),
                                  onnx=as_text(onnx), out=as_text(out), top_k=top_k)
     from eoid.pipeline.run_predict import run_predict

@@ -47,10 +47,31 @@ def prediction_names(images: list[Path]) -> list[str]:
     return [Path(p).resolve().relative_to(common).as_posix() for p in images]
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def expand_folders(paths: list[Path]) -> list[Path]:
+    """Each folder among `paths` replaced by its image files (by suffix, any case; sorted; not
+    recursive); files and missing paths stay as given. A folder without images is a DataError."""
+    images = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            images.append(path)
+            continue
+        found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not found:
+            raise DataError(f"{path}: a folder without image files ({', '.join(IMAGE_SUFFIXES)}). Pass "
+                            "image files, or a folder that holds them.")
+        images.extend(found)
+    return images
+
+
 def run_predict(cfg: PredictConfig, images: list[Path], world: World) -> str:
-    """Write OUT/predictions.json (top triplets per image, with names) and OUT/<image>.png."""
+    """Write OUT/predictions.json (top triplets per image, with names) and OUT/<image>.png.
+
+    `images`: image files and folders of images (see expand_folders)."""
     out = require_path(cfg.out, "output folder", "--out")
-    images = [Path(p) for p in images]
+    images = expand_folders(images)
     missing = [str(p) for p in images if not p.is_file()]
     if missing:
         raise DataError(f"no such image file(s): {', '.join(missing[:5])}. Pass existing image paths.")

@@ -6,7 +6,7 @@ from PIL import Image
 
 from eoid.config import PredictConfig
 from eoid.errors import DataError
-from eoid.pipeline.run_predict import prediction_names, run_predict
+from eoid.pipeline.run_predict import expand_folders, prediction_names, run_predict
 from eoid.pipeline.training.distributed import World
 
 
@@ -37,3 +37,19 @@ def test_the_same_image_twice_is_refused(tmp_path):
     cfg = PredictConfig(checkpoint=str(tmp_path / "c.pt"), out=str(tmp_path / "out"))
     with pytest.raises(DataError, match="given twice: a.png"):
         run_predict(cfg, [image, image], World())
+
+
+def test_a_folder_stands_for_its_image_files_sorted_and_not_its_subfolders(tmp_path):
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    for name in ("b.JPG", "a.png", "notes.txt", "sub/c.png"):
+        (folder / name).write_bytes(b"")
+    single = tmp_path / "z.jpg"
+    assert expand_folders([folder, single]) == [folder / "a.png", folder / "b.JPG", single]
+
+
+def test_a_folder_without_images_is_refused_naming_it(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="empty: a folder without image files"):
+        run_predict(PredictConfig(checkpoint=str(tmp_path / "c.pt"), out=str(tmp_path / "out")),
+                    [tmp_path / "empty"], World())
