@@ -14,12 +14,16 @@ from eoid.terminal import stop_exit_code
 PATH = click.Path(path_type=Path)
 
 
+# click >= 8.2 raises this (a UsageError) for a group called without a command; 8.1 prints the help
+_HELP_ASKED = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 @contextlib.contextmanager
 def _one_line_usage(ctx: click.Context):
     """A usage error as one line naming the command's --help, exit 1 (click: usage + hint, exit 2)."""
     try:
         yield
-    except click.exceptions.NoArgsIsHelpError:
+    except _HELP_ASKED:
         raise                                  # `eoid` or `eoid cache` alone: the help, as asked
     except click.UsageError as err:
         where = (err.ctx or ctx).command_path
