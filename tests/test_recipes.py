@@ -21,7 +21,7 @@ def test_every_hico_recipe_sets_the_original_is_targets(path):
     assert load_config(TrainConfig, path).loss.is_positives == "overlap"
 
 
-def test_the_quickstart_keeps_the_paper_is_targets_it_measured_better_with():
+def test_the_quickstart_keeps_the_paper_is_targets_its_test_margins_were_measured_with():
     assert load_config(TrainConfig, ROOT / "eoid" / "data" / "quickstart.toml").loss.is_positives == "matched"
 
 
