@@ -30,23 +30,23 @@ def _one_line_usage(ctx: click.Context):
         raise click.ClickException(f"{err.format_message()} (see `{where} --help`)") from None
 
 
-class EoidCommand(click.Command):
-    """A command whose mistyped options are one line and exit 1, like every user mistake."""
+class _OneLineUsage:
+    """Mixin: a mistyped option of this command or group is one line and exit 1."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         with _one_line_usage(ctx):
             return super().parse_args(ctx, args)
 
 
-class EoidGroup(click.Group):
+class EoidCommand(_OneLineUsage, click.Command):
+    """A command whose mistyped options are one line and exit 1, like every user mistake."""
+
+
+class EoidGroup(_OneLineUsage, click.Group):
     """The `eoid` groups: a mistyped command line (unknown command or option, invalid choice,
     missing argument) is the error and where to read more on one line, exit 1: eoid keeps one
     rule for every user mistake, where click would print usage and a hint and exit 2."""
     command_class = EoidCommand
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        with _one_line_usage(ctx):
-            return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context):
         with _one_line_usage(ctx):
