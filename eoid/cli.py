@@ -289,12 +289,16 @@ def synth_teacher(out, seed, steps, model_name) -> None:
 @main.command("quickstart")
 @click.option("--out", type=PATH, default=Path("eoid-quickstart"), show_default=True, help="Output folder.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the world and both runs.")
+@set_option
 @user_errors
 @saved_on_stop("Run the same command again to resume: finished runs are kept and the stopped one continues.")
-def quickstart(out, seed) -> None:
-    """Generate the world, cache the shipped teacher, train EoID and a no-teacher baseline, compare."""
+def quickstart(out, seed, overrides) -> None:
+    """Generate the world, cache the shipped teacher, train EoID and a no-teacher baseline, compare.
+
+    --set changes the recipe (eoid/data/quickstart.toml) of both runs alike.
+    """
     from eoid.pipeline.run_quickstart import run_quickstart
-    click.echo(run_quickstart(out, seed=seed))
+    click.echo(run_quickstart(out, seed=seed, overrides=tuple(overrides)))
 
 
 if __name__ == "__main__":

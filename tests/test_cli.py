@@ -84,7 +84,7 @@ def test_a_graceful_stop_prints_the_saved_run_and_resume_hint_and_exits_128_plus
 def test_sweep_and_quickstart_say_that_running_the_same_command_resumes(monkeypatch, tmp_path):
     import eoid.pipeline.run_quickstart as rq
 
-    def stopped(out, seed=0):
+    def stopped(out, seed=0, overrides=()):
         raise Interrupted("quickstart stopped by SIGINT; the runs are saved", "Resume with --resume.",
                           "SIGINT")
     monkeypatch.setattr(rq, "run_quickstart", stopped)

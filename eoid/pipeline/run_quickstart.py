@@ -18,13 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from eoid.config import CacheConfig, DataConfig, TeacherConfig, TrainConfig, load_config
-from eoid.errors import EoidError
+from eoid.config import CacheConfig, DataConfig, TeacherConfig, TrainConfig, load_config, to_dict
+from eoid.errors import ConfigError, EoidError
 from eoid.files import output_folder, write_text_atomic
 from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.data.records import ImageRecord
 from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary
 from eoid.pipeline.training.distributed import World
+from eoid.pipeline.training.provenance import config_changes
 
 TEACHER = TeacherConfig(model="eoid-synth-clip", weights="bundled", batch_size=128, num_workers=0)
 
@@ -32,6 +33,26 @@ TEACHER = TeacherConfig(model="eoid-synth-clip", weights="bundled", batch_size=1
 def recipe_path() -> Path:
     """The packaged quickstart training recipe."""
     return Path(str(resources.files("eoid.data").joinpath("quickstart.toml")))
+
+
+# where the quickstart puts its world and cache: the folder's place, not the recipe
+OWN_PATHS = ("cache", "data.dataset", "data.train_annotations", "data.train_images",
+             "data.test_annotations", "data.test_images")
+
+
+def require_same_recipe(runs) -> None:
+    """Refuse to reuse or resume a run of OUT started with other values (another --set or
+    --seed, another eoid's recipe): its results would be reported as this quickstart's."""
+    for cfg in runs:
+        saved = Path(cfg.out) / "config.toml"
+        if not saved.is_file():
+            continue
+        changes = {k: v for k, v in config_changes(to_dict(load_config(TrainConfig, saved)), cfg,
+                                                   str(saved)).items() if k not in OWN_PATHS}
+        if changes:
+            listed = "; ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in list(changes.items())[:5])
+            raise ConfigError(f"{saved.parent} holds a run started with other values ({listed}); "
+                              "rerun with that run's --seed and --set, or choose a new --out.")
 
 
 def teacher_accuracy(reader, records: list[ImageRecord], vocab: Vocabulary, verbs: list[int] | None = None
@@ -151,6 +172,8 @@ def run_quickstart(out: Path, seed: int = 0, num_images: int = 600, epochs: int 
     from eoid.teacher_cache.lookup import CacheReader
 
     start = time.time()
+    # the recipe first: a bad --set is refused before anything is written
+    recipe = load_config(TrainConfig, recipe_path(), (f"optim.seed={seed}", *overrides))
     out = output_folder(Path(out))
     world = World()
     paths = generate_world(out / "world", num_images, seed, layout=QUICKSTART)
@@ -164,8 +187,7 @@ def run_quickstart(out: Path, seed: int = 0, num_images: int = 600, epochs: int 
     accuracy = teacher_accuracy(reader, train_records, vocab)
     unseen_accuracy = teacher_accuracy(reader, train_records, vocab, vocab.unseen_verbs("ua"))
 
-    base = load_config(TrainConfig, recipe_path(), (f"optim.seed={seed}", *overrides))
-    base = dataclasses.replace(base, data=dataclasses.replace(base.data, **{
+    base = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, **{
         k: getattr(data, k) for k in ("dataset", "train_annotations", "train_images",
                                       "test_annotations", "test_images")}), teacher=TEACHER, resume=True)
     if epochs is not None:
@@ -175,6 +197,7 @@ def run_quickstart(out: Path, seed: int = 0, num_images: int = 600, epochs: int 
         "baseline": dataclasses.replace(base, cache="", out=str(out / "runs" / "baseline"),
                                         loss=dataclasses.replace(base.loss, distill=0.0)),
     }
+    require_same_recipe(runs.values())
     todo = [cfg for cfg in runs.values() if not (Path(cfg.out) / "results.json").exists()]
     if len(todo) > 1 and parallel and (os.cpu_count() or 1) > 1:
         train_in_parallel(todo, [name for name, cfg in runs.items() if cfg in todo])
