@@ -132,9 +132,9 @@ class LossConfig:
     distill_norm: str = "tensor"
     interactive: float = 1.0         # weight of the interactive-score cross entropy (0 = no IS term)
     # IS targets: "overlap": every query reaching (matcher.is_iou) a labelled pair without
-    # no_interaction, plus the selected unknown matches (the original code); "matched": only a
-    # trained query reaching its own interactive or unknown pair (the paper's text)
-    is_positives: str = "matched"
+    # no_interaction, plus the selected unknown matches (the original code, and so the default);
+    # "matched": only a trained query reaching its own interactive or unknown pair (the paper's text)
+    is_positives: str = "overlap"
     a_u_only: bool = False           # keep teacher mass on unseen verbs only (the paper's "A_U only", UA)
     # teacher fills pairs labelled only no_interaction too (the original); false keeps their 0s
     teacher_on_no_interaction: bool = True

@@ -21,8 +21,9 @@ def test_every_hico_recipe_sets_the_original_is_targets(path):
     assert load_config(TrainConfig, path).loss.is_positives == "overlap"
 
 
-def test_the_quickstart_keeps_the_paper_is_targets_its_test_margins_were_measured_with():
-    assert load_config(TrainConfig, ROOT / "eoid" / "data" / "quickstart.toml").loss.is_positives == "matched"
+def test_the_quickstart_and_the_defaults_use_the_original_is_targets_too():
+    assert load_config(TrainConfig, ROOT / "eoid" / "data" / "quickstart.toml").loss.is_positives == "overlap"
+    assert TrainConfig().loss.is_positives == "overlap"
 
 
 def test_a_misspelled_is_positives_key_is_refused(tmp_path):

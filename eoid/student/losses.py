@@ -42,7 +42,7 @@ class LossParams:
     distill: bool = True                      # teacher targets fill the verbs of distill_verb_mask
     distill_norm: str = "tensor"              # see distill_verb_loss
     interactive: bool = True                  # the IS term is computed (off: absent, as CDN has none)
-    is_positives: str = "matched"             # IS target rule, see interactive_targets
+    is_positives: str = "overlap"             # IS target rule, see interactive_targets
     no_interaction_verb: int = -1             # verb index of no_interaction (-1: the vocabulary has none)
     no_object_weight: float = 0.1             # class weight of "no object" in the object CE
     focal_alpha: float = 0.5
