@@ -25,7 +25,7 @@ from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.data.records import ImageRecord
 from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary
 from eoid.pipeline.training.distributed import World
-from eoid.pipeline.training.provenance import config_changes
+from eoid.pipeline.training.provenance import config_changes, describe_changes
 
 TEACHER = TeacherConfig(model="eoid-synth-clip", weights="bundled", batch_size=128, num_workers=0)
 
@@ -50,8 +50,8 @@ def require_same_recipe(runs) -> None:
         changes = {k: v for k, v in config_changes(to_dict(load_config(TrainConfig, saved)), cfg,
                                                    str(saved)).items() if k not in OWN_PATHS}
         if changes:
-            listed = "; ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in list(changes.items())[:5])
-            raise ConfigError(f"{saved.parent} holds a run started with other values ({listed}); "
+            raise ConfigError(f"{saved.parent} holds a run started with other values "
+                              f"({describe_changes(changes)}); "
                               "rerun with that run's --seed and --set, or choose a new --out.")
 
 

@@ -45,14 +45,18 @@ def config_changes(saved: dict, now: TrainConfig, where: str) -> dict[str, tuple
             if k not in RUN_ONLY and before.get(k) != after.get(k)}
 
 
+def describe_changes(changes: dict[str, tuple[Any, Any]], limit: int = 5) -> str:
+    """The first `limit` changes as "key old -> new; ..." for one-line messages."""
+    return "; ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in list(changes.items())[:limit])
+
+
 def require_allowed(changes: dict[str, tuple[Any, Any]], allow: bool, checkpoint: Path) -> None:
     """Refuse hyper-parameter changes (ConfigError listing them) unless `allow` (--allow-changes)."""
     hyper = {k: v for k, v in changes.items() if k not in RUN_LENGTH}
     if hyper and not allow:
-        listed = "; ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in list(hyper.items())[:5])
-        raise ConfigError(f"{checkpoint} was trained with other values ({listed}). Resume with the "
-                          "same values, or pass --allow-changes to apply them from here on (recorded "
-                          "in config_changes.jsonl).")
+        raise ConfigError(f"{checkpoint} was trained with other values ({describe_changes(hyper)}). "
+                          "Resume with the same values, or pass --allow-changes to apply them from here "
+                          "on (recorded in config_changes.jsonl).")
 
 
 def record_changes(out: Path, changes: dict[str, tuple[Any, Any]], epoch: int, iteration: int,
