@@ -29,10 +29,11 @@ import time
 from pathlib import Path
 
 from eoid.config import CacheConfig, DataConfig, TeacherConfig, TrainConfig, load_config
+from eoid.errors import EoidError
 from eoid.files import output_folder
 from eoid.pipeline.run_cache import run_cache
 from eoid.pipeline.run_cache_merge import run_merge
-from eoid.pipeline.run_quickstart import TEACHER, recipe_path, train_in_parallel
+from eoid.pipeline.run_quickstart import TEACHER, recipe_path, require_same_recipe, train_in_parallel
 from eoid.pipeline.run_train import run_train
 from eoid.pipeline.synth.world import QUICKSTART, generate_world
 from eoid.pipeline.training.distributed import World
@@ -40,23 +41,28 @@ from eoid.pipeline.training.distributed import World
 TEACHERS = ("second", "merged", "merged_geometric", "shipped")
 
 
-def caches_of_seed(folder: Path, seed: int, second: TeacherConfig, images: int = 600
-                   ) -> tuple[DataConfig, dict[str, Path]]:
-    """The quickstart's world and data of `seed` under `folder`, and each teacher's cache."""
+CACHE_FOLDERS = {"shipped": "teacher_cache", "second": "teacher_cache_second",
+                 "merged": "teacher_cache_merged", "merged_geometric": "teacher_cache_merged_geometric"}
+
+
+def seed_paths(folder: Path) -> tuple[DataConfig, dict[str, Path]]:
+    """Where the world and data of a seed's `folder` are, and each teacher's cache (nothing built)."""
     root = folder / "world"
-    if not (root / "test.json").is_file():      # test.json is written last
-        generate_world(root, images, seed, layout=QUICKSTART, progress=False)
     data = DataConfig(dataset=str(root / "vocabulary.json"), train_annotations=str(root / "train.json"),
                       train_images=str(root / "images"), test_annotations=str(root / "test.json"),
                       test_images=str(root / "images"), setting="ua")
-    shipped = run_cache(CacheConfig(data=data, teacher=TEACHER, out=str(folder / "teacher_cache")), World())
-    other = run_cache(CacheConfig(data=data, teacher=second, out=str(folder / "teacher_cache_second")),
-                      World())
-    caches = {"shipped": shipped, "second": other,
-              "merged": run_merge([shipped, other], folder / "teacher_cache_merged"),
-              "merged_geometric": run_merge([shipped, other], folder / "teacher_cache_merged_geometric",
-                                            rule="geometric")}
-    return data, caches
+    return data, {t: folder / name for t, name in CACHE_FOLDERS.items()}
+
+
+def build_seed(folder: Path, seed: int, second: TeacherConfig, images: int = 600) -> None:
+    """The quickstart's world of `seed` under `folder`, and each teacher's cache (resumable)."""
+    data, caches = seed_paths(folder)
+    if not Path(data.test_annotations).is_file():      # test.json is written last
+        generate_world(Path(data.dataset).parent, images, seed, layout=QUICKSTART, progress=False)
+    shipped = run_cache(CacheConfig(data=data, teacher=TEACHER, out=str(caches["shipped"])), World())
+    other = run_cache(CacheConfig(data=data, teacher=second, out=str(caches["second"])), World())
+    run_merge([shipped, other], caches["merged"])
+    run_merge([shipped, other], caches["merged_geometric"], rule="geometric")
 
 
 def eoid_run(data: DataConfig, seed: int, cache: Path, teacher: TeacherConfig, out: Path,
@@ -79,13 +85,16 @@ def run_seed(out: Path, seed: int, teachers: list[str], second: TeacherConfig, i
              extra: tuple[str, ...] = ()) -> None:
     """Train (or resume) the EoID runs of `seed` not yet in OUT/results.jsonl, then append them."""
     jsonl = out / "results.jsonl"
+    folder = out / f"seed{seed}"
+    data, caches = seed_paths(folder)
+    configs = {t: eoid_run(data, seed, caches[t], second if t == "second" else TEACHER,
+                           folder / "runs" / f"eoid_{t}", extra) for t in teachers}
+    require_same_recipe(configs.values())     # a run of other values is never reported as this one
     todo = [t for t in teachers if (seed, t) not in done_runs(jsonl)]
     if not todo:
         return
-    folder = output_folder(out / f"seed{seed}")
-    data, caches = caches_of_seed(folder, seed, second, images)
-    configs = {t: eoid_run(data, seed, caches[t], second if t == "second" else TEACHER,
-                           folder / "runs" / f"eoid_{t}", extra) for t in todo}
+    build_seed(output_folder(folder), seed, second, images)
+    configs = {t: configs[t] for t in todo}
     started = time.time()
     pending = [c for c in configs.values() if not (Path(c.out) / "results.json").is_file()]
     if len(pending) > 1:
@@ -131,8 +140,12 @@ def main() -> None:
     args = ap.parse_args()
     if not args.summary:
         second = TeacherConfig(model=args.second, weights=args.second_weights, batch_size=128, num_workers=0)
-        for seed in args.seeds:
-            run_seed(output_folder(args.out), seed, args.teachers, second, args.images, tuple(args.overrides))
+        try:
+            for seed in args.seeds:
+                run_seed(output_folder(args.out), seed, args.teachers, second, args.images,
+                         tuple(args.overrides))
+        except EoidError as err:
+            raise SystemExit(f"Error: {err}") from None
     print(summary(args.out))
 
 
