@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping, TypeVar, get_type_hints
 from eoid.config_values import (
     Check,
     Sources,
+    above_up_to,
     at_least,
     below,
     between,
@@ -55,6 +56,7 @@ class DataConfig:
     val_seed: int = 0                # seed of the validation split
     skip_bad: bool = False           # skip bad records (counted, in bad_records.json) instead of stopping
     max_boxes: int = 64              # boxes kept per training image, labels past them skipped (original: 64)
+    fraction: float = 1.0            # share of the training images trained on: a subset seeded by optim.seed
 
 
 @dataclass(frozen=True)
@@ -226,7 +228,7 @@ class PredictConfig:
 RANGES: dict[type, dict[str, Check]] = {
     DataConfig: {"unknown_pairs": one_of("all", "annotated", "none"), "val_images": at_least(0),
                  "val_fraction": between(0, 1),
-                 "val_seed": at_least(0), "max_boxes": at_least(1)},
+                 "val_seed": at_least(0), "max_boxes": at_least(1), "fraction": above_up_to(0, 1)},
     AugmentConfig: {"scales": sizes, "max_size": at_least(1), "crop_scales": sizes, "crop_min": at_least(1),
                     "crop_max": at_least(1), "test_size": at_least(1), "color_jitter": at_least(0)},
     TeacherConfig: {"template": template_problem, "gamma": gamma_problem, "batch_size": at_least(1),

@@ -36,6 +36,10 @@ def below(high: float) -> Check:
     return lambda v: f"must be below {high}" if _number(v) and not v < high else None
 
 
+def above_up_to(low: float, high: float) -> Check:
+    return lambda v: f"must lie in ({low}, {high}]" if _number(v) and not low < v <= high else None
+
+
 def between(low: float, high: float) -> Check:
     return lambda v: f"must lie in [{low}, {high}]" if _number(v) and not low <= v <= high else None
 

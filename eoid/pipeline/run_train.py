@@ -92,10 +92,11 @@ def _start_run_folder(cfg: TrainConfig, out: Path, data: TrainingSet, world: Wor
 
 def _train(cfg: TrainConfig, world: World, out: Path, on_row: Callable[[dict], None] | None) -> Path:
     vocab = load_vocabulary(cfg.data.dataset)
-    data = prepare_training_set(cfg.data, vocab)
+    data = prepare_training_set(cfg.data, vocab, seed=cfg.optim.seed)
     if not data.records:
         raise ConfigError(f"{cfg.data.train_annotations}: no training images left; check the file "
                           "and the zero-shot setting.")
+    log.info("training on %d images (data.fraction = %s)", len(data.records), cfg.data.fraction)
     teacher, online = open_teacher_for_training(cfg, vocab, world, data.records)
     last = out / "checkpoint.pt"
     ckpt, changes = _resume_point(cfg, out, vocab)
@@ -164,7 +165,8 @@ def _train(cfg: TrainConfig, world: World, out: Path, on_row: Callable[[dict], N
                 save_checkpoint(last, model=model.state_dict(), config=to_dict(cfg),
                                 vocabulary=vocab.to_json(), epoch=epoch + (0 if mid_epoch else 1),
                                 iteration=state.iteration, optimizer=optimizer.state_dict(),
-                                scheduler=scheduler.state_dict(), extra={"best": best, **position})
+                                scheduler=scheduler.state_dict(),
+                                extra={"best": best, "train_images": len(data.records), **position})
             barrier(world)
             if stop.requested:
                 where = f"epoch {epoch + 1}, batch {state.batch_in_epoch}/{len(sampler)}" if mid_epoch \
@@ -177,7 +179,7 @@ def _train(cfg: TrainConfig, world: World, out: Path, on_row: Callable[[dict], N
     if metrics is not None:
         metrics.close()
     if world.is_main:
-        _finish(cfg, out, world, progress=on_row is None)
+        _finish(cfg, out, world, len(data.records), progress=on_row is None)
     return out
 
 
@@ -205,7 +207,8 @@ def _validate(cfg: TrainConfig, model: torch.nn.Module, vocab: Vocabulary, data:
     if score > best["score"]:
         best = {"score": score, "epoch": epoch + 1}
         save_checkpoint(out / "checkpoint_best.pt", model=model.state_dict(), config=to_dict(cfg),
-                        vocabulary=vocab.to_json(), epoch=epoch + 1, iteration=0, extra={"best": best})
+                        vocabulary=vocab.to_json(), epoch=epoch + 1, iteration=0,
+                        extra={"best": best, "train_images": len(data.records)})
     log.info("epoch %d/%d: validation mAP (Full) %s %%, best %s %% at epoch %d", epoch + 1, cfg.optim.epochs,
              _percent(score), _percent(best["score"]), best["epoch"])
     return best
@@ -215,12 +218,14 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def _finish(cfg: TrainConfig, out: Path, world: World, progress: bool = True) -> None:
-    """Evaluate the selected checkpoint on the test set, once, at the end."""
+def _finish(cfg: TrainConfig, out: Path, world: World, train_images: int, progress: bool = True) -> None:
+    """Evaluate the selected checkpoint on the test set, once, at the end; results.json's meta says
+    how many training images the run used (data.fraction of them)."""
     if not cfg.data.test_annotations:
         return
     chosen = out / "checkpoint_best.pt" if (out / "checkpoint_best.pt").exists() else out / "checkpoint.pt"
-    evaluate_checkpoint(chosen, cfg.data, cfg.augment, cfg.post, out, world.device, progress=progress)
+    evaluate_checkpoint(chosen, cfg.data, cfg.augment, cfg.post, out, world.device, progress=progress,
+                        meta={"train_images": train_images, "data_fraction": cfg.data.fraction})
 
 
 def run_summary(out: Path) -> str:

@@ -59,10 +59,10 @@ def evaluate_model_on_records(model: Any, records: list[ImageRecord], vocab: Voc
 
 def evaluate_checkpoint(checkpoint: Path, data: DataConfig, augment: AugmentConfig,
                         post: PostprocessConfig, out: Path, device: str, batch_size: int = 2,
-                        progress: bool = True) -> dict:
+                        progress: bool = True, meta: dict | None = None) -> dict:
     """Score a checkpoint on data.test_annotations; writes predictions.json and results.json into `out`.
 
-    `progress`: draw the progress bar of the images.
+    `progress`: draw the progress bar of the images. `meta`: more entries for results.json's meta.
     """
     out = output_folder(Path(out))
     model, vocab, _ = model_from_checkpoint(checkpoint, device)
@@ -73,6 +73,6 @@ def evaluate_checkpoint(checkpoint: Path, data: DataConfig, augment: AugmentConf
                                       vocab, augment, post, device, batch_size, progress=progress)
     write_predictions(out / "predictions.json", triplets)
     results = score(triplets, records, vocab, data.setting, ranked,
-                    {"checkpoint": str(checkpoint), "annotations": str(ann)})
+                    {"checkpoint": str(checkpoint), "annotations": str(ann), **(meta or {})})
     write_results(out, results)
     return results
