@@ -215,9 +215,10 @@ def mix(sources, mapping, out, skip_bad) -> None:
 
 
 @main.command("evaluate-vcoco")
-@click.option("--checkpoint", type=PATH, required=True, help="Student trained on a mix (checkpoint.pt).")
+@click.option("--checkpoint", type=PATH, required=True,
+              help="Student of V-COCO's own verbs, of a mix, or of the mapping's base (checkpoint.pt).")
 @click.option("--mapping", default="vcoco-to-hico-det", show_default=True,
-              help="The verb mapping of the mix.")
+              help="Verb mapping: relates the student's verbs to V-COCO's and splits Seen / Unseen.")
 @click.option("--annotations", type=PATH, required=True,
               help="V-COCO test in HOIA JSON, e.g. test_vcoco.json.")
 @click.option("--images", type=PATH, required=True, help="Its image folder, e.g. coco/val2014.")

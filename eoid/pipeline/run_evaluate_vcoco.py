@@ -1,8 +1,12 @@
-"""`eoid evaluate-vcoco`: a student trained in a merged vocabulary, scored on V-COCO (Table 6).
+"""`eoid evaluate-vcoco`: a student scored on V-COCO (Table 6).
 
-Role AP in scenarios 1 and 2 (official vsrl_eval rules, evaluation/vcoco_map.py), averaged over V-COCO's
-24 evaluated verb-roles (Full), over those the mapping maps onto base verbs (Seen, 18 for
-vcoco-to-hico-det) and over those it adds (Unseen, 6). Writes OUT/vcoco_results.json.
+The student is scored in its own vocabulary, which its checkpoint records: V-COCO's own 29
+verb-roles (a student trained on V-COCO, or CDN's V-COCO weights after `eoid import-checkpoint`),
+the merged vocabulary of the mapping (trained on the output of `eoid mix`), or the mapping's base
+(HICO-DET: its verbs reach the V-COCO verb-roles they are mapped to). Role AP in scenarios 1 and
+2 (official vsrl_eval rules, evaluation/vcoco_map.py), averaged over V-COCO's 24 evaluated
+verb-roles (Full), over those the mapping maps onto base verbs (Seen, 18 for vcoco-to-hico-det)
+and over those it adds (Unseen, 6). Writes OUT/vcoco_results.json.
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ import numpy as np
 from eoid.config import AugmentConfig, from_dict
 from eoid.errors import CheckpointError
 from eoid.files import output_folder, write_text_atomic
-from eoid.pipeline.data.mixed_vocab import load_mixed_vocabulary, load_verb_mapping
+from eoid.pipeline.data.mixed_vocab import load_mixed_vocabulary, load_verb_mapping, verb_table_to_source
 from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.evaluation.inference import dense_scores, model_outputs, sizes_hw
 from eoid.pipeline.evaluation.vcoco_map import evaluate_vcoco
@@ -38,17 +42,18 @@ def run_evaluate_vcoco(checkpoint: Path, annotations: Path, images: Path, mappin
     out = output_folder(Path(out))
     mixed = load_mixed_vocabulary(mapping)
     model, vocab, cfg = model_from_checkpoint(Path(checkpoint), world.device)
-    if vocab.fingerprint() != mixed.vocab.fingerprint():
+    to_source = verb_table_to_source(mixed, vocab)
+    if to_source is None:
         raise CheckpointError(
-            f"{checkpoint} was trained with vocabulary {vocab.name!r} ({vocab.num_verbs} verbs), "
-            f"not the merged {mixed.vocab.name!r} of mapping {mapping!r}. Evaluate a run "
-            "trained on the output of `eoid mix` with this mapping.")
+            f"{checkpoint} was trained with vocabulary {vocab.name!r} ({vocab.num_verbs} verbs), which "
+            f"mapping {mapping!r} does not relate to V-COCO: it scores students of {mixed.source.name!r}, "
+            f"{mixed.base.name!r} or the merged {mixed.vocab.name!r}. Pass the --mapping of the "
+            "student's vocabulary.")
     augment = from_dict(AugmentConfig, cfg.get("augment", {}), f"{checkpoint} [augment]")
     source = mixed.source
     structure = vcoco_structure(source, load_verb_mapping(mapping).source)
     records = read_annotations(Path(annotations), Path(images), source).records
     gt = vcoco_gt_from_records(records, source, structure, objectless_labels(Path(annotations)))
-    to_source = mixed.merged_to_source()
     detections = {}
     for outputs, sizes, keys in model_outputs(model, [r.path for r in records], [r.key for r in records],
                                               augment, world.device, batch_size, num_workers,
@@ -65,6 +70,7 @@ def run_evaluate_vcoco(checkpoint: Path, annotations: Path, images: Path, mappin
                     "images": len(records),
                     "agent_ap": {a: (round(100 * float(x), 2) if np.isfinite(x) else None)
                                  for a, x in zip(structure.actions, result["agent_ap"])}})
+    summary["student_vocabulary"] = vocab.name
     write_text_atomic(out / "vcoco_results.json", json.dumps(summary, indent=1), "the V-COCO results")
     lines = [f"V-COCO role mAP ({len(records)} images; {summary['num_seen']} seen, "
              f"{summary['num_unseen']} unseen verb-roles)", f"{'':12s}{'Full':>8s}{'Seen':>8s}{'Unseen':>8s}"]

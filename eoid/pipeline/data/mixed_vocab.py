@@ -185,6 +185,24 @@ def verb_table_into(mixed: MixedVocabulary, vocab: Vocabulary) -> tuple[tuple[in
                     "written in, one of those three.")
 
 
+def verb_table_to_source(mixed: MixedVocabulary, vocab: Vocabulary) -> np.ndarray | None:
+    """(vocab num_verbs, source num_verbs) bool: the source verbs a prediction of each verb of `vocab`
+    counts for; None when `vocab` is none of the mapping's three vocabularies.
+
+    `vocab` is the source itself (identity: a student trained on V-COCO's own verbs), the merged
+    vocabulary (merged_to_source) or the base (its rows of that table: base verbs keep their
+    indices, and the added verbs, which it lacks, get no prediction).
+    """
+    fp = vocab.fingerprint()
+    if fp == mixed.source.fingerprint():
+        return np.eye(mixed.source.num_verbs, dtype=bool)
+    if fp == mixed.vocab.fingerprint():
+        return mixed.merged_to_source()
+    if fp == mixed.base.fingerprint():
+        return mixed.merged_to_source()[: mixed.base.num_verbs]
+    return None
+
+
 def remap_record(record: ImageRecord, vocab: Vocabulary, mixed: MixedVocabulary) -> tuple[ImageRecord, int]:
     """`record` (written in `vocab`) in the merged index space, and how many labels were dropped.
 

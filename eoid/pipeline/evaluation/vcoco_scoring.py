@@ -9,9 +9,9 @@ every verb but no_interaction is evaluated.
 Detections: one per student query. Its person box is the query's human box; each role box is
 the query's object box; the role score of a verb-role is the query's triplet score for it
 (sigmoid(verb) x object probability), the agent score of an action the best of its roles.
-A model trained in a merged vocabulary is scored through `merged_to_source` (a merged verb's
-score counts for each source verb-role it maps to; the best one wins), as the original
-hvcoco_eval.convert_hois does.
+A model is scored through `mixed_vocab.verb_table_to_source` of its own vocabulary: the identity
+for a model of V-COCO's own verb-roles; for a merged one, a merged verb's score counts for each
+source verb-role it maps to and the best one wins, as the original hvcoco_eval.convert_hois does.
 """
 from __future__ import annotations
 
@@ -118,9 +118,10 @@ def vcoco_gt_from_records(records: Sequence[ImageRecord], vocab: Vocabulary, str
 
 
 def source_scores(merged_scores: np.ndarray, merged_to_source: np.ndarray) -> np.ndarray:
-    """(Q, V_source) best merged score of each source verb; 0 for a source verb no merged verb maps to.
+    """(Q, V_source) best student score of each source verb; 0 for a source verb no student verb maps to.
 
-    merged_scores (Q, V_merged); merged_to_source (V_merged, V_source) bool.
+    merged_scores (Q, V_student), the student's own verbs (merged, base or source);
+    merged_to_source (V_student, V_source) bool, from verb_table_to_source.
     """
     masked = np.where(merged_to_source[None, :, :], merged_scores[:, :, None], -np.inf)   # (Q, Vm, Vs)
     if merged_scores.shape[1]:
