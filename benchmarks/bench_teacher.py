@@ -80,11 +80,24 @@ def make_world(root: Path, num_images: int, hold_id: int, seed: int = 0) -> tupl
 
 
 def flops_per_crop(teacher: Teacher) -> float:
-    """Forward FLOPs of the image encoder for one crop (multiply-add counted as 2)."""
+    """Forward FLOPs of the image encoder for one crop (multiply-add counted as 2).
+
+    Attention is counted through its plain matmuls: nn.MultiheadAttention's inference fast path
+    (one fused op) and the fused scaled-dot-product kernels of the CPU are invisible to the
+    counter, which would leave out the Q/K/V/output projections and the scores (~39% of
+    ViT-L/14's FLOPs).
+    """
+    from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
-    x = torch.zeros(1, 3, teacher.crop_spec.size, teacher.crop_spec.size, device=teacher.device)
-    with FlopCounterMode(display=False) as counter, torch.inference_mode():
-        teacher.model.encode_image(x)
+    x = torch.zeros(1, 3, teacher.crop_spec.size, teacher.crop_spec.size, device=teacher.device,
+                    dtype=teacher.input_dtype)
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with FlopCounterMode(display=False) as counter, torch.inference_mode(), sdpa_kernel(SDPBackend.MATH):
+            teacher.model.encode_image(x)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
     return float(counter.get_total_flops())
 
 
