@@ -2,6 +2,8 @@
 
     python benchmarks/bench_train_step.py --student tiny --batch 4 --size 160
     python benchmarks/bench_train_step.py --student cdn-s --batch 2 --size 512 --rounds 2
+    python benchmarks/bench_train_step.py --student cdn-s --batch 4 --size 800 --device cuda --amp \
+        --skip-online --teacher eoid-synth-clip-rn       # step (a) on a GPU, bf16 autocast
 
 Three ways to get the teacher's verb rows into one step (forward, matching, losses, backward,
 AdamW step) on the same batch of the synthetic world:
@@ -19,7 +21,10 @@ AdamW step) on the same batch of the synthetic world:
                 with another template) instead: with --merged. The step reads rows of the same
                 shape either way, so the ratio a'/a should be 1 within the rounds' noise.
 They alternate for --rounds rounds after one warm-up each; medians are reported. --skip-online
-leaves out (b)-(d) (the merged comparison needs no teacher in the step).
+leaves out (b)-(d) (the merged comparison needs no teacher in the step). --device cuda runs
+step (a) on the GPU (with --skip-online: the online steps run their teacher on the CPU), --amp
+its forward in bf16 autocast as `optim.amp` does in training; `train_images_per_s` = batch /
+step (a).
 The cache's own cost is measured where it is paid, in the loader: the time of the dataset's
 teacher lookup (TrainDataset -> CacheReader.lookup, which builds the rows) per batch, as a
 share of step (a). The cache is built first by `cache-teacher` with the same teacher.
@@ -50,6 +55,7 @@ from eoid.pipeline.synth.world import generate_world
 from eoid.pipeline.training.builders import build_loss
 from eoid.pipeline.training.dataset import TrainDataset, collate, load_rgb
 from eoid.pipeline.training.distributed import World
+from eoid.pipeline.training.loop import as_float32
 from eoid.pipeline.training.teacher_source import OnlineTeacher
 from eoid.pipeline.training.training_set import prepare_training_set
 from eoid.student.losses import compute_losses, decoder_layers, weighted_sum
@@ -61,6 +67,11 @@ from eoid.teacher_cache.online import online_teacher
 from report import print_table, save_json
 
 RESULTS = Path(__file__).parent / "results"
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 class TimedLookup:
@@ -105,7 +116,8 @@ def merged_cache(root: Path) -> Path:
     return run_merge([root / "cache", relabelled], root / "merged")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
+    """Run the benchmark of `argv` (the command line if None), print it, save its JSON, return it."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--student", default="tiny", help="student preset (tiny, cdn-s, ...)")
     ap.add_argument("--batch", type=int, default=4)
@@ -115,9 +127,15 @@ def main() -> None:
     ap.add_argument("--rn50x16-crops-per-s", type=float, default=0.73)
     ap.add_argument("--merged", action="store_true", help="also step (a') on a merged cache")
     ap.add_argument("--skip-online", action="store_true", help="leave out the online steps (b)-(d)")
+    ap.add_argument("--device", default="cpu", help="where step (a) runs (cuda needs --skip-online)")
+    ap.add_argument("--amp", action="store_true", help="bf16 autocast forward (CUDA only), as optim.amp")
     ap.add_argument("--json", type=Path, default=None)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     out_json = args.json or RESULTS / f"bench_train_step_{args.student.replace('-', '')}.json"
+    device = torch.device(args.device)
+    if device.type != "cpu" and not args.skip_online:
+        ap.error("--device cuda times step (a) only: add --skip-online")
+    use_amp = args.amp and device.type == "cuda"
     torch.manual_seed(0)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -143,18 +161,20 @@ def main() -> None:
                                "all", None, 0, ts.annotated_pairs, train=True)
         index = list(range(args.batch))
         images, masks, targets, metas = collate([dataset[i] for i in index])
+        images, masks = images.to(device), masks.to(device)
+        targets = [t.to(device) for t in targets]
         merged_reader = TimedLookup(CacheReader(merged_cache(root))) if args.merged else None
         if merged_reader is not None:
             merged_set = TrainDataset(ts.records, vocab.num_verbs, vocab.human, vocab.no_interaction, aug,
                                       "all", merged_reader, 0, ts.annotated_pairs, train=True)
-            merged_targets = collate([merged_set[i] for i in index])[2]
+            merged_targets = [t.to(device) for t in collate([merged_set[i] for i in index])[2]]
         online = OnlineTeacher(TrainConfig(data=data, teacher=TeacherConfig(model=args.teacher,
                                                                             weights="none")),
                                vocab, ts.records, "cpu")
         records = {r.key: r for r in ts.records}
         encoder = TimedEncoder(teacher)
 
-        model = build_student(args.student, vocab.num_objects, vocab.num_verbs).train()
+        model = build_student(args.student, vocab.num_objects, vocab.num_verbs).to(device).train()
         criterion, weights = build_loss(MatcherConfig(), LossConfig(), vocab, "")
         optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
         matched = {}
@@ -165,7 +185,8 @@ def main() -> None:
             optim.step()
 
         def step_cache(rows=targets, key="a"):
-            out = model(images, masks)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+                out = as_float32(model(images, masks))
             matches = criterion.match(out, rows)
             terms, _ = criterion(out, rows, matches=matches)
             matched[key] = [sum(len(m.query_idx) for m in layer) for layer in matches]
@@ -240,8 +261,10 @@ def main() -> None:
         for r in range(args.rounds):
             for name, fn in steps.items():
                 encoder.reset()
+                sync(device)
                 t0 = time.perf_counter()
                 fn()
+                sync(device)
                 times[name].append(time.perf_counter() - t0)
                 enc[name].append((encoder.crops, encoder.seconds))
             print(f"round {r}: " + ", ".join(f"{k} {v[-1]:.3f}s" for k, v in times.items()), flush=True)
@@ -271,13 +294,15 @@ def main() -> None:
     lookup = statistics.median(lookup_s)
     result = {
         "student": args.student, "batch": args.batch, "input_size": f"{args.size}x{args.size}",
-        "teacher": args.teacher, "teacher_crop_px": teacher.crop_spec.size,
-        "device": f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads",
+        "teacher": args.teacher, "teacher_crop_px": teacher.crop_spec.size, "amp_bf16": use_amp,
+        "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
+        else f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads",
         "candidate_pairs": int(sum(len(t.labelled) for t in targets)),
         "matched_pairs_per_layer": matched,
         "step_s": med, "teacher_crops_per_step": crops, "teacher_encode_s": enc_s,
         "cache_lookup_s_per_batch": lookup,
         "cache_share_of_step_a": lookup / med["a_cache"],
+        "train_images_per_s": args.batch / med["a_cache"],
         "loader_items_s_with_cache": statistics.median(item_with),
         "loader_items_s_without_teacher": statistics.median(item_without),
         "cache_build_s": t_cache,
@@ -300,8 +325,9 @@ def main() -> None:
     for k in steps:
         print(f"{k:<20} {med[k]:>8.3f} {med[k] / med['a_cache']:>8.2f} {crops[k]:>6} {enc_s[k]:>9.3f}")
     print_table(result, [k for k in result if k.startswith(
-        ("cache_", "extrapolated", "loader", "matched", "candidate", "ratio_merged", "merged"))])
+        ("cache_", "extrapolated", "loader", "matched", "candidate", "ratio_merged", "merged", "train_"))])
     save_json(result, out_json)
+    return result
 
 
 if __name__ == "__main__":

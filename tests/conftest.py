@@ -1,6 +1,7 @@
 """Fixtures every test folder shares: the tiny open_clip model of tests/data/tiny-clip.json.
 
 A 32 px ViT, width 64, 2 layers, text context 32: building and encoding take well under a second.
+Tests marked `cuda` (pyproject.toml) are skipped, with the reason, where torch sees no CUDA device.
 """
 from __future__ import annotations
 
@@ -10,6 +11,17 @@ import pytest
 import torch
 
 TINY_CONFIG = Path(__file__).resolve().parent / "data" / "tiny-clip.json"
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Skip the `cuda` tests where there is no CUDA device, saying why (pytest -rs prints it)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason=f"needs a CUDA device: torch {torch.__version__} (CUDA build "
+                                   f"{torch.version.cuda or 'none'}) sees none")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
