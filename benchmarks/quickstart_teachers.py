@@ -135,7 +135,7 @@ def main() -> None:
     ap.add_argument("--summary", action="store_true", help="print mean ± std per teacher and stop")
     ap.add_argument("--images", type=int, default=600, help="world size (600: the quickstart's; smoke tests)")
     ap.add_argument("--set", dest="overrides", action="append", default=[],
-                    help="recipe override, e.g. loss.is_positives=matched (the README table's) "
+                    help="recipe override, e.g. loss.is_positives=matched (docs/results.md's table) "
                          "or optim.epochs=1 (smoke tests)")
     args = ap.parse_args()
     if not args.summary:

@@ -117,6 +117,6 @@ def cache_merge(caches, out, weights, rule) -> None:
 @click.option("--out", type=PATH, required=True, help="HDF5 file to write, e.g. teacher_hico.h5.")
 @user_errors
 def cache_export(cache, out) -> None:
-    """Write a finished cache as one HDF5 file that any codebase can read with h5py (layout: README)."""
+    """Write a finished cache as one HDF5 file that h5py reads (layout: docs/teacher-cache.md)."""
     from eoid.teacher_cache.export import export_hdf5
     click.echo(f"exported: {export_hdf5(cache, out)}")

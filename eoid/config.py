@@ -67,8 +67,8 @@ class AugmentConfig:
     scales: tuple[int, ...] = (480, 512, 544, 576, 608, 640, 672, 704, 736, 768, 800)
     max_size: int = 1333                                  # longest side after resize, px
     crop_scales: tuple[int, ...] = (400, 500, 600)        # shorter side before the random crop, px
-    crop_min: int = 384                                   # random crop side range, px
-    crop_max: int = 600
+    crop_min: int = 384                                   # random crop side range, px: smallest
+    crop_max: int = 600                                   # largest random crop side, px
     test_size: int = 800                                  # shorter side at test time, px
     color_jitter: float = 0.4                             # brightness/contrast/saturation jitter strength
 

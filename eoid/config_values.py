@@ -24,16 +24,22 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def described(says: str, check: Check) -> Check:
+    """`check` with `says`, the range in words, for docs/config-reference.md."""
+    check.says = says  # type: ignore[attr-defined]
+    return check
+
+
 def at_least(low: float) -> Check:
-    return lambda v: f"must be at least {low}" if _number(v) and v < low else None
+    return described(f">= {low}", lambda v: f"must be at least {low}" if _number(v) and v < low else None)
 
 
 def above(low: float) -> Check:
-    return lambda v: f"must be above {low}" if _number(v) and not v > low else None
+    return described(f"> {low}", lambda v: f"must be above {low}" if _number(v) and not v > low else None)
 
 
 def below(high: float) -> Check:
-    return lambda v: f"must be below {high}" if _number(v) and not v < high else None
+    return described(f"< {high}", lambda v: f"must be below {high}" if _number(v) and not v < high else None)
 
 
 def above_up_to(low: float, high: float) -> Check:
@@ -41,11 +47,14 @@ def above_up_to(low: float, high: float) -> Check:
 
 
 def between(low: float, high: float) -> Check:
-    return lambda v: f"must lie in [{low}, {high}]" if _number(v) and not low <= v <= high else None
+    def check(v: Any) -> str | None:
+        return f"must lie in [{low}, {high}]" if _number(v) and not low <= v <= high else None
+    return described(f"in [{low}, {high}]", check)
 
 
 def one_of(*names: str) -> Check:
-    return lambda v: f"must be one of {', '.join(map(repr, names))}" if v not in names else None
+    listed = ", ".join(map(repr, names))
+    return described(f"one of {listed}", lambda v: f"must be one of {listed}" if v not in names else None)
 
 
 def sizes(v: Any) -> str | None:
@@ -53,6 +62,9 @@ def sizes(v: Any) -> str | None:
     if not v:
         return "must list at least one size, e.g. [800]"
     return "must list sizes of at least 1 px" if any(x < 1 for x in v) else None
+
+
+described("a non-empty list of sizes >= 1 px", sizes)
 
 
 PROMPT_FIELDS = ("verb_ing", "object")     # what vocab.prompts fills into teacher.template
@@ -69,6 +81,9 @@ def template_problem(template: str) -> str | None:
         valid = ", ".join("{" + n + "}" for n in PROMPT_FIELDS)
         return f"has unknown placeholder(s) {', '.join('{' + n + '}' for n in unknown)}; valid: {valid}"
     return None
+
+
+described("a template with only {verb_ing} and {object}", template_problem)
 
 
 def coerce(value: Any, hint: Any, where: str) -> Any:
@@ -212,11 +227,17 @@ def part_problem(text: str) -> str | None:
     return None
 
 
+described("i/n with 0 <= i < n, or empty", part_problem)
+
+
 def gamma_problem(value: Any) -> str | None:
     """teacher.gamma: a scale above 0, or "model" (the weights' own logit_scale.exp())."""
     if isinstance(value, str):
         return None if value == "model" else "must be a number above 0 or \"model\""
     return above(0)(value)
+
+
+described('> 0, or "model"', gamma_problem)
 
 
 def parse_override(text: str) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """The house of DESIGN.md as a test: floors, rooms, no runner borrowing from a runner, no circles, sizes.
 
-Floors, from the bottom: the leaves (boxes, errors, config, config_values, files, loaders, terminal);
-teacher_cache/ and student/ (never each other); pipeline/data/; pipeline/{training, synth} and above them
-pipeline/evaluation/ (it loads a trained student through training/'s checkpoint and builders;
+Floors, from the bottom: the leaves (boxes, errors, config, config_values, config_reference, files, loaders,
+terminal); teacher_cache/ and student/ (never each other); pipeline/data/; pipeline/{training, synth} and
+above them pipeline/evaluation/ (it loads a trained student through training/'s checkpoint and builders;
 training/ never imports evaluation/, the runner composes the two); the study schema; the
 phase runners `pipeline/run_*.py`; cli; __main__.
 """
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "eoid"
-LEAVES = {"eoid", "eoid.boxes", "eoid.errors", "eoid.config", "eoid.config_values", "eoid.files",
-          "eoid.loaders", "eoid.terminal", "eoid.data"}
+LEAVES = {"eoid", "eoid.boxes", "eoid.errors", "eoid.config", "eoid.config_values", "eoid.config_reference",
+          "eoid.files", "eoid.loaders", "eoid.terminal", "eoid.data"}
 ROOMS = {  # module prefix -> (floor, role); the longest matching prefix wins
     "eoid.teacher_cache": (1, "teacher_cache"),
     "eoid.student": (1, "student"),
@@ -83,8 +83,8 @@ def test_imports_point_down_and_not_across(path):
 
 
 def test_leaf_modules_import_no_floor():
-    for leaf in ("boxes.py", "errors.py", "config.py", "config_values.py", "files.py", "loaders.py",
-                 "terminal.py"):
+    for leaf in ("boxes.py", "errors.py", "config.py", "config_values.py", "config_reference.py", "files.py",
+                 "loaders.py", "terminal.py"):
         for target in _eoid_imports(PACKAGE / leaf):
             assert _place(target)[0] == 0, f"{leaf} imports {target}"
 

@@ -12,6 +12,10 @@ too, as the original counts them once per batch (it divides object terms by the 
 non-zero object boxes: the same on HICO-DET); focal verb loss = positive entries (as the
 original, but global); distillation BCE = see `distill_verb_loss`; object CE = the class
 weights of its targets (a weighted mean); IS CE = the queries not ignored (a mean).
+
+A term is one function of a `LayerBatch` and one row of `TERMS` (name, function, weight
+field, normaliser). A new term: write `loss_x`, add its row, add its weight to LossConfig
+(with its range in config.RANGES).
 """
 from __future__ import annotations
 
@@ -25,15 +29,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from eoid.boxes import cxcywh_to_xyxy, generalized_box_iou
-from eoid.config import LossConfig, MatcherConfig
+from eoid.config import LossConfig, MatcherConfig, check_value
 from eoid.errors import ConfigError
-from eoid.student.matching import ImageMatch, MatchParams, match_batch, pair_min_iou
+from eoid.student.loss_targets import IGNORE as IGNORE  # re-exported: the IS loss's ignore label
+from eoid.student.loss_targets import interactive_targets as interactive_targets  # re-exported
+from eoid.student.loss_targets import verb_targets as verb_targets  # re-exported
+from eoid.student.matching import ImageMatch, MatchParams, match_batch
 from eoid.student.model import StudentOutput
 from eoid.student.targets import PairTargets
-
-IGNORE = -100   # interactive-score target of a query left out of the IS loss
-DISTILL_NORMS = ("tensor", "pairs")
-IS_POSITIVES = ("overlap", "matched")   # see interactive_targets
 
 
 @dataclass(frozen=True)
@@ -49,72 +52,10 @@ class LossParams:
     focal_gamma: float = 2.0
     teacher_on_no_interaction: bool = True    # see verb_targets
 
-
-# ---------------------------------------------------------------- targets
-
-def verb_targets(target: PairTargets, target_idx: Tensor, distill: bool,
-                 distill_verb_mask: Tensor, teacher_on_no_interaction: bool = True
-                 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Verb targets of matched pairs: 1 where a seen verb is labelled, else the teacher prob.
-
-    target_idx (P,) rows of `target`; distill_verb_mask (V,) bool: verbs the teacher may fill
-    (all, or the unseen ones for A_U only); others keep their hard label. A pair without a
-    teacher row (`teacher_hit` False) gets no loss on the entries the teacher would fill.
-    teacher_on_no_interaction False: pairs labelled only no_interaction keep their hard 0s
-    (the teacher's softmax has no no_interaction entry, so it must put their mass on a verb).
-    Returns (targets (P, V) float, loss_mask (P, V) bool, no_teacher (P,) bool: pairs that
-    lost a distillation term).
-    """
-    hard = target.verb_labels[target_idx]
-    if not distill:
-        return hard, torch.ones_like(hard, dtype=torch.bool), torch.zeros(len(hard), dtype=torch.bool,
-                                                                          device=hard.device)
-    fill = distill_verb_mask.to(hard.device)[None, :] & (hard != 1)
-    if not teacher_on_no_interaction:
-        fill &= ~(target.labelled & ~target.interactive)[target_idx][:, None]
-    hit = target.teacher_hit[target_idx][:, None]
-    soft = torch.where(fill & hit, target.teacher_verb_probs[target_idx].to(hard.dtype), hard)
-    no_teacher = ~target.teacher_hit[target_idx] & fill.any(1)
-    return soft, ~(fill & ~hit), no_teacher
-
-
-def interactive_targets(pred_h: Tensor, pred_o: Tensor, target: PairTargets, match: ImageMatch,
-                        is_iou: float, rule: str = "matched", no_interaction_verb: int = -1) -> Tensor:
-    """IS targets of one image's queries: (Q,) int64 in {0, 1, IGNORE}. pred_h, pred_o: (Q, 4) cxcywh.
-
-    "Reaching" a pair means min(IoU human, IoU object) >= `is_iou` (plain IoU, this layer's boxes).
-    rule "matched" (the paper's text): 1 for a trained query (stage-1 match or selected unknown
-    match) that reaches its own pair, when that pair is interactive (labelled with a verb other
-    than no_interaction) or unknown; IGNORE for any untrained query reaching an unknown pair;
-    0 for the rest.
-    rule "overlap" (the original code, EoID.py loss_is): 1 for every query, trained or not, that
-    reaches any labelled pair without no_interaction among its labels (`no_interaction_verb`),
-    and for every selected unknown match; IGNORE for any other query, trained or not, reaching
-    an unknown pair; 0 for the rest.
-    """
-    num_queries, device = len(pred_h), pred_h.device
-    y = torch.zeros(num_queries, dtype=torch.long, device=device)
-    if len(target.labelled) == 0:
-        return y
-    iou = pair_min_iou(pred_h.detach(), pred_o.detach(), target.human_boxes_cxcywh,
-                       target.object_boxes_cxcywh)                                    # (Q, P)
-    q, t = match.query_idx.to(device), match.target_idx.to(device)
-    reaches_unknown = (iou[:, ~target.labelled] >= is_iou).any(1)
-    if rule == "overlap":
-        source = target.labelled.clone()   # the original's st == 0 and is_mask == 1
-        if no_interaction_verb >= 0:
-            source &= target.verb_labels[:, no_interaction_verb] == 0
-        positive = (iou[:, source] >= is_iou).any(1)
-        positive[q[match.num_stage1:]] = True
-        y[reaches_unknown & ~positive] = IGNORE
-        y[positive] = 1
-        return y
-    positive = (iou[q, t] >= is_iou) & (target.interactive[t] | ~target.labelled[t])
-    trained = torch.zeros(num_queries, dtype=torch.bool, device=device)
-    trained[q] = True
-    y[reaches_unknown & ~trained] = IGNORE
-    y[q[positive]] = 1
-    return y
+    def __post_init__(self) -> None:
+        # the switches' allowed values are LossConfig's (config.RANGES), declared and checked there
+        for name in ("distill_norm", "is_positives"):
+            check_value(LossConfig, name, getattr(self, name), "the loss values")
 
 
 # ---------------------------------------------------------------- loss terms of one layer
@@ -154,14 +95,29 @@ def distill_verb_sum(logits: Tensor, y: Tensor, mask: Tensor) -> Tensor:
     return (F.binary_cross_entropy_with_logits(logits, y, reduction="none") * soft).sum()
 
 
-def layer_losses(out: StudentOutput, targets: list[PairTargets], matches: list[ImageMatch],
-                 loss: LossParams, distill_verb_mask: Tensor, is_iou: float
-                 ) -> tuple[dict[str, Tensor], dict[str, float], dict[str, int]]:
-    """Summed loss terms of one decoder layer given its matching, their counts, and stats.
+@dataclass(frozen=True)
+class LayerBatch:
+    """One decoder layer's predictions set against its matching: what every loss term reads.
 
-    Each term's loss is its sum divided by a count (see `TERM_COUNT`); `compute_losses` divides.
-    The distillation term exists only with `loss.distill`, the IS term only with `loss.interactive`.
+    P = the matched pairs of the batch, in image order; boxes cxcywh, normalised.
     """
+    out: StudentOutput          # the layer's outputs in float32
+    params: LossParams
+    object_ce: Tensor           # (B, Q) cross entropy of each query against its object target
+    object_weight: Tensor       # (B, Q) class weight of that target (no object: no_object_weight)
+    verb_y: Tensor              # (B, Q, V) verb targets: hard 0/1 or the teacher's probability
+    verb_mask: Tensor           # (B, Q, V) bool, entries with a verb loss
+    is_y: Tensor                # (B * Q,) interactive-score targets in {0, 1, IGNORE}
+    pred_human: Tensor          # (P, 4) matched predictions
+    pred_object: Tensor         # (P, 4)
+    tgt_human: Tensor           # (P, 4) their ground-truth pairs
+    tgt_object: Tensor          # (P, 4)
+    real_object: Tensor         # (P,) bool: all-zero object box = role-less action, no object box loss
+
+
+def gather_layer(out: StudentOutput, targets: list[PairTargets], matches: list[ImageMatch],
+                 loss: LossParams, distill_verb_mask: Tensor, is_iou: float) -> tuple[LayerBatch, int]:
+    """The LayerBatch of one decoder layer, and the number of pairs that lost a distillation term."""
     out = StudentOutput(*(t.float() for t in out[:5]))   # losses in float32 under autocast
     batch, num_queries, num_classes = out.object_logits.shape
     device = out.object_logits.device
@@ -187,30 +143,112 @@ def layer_losses(out: StudentOutput, targets: list[PairTargets], matches: list[I
     class_weight = torch.ones(num_classes, device=device)
     class_weight[-1] = loss.no_object_weight
     ph, po, th, to = torch.cat(ph), torch.cat(po), torch.cat(th), torch.cat(to)
-    real_obj = (to != 0).any(1)   # all-zero object box = role-less action: no object box loss
     ce = F.cross_entropy(out.object_logits.transpose(1, 2), obj_target, reduction="none")   # (B, Q)
-    weight = class_weight[obj_target]
-    focal, num_pos = focal_verb_sum(out.verb_logits, verb_y, verb_mask, loss.focal_alpha, loss.focal_gamma)
-    sums = {
-        "loss_obj_ce": (ce * weight).sum(),
-        "loss_human_l1": F.l1_loss(ph, th, reduction="sum"),
-        "loss_object_l1": F.l1_loss(po[real_obj], to[real_obj], reduction="sum"),
-        "loss_human_giou": _giou_loss(ph, th),
-        "loss_object_giou": _giou_loss(po[real_obj], to[real_obj]),
-        "loss_verb_focal": focal,
-    }
+    layer = LayerBatch(out, loss, ce, class_weight[obj_target], verb_y, verb_mask, is_y.flatten(),
+                       ph, po, th, to, (to != 0).any(1))
+    return layer, num_no_teacher
+
+
+# ---------------------------------------------------------------- the terms: one function, one row each
+# A term returns its sum over the batch and, when its own count divides it, that count.
+
+Summed = tuple[Tensor, "float | None"]
+
+
+def loss_obj_ce(b: LayerBatch) -> Summed:
+    """Object-class CE, a weighted mean: divided by the class weights of the targets."""
+    return (b.object_ce * b.object_weight).sum(), float(b.object_weight.sum())
+
+
+def loss_human_l1(b: LayerBatch) -> Summed:
+    return F.l1_loss(b.pred_human, b.tgt_human, reduction="sum"), None
+
+
+def loss_object_l1(b: LayerBatch) -> Summed:
+    real = b.real_object
+    return F.l1_loss(b.pred_object[real], b.tgt_object[real], reduction="sum"), None
+
+
+def loss_human_giou(b: LayerBatch) -> Summed:
+    return _giou_loss(b.pred_human, b.tgt_human), None
+
+
+def loss_object_giou(b: LayerBatch) -> Summed:
+    return _giou_loss(b.pred_object[b.real_object], b.tgt_object[b.real_object]), None
+
+
+def loss_verb_focal(b: LayerBatch) -> Summed:
+    """Focal verb loss on hard entries, divided by its positive entries."""
+    focal, num_pos = focal_verb_sum(b.out.verb_logits, b.verb_y, b.verb_mask, b.params.focal_alpha,
+                                    b.params.focal_gamma)
+    return focal, float(num_pos)
+
+
+def loss_verb_distill(b: LayerBatch) -> Summed:
+    """BCE on the teacher's soft entries; its own count is the verb entries (B * Q * V)."""
+    return distill_verb_sum(b.out.verb_logits, b.verb_y, b.verb_mask), float(b.out.verb_logits.numel())
+
+
+def loss_is(b: LayerBatch) -> Summed:
+    """Interactive-score CE, a mean over the queries not ignored."""
+    kept = b.is_y != IGNORE
+    is_logits = b.out.interactive_logits.flatten(0, 1)
+    total = (F.cross_entropy(is_logits[kept], b.is_y[kept], reduction="sum")
+             if kept.any() else is_logits.sum() * 0)
+    return total, float(kept.sum())
+
+
+@dataclass(frozen=True)
+class Term:
+    """One loss term: its name, the function that sums it, its LossConfig weight, what divides it."""
+    name: str
+    summed: Callable[[LayerBatch], Summed]
+    weight: str             # the LossConfig field of its weight
+    # "pairs": the final layer's matched pairs (for every layer, as the original counts them);
+    # "own": the count `summed` returns; "distill_norm": as loss.distill_norm says ("tensor" = own)
+    normaliser: str
+    switch: str = ""        # the LossParams flag that turns the term on ("" = always on)
+
+
+TERMS = (   # in this order in every layer's terms
+    Term("loss_obj_ce", loss_obj_ce, "object_ce", "own"),
+    Term("loss_human_l1", loss_human_l1, "box_l1", "pairs"),
+    Term("loss_object_l1", loss_object_l1, "box_l1", "pairs"),
+    Term("loss_human_giou", loss_human_giou, "giou", "pairs"),
+    Term("loss_object_giou", loss_object_giou, "giou", "pairs"),
+    Term("loss_verb_focal", loss_verb_focal, "verb_focal", "own"),
+    Term("loss_verb_distill", loss_verb_distill, "distill", "distill_norm", switch="distill"),
+    Term("loss_is", loss_is, "interactive", "own", switch="interactive"),
+)
+
+
+def active_terms(loss: LossParams) -> list[Term]:
+    """The terms this run computes (the distillation and IS terms only when switched on)."""
+    return [t for t in TERMS if not t.switch or getattr(loss, t.switch)]
+
+
+def divides_by_own_count(term: Term, loss: LossParams) -> bool:
+    """Whether the term's own count divides it (else the final layer's matched pairs)."""
+    return term.normaliser == "own" or (term.normaliser == "distill_norm" and loss.distill_norm == "tensor")
+
+
+def layer_losses(out: StudentOutput, targets: list[PairTargets], matches: list[ImageMatch],
+                 loss: LossParams, distill_verb_mask: Tensor, is_iou: float
+                 ) -> tuple[dict[str, Tensor], dict[str, float], dict[str, int]]:
+    """Summed loss terms of one decoder layer given its matching, their counts, and stats.
+
+    Each term's loss is its sum divided by a count (see `TERMS`); `compute_losses` divides.
+    Counts: each term's own count under its name, and "pairs" (the matched pairs).
+    """
+    layer, num_no_teacher = gather_layer(out, targets, matches, loss, distill_verb_mask, is_iou)
     num_pairs = sum(len(m.query_idx) for m in matches)
-    counts = {"object_weight": float(weight.sum()), "verb_positives": float(num_pos),
-              "verb_entries": float(out.verb_logits.numel()), "pairs": float(num_pairs)}
-    if loss.distill:
-        sums["loss_verb_distill"] = distill_verb_sum(out.verb_logits, verb_y, verb_mask)
-    is_flat = is_y.flatten()
-    kept = is_flat != IGNORE
-    if loss.interactive:
-        is_logits = out.interactive_logits.flatten(0, 1)
-        sums["loss_is"] = (F.cross_entropy(is_logits[kept], is_flat[kept], reduction="sum")
-                           if kept.any() else is_logits.sum() * 0)
-        counts["is_queries"] = float(kept.sum())
+    sums: dict[str, Tensor] = {}
+    counts = {"pairs": float(num_pairs)}
+    for term in active_terms(loss):
+        sums[term.name], count = term.summed(layer)
+        if count is not None:
+            counts[term.name] = count
+    is_flat = layer.is_y
     stats = {"num_pairs": num_pairs,
              "num_labelled_matched": sum(m.num_stage1 for m in matches),
              "num_unknown_assigned": sum(len(m.stage2_query_idx) for m in matches),
@@ -220,12 +258,6 @@ def layer_losses(out: StudentOutput, targets: list[PairTargets], matches: list[I
              "num_is_positive": int((is_flat == 1).sum()),
              "num_is_ignored": int((is_flat == IGNORE).sum()) if loss.interactive else 0}
     return sums, counts, stats
-
-
-# the count each summed term is divided by ("pairs" = matched pairs of the final layer)
-TERM_COUNT = {"loss_obj_ce": "object_weight", "loss_human_l1": "pairs", "loss_object_l1": "pairs",
-              "loss_human_giou": "pairs", "loss_object_giou": "pairs",
-              "loss_verb_focal": "verb_positives", "loss_is": "is_queries"}
 
 
 def _giou_loss(pred_cxcywh: Tensor, tgt_cxcywh: Tensor) -> Tensor:
@@ -269,10 +301,6 @@ def compute_losses(outputs: StudentOutput, targets: list[PairTargets], distill_v
     counts (one flat dict) to their mean over ranks (the runner's all-reduce); None = local.
     matches: from `match_layers`, if the caller already has them; None = match here.
     """
-    if loss.distill_norm not in DISTILL_NORMS:
-        raise ConfigError(f"loss.distill_norm = {loss.distill_norm!r}; choose one of {DISTILL_NORMS}")
-    if loss.is_positives not in IS_POSITIVES:
-        raise ConfigError(f"loss.is_positives = {loss.is_positives!r}; choose one of {IS_POSITIVES}")
     mask = distill_verb_mask.bool()
     if matches is None:
         matches = match_layers(outputs, targets, mask, loss.distill, match)
@@ -291,13 +319,10 @@ def compute_losses(outputs: StudentOutput, targets: list[PairTargets], distill_v
     pairs = max(counts["pairs"], 1.0)
     terms = {}
     for suffix, _ in decoder_layers(outputs):
-        for name in TERM_COUNT:
-            if name + suffix in sums:
-                count = pairs if TERM_COUNT[name] == "pairs" else max(counts[TERM_COUNT[name] + suffix], 1.0)
-                terms[name + suffix] = sums[name + suffix] / count
-        if loss.distill:
-            terms["loss_verb_distill" + suffix] = sums["loss_verb_distill" + suffix] / (
-                counts["verb_entries" + suffix] if loss.distill_norm == "tensor" else pairs)
+        for term in active_terms(loss):
+            name = term.name + suffix
+            own = divides_by_own_count(term, loss)
+            terms[name] = sums[name] / (max(counts[name], 1.0) if own else pairs)
     terms = {k: terms[k] for k in sums}   # the order of the sums
     stats["num_pairs_normaliser"] = pairs
     return terms, stats
@@ -305,15 +330,9 @@ def compute_losses(outputs: StudentOutput, targets: list[PairTargets], distill_v
 
 # ---------------------------------------------------------------- weights and config mapping
 
-_WEIGHT_FIELD = {"loss_obj_ce": "object_ce", "loss_human_l1": "box_l1", "loss_object_l1": "box_l1",
-                 "loss_human_giou": "giou", "loss_object_giou": "giou",
-                 "loss_verb_focal": "verb_focal", "loss_verb_distill": "distill",
-                 "loss_is": "interactive"}
-
-
 def loss_weights(cfg: LossConfig) -> dict[str, float]:
     """Weight of each term name (without layer suffix), from the config."""
-    return {name: float(getattr(cfg, field)) for name, field in _WEIGHT_FIELD.items()}
+    return {term.name: float(getattr(cfg, term.weight)) for term in TERMS}
 
 
 def weighted_sum(terms: Mapping[str, Tensor], weights: Mapping[str, float]) -> Tensor:

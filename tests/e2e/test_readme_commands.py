@@ -1,13 +1,15 @@
-"""The README's commands, run as written, so the README cannot drift from the CLI.
+"""The commands of the README and docs/, run as written, so the docs cannot drift from the CLI.
 
-Every `eoid ...` command line in the README's code blocks runs, in README order, in a folder laid
-out as the README assumes (configs/, data/hico_20160224_det/...), with the data swapped for a
-small generated world and the CLIP teacher for the shipped small one: a few words of the command
-are replaced (SWAP_TEXT) and the heavy parts of the recipe are overridden by arguments added at
-the end (SWAP_ARGS, `--set` wins over flags and files). A command that needs GPUs, torchrun, real
-weights or HICO-DET itself is listed in SKIP with the reason; a README command that is neither
-run nor listed fails the test. Every command, the skipped ones too, must parse (its options
-exist), and so must every option of the `eoid ...` synopses in the README's tables.
+Every `eoid ...` command line in the code blocks of README.md and docs/*.md runs, page by page in
+PAGES order and in page order within a page, in one folder laid out as the docs assume (configs/,
+data/hico_20160224_det/...), with the data swapped for a small generated world and the CLIP
+teacher for the shipped small one: a few words of the command are replaced (SWAP_TEXT) and the
+heavy parts of the recipe are overridden by arguments added at the end (SWAP_ARGS, `--set` wins
+over flags and files). One world and one cache serve every page, so a page may use what an
+earlier page built. A command that needs GPUs, torchrun, Slurm, real weights or HICO-DET itself
+is listed in SKIP with the reason; a command that is neither run nor listed fails the test, and
+so does a page of docs/ missing from PAGES. Every command, the skipped ones too, must parse (its
+options exist), and so must every option of the `eoid ...` synopses in the pages' tables.
 """
 from __future__ import annotations
 
@@ -27,6 +29,10 @@ from eoid.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
+PAGES = [README] + [ROOT / "docs" / f"{name}.md" for name in (  # the order the commands run in
+    "installing", "data", "teacher-cache", "commands", "import-export", "reproducing", "teachers",
+    "distributed", "synthetic-world", "guarantees", "benchmarks", "results", "development",
+    "config-reference")]
 VOCAB = "world/vocabulary.json"
 HICO = "data/hico_20160224_det"
 
@@ -56,12 +62,24 @@ TABLE6 = ("a V-COCO/COCO step of Table 6; tests/e2e/test_hico_vcoco_end_to_end.p
           "generated data")
 ORIGINAL = ("the authors' released checkpoints, which eoid never downloads; "
             "tests/pipeline/test_run_import.py imports files built with the original key names and layout")
-SKIP = {  # README command -> why it is not run here (it is still parsed)
+SLURM = "a Slurm job line (srun, SLURM_* variables)"
+SKIP = {  # command as the docs write it -> why it is not run here (it is still parsed)
     "python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[test]' -c constraints.txt "
     "&& eoid quickstart": "13 minutes and a new venv; tests/pipeline/test_run_quickstart.py runs a shortened "
                           "quickstart and .ci/run the install",
     "torchrun --nproc_per_node=4 -m eoid train --config configs/hico_ua.toml":
         "4 processes (the paper's 4 GPUs); tests/e2e/test_resume_and_distributed.py runs 2-process torchrun",
+    "torchrun --nproc_per_node=4 -m eoid cache-teacher --config configs/cache_hico_rn50x16.toml":
+        "4 processes; tests/pipeline/test_run_cache.py checks that parts give the bytes of one run",
+    "torchrun --nnodes=2 --nproc_per_node=4 --rdzv_backend=c10d --rdzv_endpoint=node01:29500 "
+    "--rdzv_id=hico_ua -m eoid train --config configs/hico_ua.toml": "two machines of 4 GPUs",
+    "srun torchrun --nnodes=$SLURM_NNODES --nproc_per_node=4 --rdzv_backend=c10d "
+    "--rdzv_endpoint=$MASTER:29500 --rdzv_id=$SLURM_JOB_ID -m eoid train --config configs/hico_ua.toml":
+        SLURM,
+    "srun eoid sweep configs/studies/table5_ua_uc.toml --out runs/studies/table5 "
+    "--part $SLURM_ARRAY_TASK_ID/8": SLURM,
+    "eoid quickstart --out eoid-quickstart --seed 0":
+        "13 minutes; tests/pipeline/test_run_quickstart.py runs a shortened quickstart",
     "for i in 0 1 2 3 4; do torchrun --nproc_per_node=4 -m eoid train "
     "--config configs/hico_uc$i.toml; done":
         "4 GPUs, and UC settings exist only in the HICO-DET vocabulary",
@@ -115,9 +133,12 @@ SKIP = {  # README command -> why it is not run here (it is still parsed)
 # ----------------------------------------------------------------------------- reading the README
 
 def code_blocks(text: str) -> list[str]:
-    """The bodies of the fenced code blocks (indented fences too), continuation lines joined."""
-    blocks = re.findall(r"^[ \t]*```[\w-]*\n(.*?)^[ \t]*```", text, flags=re.S | re.M)
-    return [re.sub(r"\\\n\s*", " ", b) for b in blocks]
+    """The bodies of the fenced code blocks (indented fences too), continuation lines joined.
+
+    A block fenced as ```text is a picture or a printout (a data-flow diagram), not commands.
+    """
+    blocks = re.findall(r"^[ \t]*```([\w-]*)\n(.*?)^[ \t]*```", text, flags=re.S | re.M)
+    return [re.sub(r"\\\n\s*", " ", b) for kind, b in blocks if kind != "text"]
 
 
 def _segments(line: str) -> list[list[str]]:
@@ -162,6 +183,8 @@ def readme_commands(text: str) -> list[tuple[str, list[str]]]:
 
 def _eoid_args(tokens: list[str]) -> list[str] | None:
     """The arguments after `eoid` (or `torchrun ... -m eoid`), or None if not an eoid command."""
+    if tokens[:1] == ["srun"]:   # a Slurm job line: what srun starts
+        return _eoid_args(tokens[1:])
     if tokens[:1] == ["eoid"]:
         return tokens[1:]
     if tokens[:1] == ["torchrun"] and "-m" in tokens and tokens[tokens.index("-m") + 1] == "eoid":
@@ -200,32 +223,43 @@ def table_synopses(text: str) -> list[str]:
     return [m for row in rows for m in re.findall(r"`(eoid [^`]+)`", row)]
 
 
-TEXT = README.read_text()
-COMMANDS = readme_commands(TEXT)
+def page_commands() -> list[tuple[str, list[str]]]:
+    """(line, eoid arguments) of every page, in PAGES order."""
+    return [c for page in PAGES for c in readme_commands(page.read_text())]
+
+
+TEXT = "\n".join(page.read_text() for page in PAGES)
+COMMANDS = page_commands()
 
 
 # ----------------------------------------------------------------------------- the tests
 
-def test_every_readme_command_parses_with_the_options_it_shows():
+def test_every_page_of_docs_is_in_the_order_the_commands_run():
+    pages = set((ROOT / "docs").glob("*.md"))
+    assert pages <= set(PAGES), f"add to PAGES: {sorted(p.name for p in pages - set(PAGES))}"
+    assert all(page.is_file() for page in PAGES), [p.name for p in PAGES if not p.is_file()]
+
+
+def test_every_docs_command_parses_with_the_options_it_shows():
     for line, args in COMMANDS:
         if args:
             parses([swap(a) for a in args])
 
 
-def test_every_option_in_the_readme_tables_exists():
+def test_every_option_in_the_docs_tables_exists():
     for synopsis in table_synopses(TEXT):
         names, command, _ = resolve(synopsis.split()[1:])
         assert names, synopsis
         known = {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
         for option in re.findall(r"(?<![\w-])--[a-z][a-z-]*", synopsis):
-            assert option in known, f"README table: `{synopsis}`: eoid {' '.join(names)} has no {option}"
+            assert option in known, f"docs table: `{synopsis}`: eoid {' '.join(names)} has no {option}"
 
 
-def test_the_skip_table_lists_only_commands_the_readme_still_has():
+def test_the_skip_table_lists_only_commands_the_docs_still_have():
     assert set(SKIP) <= {line for line, _ in COMMANDS}, set(SKIP) - {line for line, _ in COMMANDS}
 
 
-def _lay_out_readme_folder(root: Path) -> None:
+def _lay_out_docs_folder(root: Path) -> None:
     """configs/ and the HICO-DET paths of the README, filled with a generated world."""
     from eoid.pipeline.synth.world import generate_world
     world = generate_world(root / "world", 16, seed=5, progress=False)
@@ -241,8 +275,8 @@ def _lay_out_readme_folder(root: Path) -> None:
 
 
 @pytest.mark.slow
-def test_every_readme_command_runs_as_written_on_a_generated_world(tmp_path, monkeypatch):
-    _lay_out_readme_folder(tmp_path)
+def test_every_docs_command_runs_as_written_on_a_generated_world(tmp_path, monkeypatch):
+    _lay_out_docs_folder(tmp_path)
     monkeypatch.chdir(tmp_path)
     runner, ran = CliRunner(), []
     for line, args in COMMANDS:
@@ -252,7 +286,7 @@ def test_every_readme_command_runs_as_written_on_a_generated_world(tmp_path, mon
             env = {**os.environ, "PYTHONPATH": str(ROOT)}
             done = subprocess.run([sys.executable, *shlex.split(line)[1:]], env=env, capture_output=True,
                                   text=True, timeout=120)
-            assert done.returncode == 0, f"README: {line}\n{done.stderr[-3000:]}"
+            assert done.returncode == 0, f"docs: {line}\n{done.stderr[-3000:]}"
             ran.append(line)
             continue
         args = [swap(a) for a in args]
@@ -261,7 +295,7 @@ def test_every_readme_command_runs_as_written_on_a_generated_world(tmp_path, mon
         if extra and extra[0] != "--dataset":
             extra = [x for s in extra for x in ("--set", s)]
         result = runner.invoke(main, args + extra)
-        assert result.exit_code == 0, f"README: {line}\nran: eoid {shlex.join(args + extra)}\n{result.output}"
+        assert result.exit_code == 0, f"docs: {line}\nran: eoid {shlex.join(args + extra)}\n{result.output}"
         ran.append(line)
     assert ran, "no README command ran"
     unlisted = [line for line, _ in COMMANDS if line not in SKIP and line not in ran]
