@@ -43,7 +43,9 @@ def below(high: float) -> Check:
 
 
 def above_up_to(low: float, high: float) -> Check:
-    return lambda v: f"must lie in ({low}, {high}]" if _number(v) and not low < v <= high else None
+    def check(v: Any) -> str | None:
+        return f"must lie in ({low}, {high}]" if _number(v) and not low < v <= high else None
+    return described(f"in ({low}, {high}]", check)
 
 
 def between(low: float, high: float) -> Check:
