@@ -30,6 +30,7 @@ from eoid.pipeline.training.checkpoint import load_checkpoint, load_state, requi
 from eoid.pipeline.training.dataset import TrainDataset, collate
 from eoid.pipeline.training.distributed import World, barrier
 from eoid.pipeline.training.loop import GlobalBatchSampler, TrainState, train_one_epoch
+from eoid.pipeline.training.memory import OutOfMemory, is_out_of_memory, out_of_memory_message, require_memory
 from eoid.pipeline.training.metrics import MetricsLog, tensorboard_available, truncate_metrics
 from eoid.pipeline.training.provenance import config_changes, record_changes, require_allowed
 from eoid.pipeline.training.stop import StopFlag
@@ -51,10 +52,17 @@ def run_train(cfg: TrainConfig, world: World, on_row: Callable[[dict], None] | N
         raise ConfigError("student.is_head = 'none' has no interactive-score head, which EoID's "
                           "matching and loss train; use 'interaction' (with student.init_from = an "
                           "imported CDN checkpoint, that head starts fresh and the rest from CDN).")
+    require_memory(cfg, world.device)   # before the run folder is created
     out = output_folder(Path(cfg.out), "the run folder", inputs=[cfg.cache] if cfg.cache else [])
     lock = FolderLock(out / ".lock", break_lock=cfg.break_lock) if world.is_main else nullcontext()
     with lock:
-        return _train(cfg, world, out, on_row)
+        try:
+            return _train(cfg, world, out, on_row)
+        except RuntimeError as err:  # out of memory outside a training step (validation, test, ...)
+            if not is_out_of_memory(err):
+                raise
+            kept = f"The last checkpoint {out / 'checkpoint.pt'}, if any, is kept; rerun with --resume."
+            raise OutOfMemory(out_of_memory_message(cfg, world.device, "", None, kept)) from None
 
 
 def _resume_point(cfg: TrainConfig, out: Path, vocab: Vocabulary) -> tuple[dict | None, dict]:
@@ -118,7 +126,7 @@ def _train(cfg: TrainConfig, world: World, out: Path, on_row: Callable[[dict], N
         start_epoch, state.iteration = ckpt["epoch"], ckpt["iteration"]
         extra = ckpt.get("extra") or {}
         best = extra.get("best", best)
-        skip_batches = int(extra.get("batches_done", 0))
+        skip_batches = _batches_done(ckpt, cfg.optim.batch_size)
         state.rng_state = extra.get("torch_rng") if world.is_main else None
         log.info("resuming %s at epoch %d (iteration %d)", out, start_epoch, state.iteration)
     if world.is_main:  # also a fresh start: drop rows of a run killed before its first checkpoint
@@ -151,11 +159,13 @@ def _train(cfg: TrainConfig, world: World, out: Path, on_row: Callable[[dict], N
             ddp.train()
             train_one_epoch(ddp, criterion, weights, optimizer, loader, world, epoch, cfg.optim, state,
                             stop, last, log_row, online, show_bar=on_row is None)
-            # a stop mid-epoch saves the position in the epoch: --resume redoes nothing and skips nothing
-            mid_epoch = stop.requested and state.batch_in_epoch < len(sampler)
+            # a stop (or a step out of memory) mid-epoch saves the position in the epoch: --resume
+            # redoes nothing and skips nothing
+            halted = stop.requested or state.out_of_memory is not None
+            mid_epoch = halted and state.batch_in_epoch < len(sampler)
             if not mid_epoch:
                 scheduler.step()
-            if world.is_main:
+            if world.is_main and not (state.out_of_memory and state.iteration == 0):
                 if not mid_epoch and data.val_records and ((epoch + 1) % cfg.optim.eval_every == 0
                                                               or epoch + 1 == cfg.optim.epochs):
                     best = _validate(cfg, model, vocab, data, epoch, best, out, log_row, world)
@@ -166,6 +176,8 @@ def _train(cfg: TrainConfig, world: World, out: Path, on_row: Callable[[dict], N
                                 iteration=state.iteration, optimizer=optimizer.state_dict(),
                                 scheduler=scheduler.state_dict(), extra={"best": best, **position})
             barrier(world)
+            if state.out_of_memory is not None:
+                raise OutOfMemory(_step_out_of_memory(cfg, world, out, state, epoch, len(sampler)))
             if stop.requested:
                 where = f"epoch {epoch + 1}, batch {state.batch_in_epoch}/{len(sampler)}" if mid_epoch \
                     else f"epoch {epoch + 1}"
@@ -179,6 +191,29 @@ def _train(cfg: TrainConfig, world: World, out: Path, on_row: Callable[[dict], N
     if world.is_main:
         _finish(cfg, out, world, progress=on_row is None)
     return out
+
+
+def _batches_done(ckpt: dict, batch_size: int) -> int:
+    """Batches of this run's size that the checkpoint's mid-epoch position covers.
+
+    A resume with another optim.batch_size (after running out of memory) goes on from the same
+    image of the epoch's order, or up to one batch before it.
+    """
+    done = int((ckpt.get("extra") or {}).get("batches_done", 0))
+    saved = int(((ckpt.get("config") or {}).get("optim") or {}).get("batch_size", batch_size))
+    return done * saved // batch_size
+
+
+def _step_out_of_memory(cfg: TrainConfig, world: World, out: Path, state: TrainState, epoch: int,
+                        batches: int) -> str:
+    """The one line for a training step that ran out of memory (what was saved, what to change)."""
+    where = f"at epoch {epoch + 1}, batch {state.batch_in_epoch + 1}/{batches}"
+    if state.iteration == 0:
+        saved = "Nothing was trained yet; rerun with the changes below."
+    else:
+        saved = (f"The run is saved before that batch (iteration {state.iteration}) in "
+                 f"{out / 'checkpoint.pt'}.")
+    return out_of_memory_message(cfg, world.device, where, state.out_of_memory, saved)
 
 
 def _row_sinks(metrics: MetricsLog | None, on_row: Callable[[dict], None] | None
