@@ -32,7 +32,7 @@ from eoid.pipeline.training.distributed import World, barrier
 from eoid.pipeline.training.loop import GlobalBatchSampler, TrainState, train_one_epoch
 from eoid.pipeline.training.memory import OutOfMemory, is_out_of_memory, out_of_memory_message, require_memory
 from eoid.pipeline.training.metrics import MetricsLog, tensorboard_available, truncate_metrics
-from eoid.pipeline.training.provenance import config_changes, record_changes, require_allowed
+from eoid.pipeline.training.provenance import RUN_LENGTH, config_changes, record_changes, require_allowed
 from eoid.pipeline.training.stop import StopFlag
 from eoid.pipeline.training.teacher_source import open_teacher_for_training
 from eoid.pipeline.training.training_set import TrainingSet, prepare_training_set
@@ -52,6 +52,11 @@ def run_train(cfg: TrainConfig, world: World, on_row: Callable[[dict], None] | N
         raise ConfigError("student.is_head = 'none' has no interactive-score head, which EoID's "
                           "matching and loss train; use 'interaction' (with student.init_from = an "
                           "imported CDN checkpoint, that head starts fresh and the rest from CDN).")
+    finished = _finished_run(cfg, Path(cfg.out))
+    if finished is not None:
+        log.info("%s is finished (epoch %d of %d, iteration %d): nothing to train, no file changed.",
+                 cfg.out, finished["epoch"], cfg.optim.epochs, finished["iteration"])
+        return Path(cfg.out)
     require_memory(cfg, world.device)   # before the run folder is created
     out = output_folder(Path(cfg.out), "the run folder", inputs=[cfg.cache] if cfg.cache else [])
     lock = FolderLock(out / ".lock", break_lock=cfg.break_lock) if world.is_main else nullcontext()
@@ -65,11 +70,34 @@ def run_train(cfg: TrainConfig, world: World, on_row: Callable[[dict], None] | N
             raise OutOfMemory(out_of_memory_message(cfg, world.device, "", None, kept)) from None
 
 
+def _finished_run(cfg: TrainConfig, out: Path) -> dict | None:
+    """The checkpoint of a finished run in `out` that this config would only rerun, else None.
+
+    Finished: every epoch (or optim.max_iters) trained and, with a test set, results.json
+    written. Rerunning it (with or without --resume) changes no file; a rerun with other
+    hyper-parameters goes on to the usual refusal, and a longer optim.epochs trains on.
+    """
+    last = out / "checkpoint.pt"
+    if not last.is_file():
+        return None
+    ckpt = load_checkpoint(last, mmap=True)
+    done = ckpt["epoch"] >= cfg.optim.epochs or 0 < cfg.optim.max_iters <= ckpt["iteration"]
+    if not done or (cfg.data.test_annotations and not (out / "results.json").is_file()):
+        return None
+    changes = config_changes(ckpt["config"], cfg, f"{last} [config]")
+    if any(k not in RUN_LENGTH for k in changes) and not (cfg.resume and cfg.allow_changes):
+        return None
+    return ckpt
+
+
 def _resume_point(cfg: TrainConfig, out: Path, vocab: Vocabulary) -> tuple[dict | None, dict]:
     """(checkpoint to continue from or None, config changes it allows), checked before any file is
     written: a refused --resume changes nothing in the run folder."""
     last = out / "checkpoint.pt"
     if not last.exists():
+        if cfg.resume:  # --resume continues a run if there is one: a job script can always pass it
+            log.warning("%s holds no checkpoint.pt, so there is nothing to resume: starting a new run "
+                        "there.", out)
         return None, {}
     if not cfg.resume:
         raise ConfigError(f"{out} already holds a run (checkpoint.pt). Pass --resume to continue it, "
