@@ -50,7 +50,8 @@ main.add_command(cache_group)
 @click.option("--skip-bad", is_flag=True, default=None,
               help="Skip bad records (listed in RUN/bad_records.json).")
 @click.option("--resume", is_flag=True, default=None,
-              help="Continue the run in --out from its last checkpoint.")
+              help="Continue the run in --out from its last checkpoint (an --out with none yet "
+                   "starts the run, with a warning; a finished run is left as it is).")
 @click.option("--allow-changes", is_flag=True, default=None,
               help="With --resume: apply changed hyper-parameters from here on (recorded in "
                    "RUN/config_changes.jsonl); without it a changed value is refused.")

@@ -189,7 +189,7 @@ def run_quickstart(out: Path, seed: int = 0, num_images: int = 600, epochs: int 
 
     base = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, **{
         k: getattr(data, k) for k in ("dataset", "train_annotations", "train_images",
-                                      "test_annotations", "test_images")}), teacher=TEACHER, resume=True)
+                                      "test_annotations", "test_images")}), teacher=TEACHER)
     if epochs is not None:
         base = dataclasses.replace(base, optim=dataclasses.replace(base.optim, epochs=epochs))
     runs = {
@@ -198,11 +198,14 @@ def run_quickstart(out: Path, seed: int = 0, num_images: int = 600, epochs: int 
                                         loss=dataclasses.replace(base.loss, distill=0.0)),
     }
     require_same_recipe(runs.values())
-    todo = [cfg for cfg in runs.values() if not (Path(cfg.out) / "results.json").exists()]
+    # finished runs are kept; a run with a checkpoint resumes, the others start (no --resume
+    # warning for a quickstart's new run folders)
+    todo = {name: dataclasses.replace(cfg, resume=(Path(cfg.out) / "checkpoint.pt").is_file())
+            for name, cfg in runs.items() if not (Path(cfg.out) / "results.json").exists()}
     if len(todo) > 1 and parallel and (os.cpu_count() or 1) > 1:
-        train_in_parallel(todo, [name for name, cfg in runs.items() if cfg in todo])
+        train_in_parallel(list(todo.values()), list(todo))
     else:
-        for cfg in todo:
+        for cfg in todo.values():
             run_train(cfg, world)
     summary: dict = {}
     for name, cfg in runs.items():

@@ -30,8 +30,9 @@ from eoid.pipeline.training.checkpoint import load_checkpoint, load_state, requi
 from eoid.pipeline.training.dataset import TrainDataset, collate
 from eoid.pipeline.training.distributed import World, barrier
 from eoid.pipeline.training.loop import GlobalBatchSampler, TrainState, train_one_epoch
+from eoid.pipeline.training.memory import OutOfMemory, is_out_of_memory, out_of_memory_message, require_memory
 from eoid.pipeline.training.metrics import MetricsLog, tensorboard_available, truncate_metrics
-from eoid.pipeline.training.provenance import config_changes, record_changes, require_allowed
+from eoid.pipeline.training.provenance import RUN_LENGTH, config_changes, record_changes, require_allowed
 from eoid.pipeline.training.stop import StopFlag
 from eoid.pipeline.training.teacher_source import open_teacher_for_training
 from eoid.pipeline.training.training_set import TrainingSet, prepare_training_set
@@ -51,10 +52,42 @@ def run_train(cfg: TrainConfig, world: World, on_row: Callable[[dict], None] | N
         raise ConfigError("student.is_head = 'none' has no interactive-score head, which EoID's "
                           "matching and loss train; use 'interaction' (with student.init_from = an "
                           "imported CDN checkpoint, that head starts fresh and the rest from CDN).")
+    finished = _finished_run(cfg, Path(cfg.out))
+    if finished is not None:
+        log.info("%s is finished (epoch %d of %d, iteration %d): nothing to train, no file changed.",
+                 cfg.out, finished["epoch"], cfg.optim.epochs, finished["iteration"])
+        return Path(cfg.out)
+    require_memory(cfg, world.device)   # before the run folder is created
     out = output_folder(Path(cfg.out), "the run folder", inputs=[cfg.cache] if cfg.cache else [])
     lock = FolderLock(out / ".lock", break_lock=cfg.break_lock) if world.is_main else nullcontext()
     with lock:
-        return _train(cfg, world, out, on_row)
+        try:
+            return _train(cfg, world, out, on_row)
+        except RuntimeError as err:  # out of memory outside a training step (validation, test, ...)
+            if not is_out_of_memory(err):
+                raise
+            kept = f"The last checkpoint {out / 'checkpoint.pt'}, if any, is kept; rerun with --resume."
+            raise OutOfMemory(out_of_memory_message(cfg, world.device, "", None, kept)) from None
+
+
+def _finished_run(cfg: TrainConfig, out: Path) -> dict | None:
+    """The checkpoint of a finished run in `out` that this config would only rerun, else None.
+
+    Finished: every epoch (or optim.max_iters) trained and, with a test set, results.json
+    written. Rerunning it (with or without --resume) changes no file; a rerun with other
+    hyper-parameters goes on to the usual refusal, and a longer optim.epochs trains on.
+    """
+    last = out / "checkpoint.pt"
+    if not last.is_file():
+        return None
+    ckpt = load_checkpoint(last, mmap=True)
+    done = ckpt["epoch"] >= cfg.optim.epochs or 0 < cfg.optim.max_iters <= ckpt["iteration"]
+    if not done or (cfg.data.test_annotations and not (out / "results.json").is_file()):
+        return None
+    changes = config_changes(ckpt["config"], cfg, f"{last} [config]")
+    if any(k not in RUN_LENGTH for k in changes) and not (cfg.resume and cfg.allow_changes):
+        return None
+    return ckpt
 
 
 def _resume_point(cfg: TrainConfig, out: Path, vocab: Vocabulary) -> tuple[dict | None, dict]:
@@ -62,6 +95,9 @@ def _resume_point(cfg: TrainConfig, out: Path, vocab: Vocabulary) -> tuple[dict 
     written: a refused --resume changes nothing in the run folder."""
     last = out / "checkpoint.pt"
     if not last.exists():
+        if cfg.resume:  # --resume continues a run if there is one: a job script can always pass it
+            log.warning("%s holds no checkpoint.pt, so there is nothing to resume: starting a new run "
+                        "there.", out)
         return None, {}
     if not cfg.resume:
         raise ConfigError(f"{out} already holds a run (checkpoint.pt). Pass --resume to continue it, "
@@ -119,7 +155,7 @@ def _train(cfg: TrainConfig, world: World, out: Path, on_row: Callable[[dict], N
         start_epoch, state.iteration = ckpt["epoch"], ckpt["iteration"]
         extra = ckpt.get("extra") or {}
         best = extra.get("best", best)
-        skip_batches = int(extra.get("batches_done", 0))
+        skip_batches = _batches_done(ckpt, cfg.optim.batch_size)
         state.rng_state = extra.get("torch_rng") if world.is_main else None
         log.info("resuming %s at epoch %d (iteration %d)", out, start_epoch, state.iteration)
     if world.is_main:  # also a fresh start: drop rows of a run killed before its first checkpoint
@@ -152,11 +188,13 @@ def _train(cfg: TrainConfig, world: World, out: Path, on_row: Callable[[dict], N
             ddp.train()
             train_one_epoch(ddp, criterion, weights, optimizer, loader, world, epoch, cfg.optim, state,
                             stop, last, log_row, online, show_bar=on_row is None)
-            # a stop mid-epoch saves the position in the epoch: --resume redoes nothing and skips nothing
-            mid_epoch = stop.requested and state.batch_in_epoch < len(sampler)
+            # a stop (or a step out of memory) mid-epoch saves the position in the epoch: --resume
+            # redoes nothing and skips nothing
+            halted = stop.requested or state.out_of_memory is not None
+            mid_epoch = halted and state.batch_in_epoch < len(sampler)
             if not mid_epoch:
                 scheduler.step()
-            if world.is_main:
+            if world.is_main and not (state.out_of_memory and state.iteration == 0):
                 if not mid_epoch and data.val_records and ((epoch + 1) % cfg.optim.eval_every == 0
                                                               or epoch + 1 == cfg.optim.epochs):
                     best = _validate(cfg, model, vocab, data, epoch, best, out, log_row, world)
@@ -168,6 +206,8 @@ def _train(cfg: TrainConfig, world: World, out: Path, on_row: Callable[[dict], N
                                 scheduler=scheduler.state_dict(),
                                 extra={"best": best, "train_images": len(data.records), **position})
             barrier(world)
+            if state.out_of_memory is not None:
+                raise OutOfMemory(_step_out_of_memory(cfg, world, out, state, epoch, len(sampler)))
             if stop.requested:
                 where = f"epoch {epoch + 1}, batch {state.batch_in_epoch}/{len(sampler)}" if mid_epoch \
                     else f"epoch {epoch + 1}"
@@ -181,6 +221,29 @@ def _train(cfg: TrainConfig, world: World, out: Path, on_row: Callable[[dict], N
     if world.is_main:
         _finish(cfg, out, world, len(data.records), progress=on_row is None)
     return out
+
+
+def _batches_done(ckpt: dict, batch_size: int) -> int:
+    """Batches of this run's size that the checkpoint's mid-epoch position covers.
+
+    A resume with another optim.batch_size (after running out of memory) goes on from the same
+    image of the epoch's order, or up to one batch before it.
+    """
+    done = int((ckpt.get("extra") or {}).get("batches_done", 0))
+    saved = int(((ckpt.get("config") or {}).get("optim") or {}).get("batch_size", batch_size))
+    return done * saved // batch_size
+
+
+def _step_out_of_memory(cfg: TrainConfig, world: World, out: Path, state: TrainState, epoch: int,
+                        batches: int) -> str:
+    """The one line for a training step that ran out of memory (what was saved, what to change)."""
+    where = f"at epoch {epoch + 1}, batch {state.batch_in_epoch + 1}/{batches}"
+    if state.iteration == 0:
+        saved = "Nothing was trained yet; rerun with the changes below."
+    else:
+        saved = (f"The run is saved before that batch (iteration {state.iteration}) in "
+                 f"{out / 'checkpoint.pt'}.")
+    return out_of_memory_message(cfg, world.device, where, state.out_of_memory, saved)
 
 
 def _row_sinks(metrics: MetricsLog | None, on_row: Callable[[dict], None] | None

@@ -98,8 +98,12 @@ def test_train_refuses_a_cache_built_from_other_annotations(world, tmp_path):
 def test_train_refuses_to_overwrite_a_run_without_resume(world, tmp_path):
     paths = world["paths"]
     args = ["train", "--out", str(tmp_path / "r"), "--annotations", str(paths.train_json), "--images",
-            str(paths.image_dir), *_sets(world), "--set", "loss.distill=0", "--set", "optim.epochs=1",
-            "--set", "optim.max_iters=1"]
-    assert CliRunner().invoke(main, args).exit_code == 0
-    result = CliRunner().invoke(main, args)
+            str(paths.image_dir), *_sets(world), "--set", "loss.distill=0"]
+    one = ["--set", "optim.epochs=1", "--set", "optim.max_iters=1"]
+    assert CliRunner().invoke(main, [*args, *one]).exit_code == 0
+    longer = ["--set", "optim.epochs=2", "--set", "optim.max_iters=2"]   # not finished at that length
+    result = CliRunner().invoke(main, [*args, *longer])
     assert result.exit_code == 1 and "--resume" in result.output
+    # the same command again: the run is finished, so it only prints where it stands
+    done = CliRunner().invoke(main, [*args, *one])
+    assert done.exit_code == 0 and f"run: {tmp_path / 'r'}" in done.output

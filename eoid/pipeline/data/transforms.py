@@ -137,3 +137,17 @@ def pad_batch(images: list[Tensor]) -> tuple[Tensor, Tensor]:
         batch[i, :, : im.shape[1], : im.shape[2]] = im
         mask[i, : im.shape[1], : im.shape[2]] = False
     return batch, mask
+
+
+def largest_batch_px(params: AugmentParams, batch_size: int, train: bool = True) -> tuple[int, int]:
+    """(height, width) of the largest padded batch the transforms can produce, in pixels.
+
+    Every resize puts the shorter side at most at the largest scale (training) or `test_size`
+    and the longer one at most at `max_size` (+1 for resized_size's rounding at ordinary aspect
+    ratios). A batch pads to the tallest and the widest of its images, so one upright and one
+    landscape image make it square: max_size x max_size from two images on.
+    """
+    short = max(params.scales) if (train and params.enabled) else params.test_size
+    long = params.max_size + 1
+    short = min(short, long)
+    return (long, long) if batch_size > 1 else (short, long)

@@ -3,7 +3,9 @@
 One step: forward (bf16 autocast on GPU), outputs checked finite, two-stage matching and every
 loss term, the weighted sum checked finite, backward, clipping, AdamW. Every logged number is a
 mean over ranks. The loop stops after the batch in which a stop signal arrived; `TrainState`
-then holds the position a checkpoint saves, so --resume redoes nothing and skips nothing.
+then holds the position a checkpoint saves, so --resume redoes nothing and skips nothing. A
+step that runs out of memory stops the loop before the optimizer moves: the position before
+that batch is saved the same way.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from tqdm import tqdm
 from eoid.config import OptimConfig
 from eoid.errors import TrainingDiverged
 from eoid.pipeline.training.distributed import World, average_over_ranks
+from eoid.pipeline.training.memory import is_out_of_memory
 from eoid.pipeline.training.stop import StopFlag
 from eoid.student.losses import Criterion, weighted_sum
 from eoid.student.model import StudentOutput
@@ -58,6 +61,7 @@ class TrainState:
     iteration: int = 0                 # optimizer steps taken in total
     batch_in_epoch: int = 0            # batches of the current epoch trained
     rng_state: Any = None              # torch RNG to restore before the next batch (mid-epoch resume)
+    out_of_memory: tuple[int, int] | None = None   # (H, W) px of a batch whose step ran out of memory
 
 
 def nonfinite_fields(outputs: StudentOutput) -> list[str]:
@@ -84,12 +88,38 @@ def as_float32(outputs: StudentOutput) -> StudentOutput:
                            for o in outputs))
 
 
+def _forward_backward(model: torch.nn.Module, criterion: Criterion, weights: dict[str, float],
+                      images: torch.Tensor, masks: torch.Tensor, targets: list, use_amp: bool,
+                      world: World, where: tuple[int, int, list, Path]
+                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
+    """One batch's forward, checks, loss and backward: (weighted loss, terms, matching stats).
+
+    where: (epoch, iteration, metas, last checkpoint) for a divergence message.
+    """
+    epoch, iteration, metas, last = where
+    with torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else nullcontext():
+        outputs = model(images, masks)
+    outputs = as_float32(outputs)
+    if nonfinite_fields(outputs):  # checked before matching: scipy refuses NaN costs
+        raise TrainingDiverged(diverged_message(f"model outputs {nonfinite_fields(outputs)}", epoch,
+                                                iteration, metas, last))
+    # every loss count averaged over ranks: N processes x B images = 1 x N*B images
+    terms, stats = criterion(outputs, targets, average_counts=lambda c: average_over_ranks(c, world))
+    total = weighted_sum(terms, weights)
+    if not torch.isfinite(total):
+        bad = [k for k, v in terms.items() if not torch.isfinite(v)]
+        raise TrainingDiverged(diverged_message(f"loss (terms {bad})", epoch, iteration, metas, last))
+    total.backward()
+    return total, terms, stats
+
+
 def train_one_epoch(model: torch.nn.Module, criterion: Criterion, weights: dict[str, float],
                     optimizer: torch.optim.Optimizer, loader: Any, world: World, epoch: int,
                     optim: OptimConfig, state: TrainState, stop: StopFlag, last: Path,
                     log_row: Callable[[dict], None] | None = None, online: Any = None,
                     show_bar: bool = True) -> None:
-    """Train until the loader ends, optim.max_iters is reached or a stop signal arrives.
+    """Train until the loader ends, optim.max_iters is reached, a stop signal arrives or a step runs
+    out of memory (then `state.out_of_memory` holds the batch's size and the step is not taken).
 
     model: the (DDP-wrapped) student in train mode; `state` advances in place. `last` is the
     checkpoint a divergence message points to; `online` fills teacher rows per batch (else the
@@ -104,25 +134,23 @@ def train_one_epoch(model: torch.nn.Module, criterion: Criterion, weights: dict[
         if state.rng_state is not None:  # dropout continues where a mid-epoch stop left it
             torch.set_rng_state(state.rng_state)
             state.rng_state = None
+        rng_before = torch.get_rng_state()
         images, masks = images.to(world.device), masks.to(world.device)
         targets = [t.to(world.device) for t in targets]
         if online is not None:
             targets = online.fill(targets, metas)
-        with torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else nullcontext():
-            outputs = model(images, masks)
-        outputs = as_float32(outputs)
-        if nonfinite_fields(outputs):  # checked before matching: scipy refuses NaN costs
-            raise TrainingDiverged(diverged_message(f"model outputs {nonfinite_fields(outputs)}", epoch,
-                                                    state.iteration, metas, last))
-        # every loss count averaged over ranks: N processes x B images = 1 x N*B images
-        terms, stats = criterion(outputs, targets, average_counts=lambda c: average_over_ranks(c, world))
-        total = weighted_sum(terms, weights)
-        if not torch.isfinite(total):
-            bad = [k for k, v in terms.items() if not torch.isfinite(v)]
-            raise TrainingDiverged(diverged_message(f"loss (terms {bad})", epoch, state.iteration,
-                                                    metas, last))
         optimizer.zero_grad(set_to_none=True)
-        total.backward()
+        try:
+            total, terms, stats = _forward_backward(model, criterion, weights, images, masks, targets,
+                                                    use_amp, world, (epoch, state.iteration, metas, last))
+        except RuntimeError as err:  # torch.OutOfMemoryError is one too
+            if not is_out_of_memory(err):
+                raise
+            # the weights are untouched: the runner saves the position before this batch, as a stop
+            state.out_of_memory = (int(images.shape[-2]), int(images.shape[-1]))
+            optimizer.zero_grad(set_to_none=True)
+            torch.set_rng_state(rng_before)
+            break
         if optim.clip_max_norm > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), optim.clip_max_norm)
         optimizer.step()
