@@ -112,17 +112,18 @@ def remove_half_created(path: Path) -> None:
 
 
 def create_store(path: Path, plan: CachePlan, layout: ShardLayout, text_emb: np.ndarray,
-                 meta: dict, plan_json: dict, recipe: dict) -> None:
+                 meta: dict, plan_json: dict, recipe: dict | None = None) -> None:
     """Write the plan columns, text embeddings, metadata and recipe; plan.json last marks creation done.
 
     A half-created store (a killed creation) is removed first; the caller holds the init lock.
+    recipe: manifest.json to be, without checksums (RECIPE; None writes none).
     """
     with writing(path, "the cache's plan arrays"), _every_chunk_written():
         _create_store(path, plan, layout, text_emb, meta, plan_json, recipe)
 
 
 def _create_store(path: Path, plan: CachePlan, layout: ShardLayout, text_emb: np.ndarray,
-                  meta: dict, plan_json: dict, recipe: dict) -> None:
+                  meta: dict, plan_json: dict, recipe: dict | None) -> None:
     import zarr
     remove_half_created(path)
     # mode "a" creates the group without emptying the folder ("w" would delete the locks in it)
@@ -148,7 +149,8 @@ def _create_store(path: Path, plan: CachePlan, layout: ShardLayout, text_emb: np
     write_json_atomic(path / "meta.json", meta, "a cache file")
     (path / "progress").mkdir(exist_ok=True)
     (path / "partial").mkdir(exist_ok=True)
-    write_json_atomic(path / RECIPE, recipe, "a cache file")
+    if recipe is not None:
+        write_json_atomic(path / RECIPE, recipe, "a cache file")
     created = [p for p in sorted(path.rglob("*")) if p.is_file() and _is_data_file(path, p)]
     write_json_atomic(path / "plan.json", {**plan_json, "checksums": file_checksums(path, created)},
                       "a cache file")
