@@ -28,7 +28,7 @@ def sweep(synth, clip_weights, tmp_path_factory) -> dict:
     kills = run_jobs(synth, clip_weights, root / "kills", [
         {"name": "sweep", "kind": "sweep", "steps": list(range(1, len(steps) + 1))},
         {"name": "random", "kind": "random", "delays": [0.3, 0.6, 0.9, 1.2, 1.5, 1.8]}], 32)
-    return {"steps": steps, "one": kills["one"]["digests"], **kills}
+    return {**kills, "steps": steps, "one": kills["one"]["digests"]}
 
 
 @pytest.mark.slow
