@@ -125,6 +125,7 @@ def _signal_twice(proc: subprocess.Popen, signum: int) -> str:
     return proc.communicate(timeout=120)[1]
 
 
+@pytest.mark.slow
 def test_sigint_twice_during_cache_teacher_exits_130_and_the_rerun_gives_the_same_bytes(
         synth, clip_weights, cache, tmp_path):
     out = tmp_path / "cache"
@@ -141,6 +142,7 @@ def test_sigint_twice_during_cache_teacher_exits_130_and_the_rerun_gives_the_sam
     assert cache_bytes(out) == cache_bytes(cache) and not list(out.rglob(".*"))
 
 
+@pytest.mark.slow
 def test_sigterm_twice_during_training_exits_143_and_keeps_the_checkpoint(synth, tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen(train_command(synth, out, 50), cwd=ROOT, env=subprocess_env(),
