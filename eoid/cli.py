@@ -58,7 +58,7 @@ main.add_command(cache_group)
 @click.option("--break-lock", is_flag=True, default=None, help="Remove a stale lock left by a dead process.")
 @set_option
 @user_errors
-@saved_on_stop()
+@saved_on_stop(at_once="Run the same command with --resume to continue from the last checkpoint.")
 def train(config_path, cache, out, annotations, images, setting, online_teacher, skip_bad, resume,
           allow_changes, break_lock, overrides) -> None:
     """Train the student against a teacher cache."""

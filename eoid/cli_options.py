@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import signal
 from pathlib import Path
 
 import click
 
 from eoid.config import load_config
-from eoid.errors import EoidError, Interrupted
+from eoid.errors import EoidError, Interrupted, StoppedAtOnce
 from eoid.terminal import stop_exit_code
 
 PATH = click.Path(path_type=Path)
@@ -67,20 +68,54 @@ def user_errors(command):
     return wrapper
 
 
-def saved_on_stop(resume: str | None = None):
+@contextlib.contextmanager
+def _sigterm_stops_at_once():
+    """SIGTERM outside a StopFlag (before the work began, or while a stopped job cleans up) raises
+    StoppedAtOnce, as SIGINT raises KeyboardInterrupt: the command exits 143, never a raw death."""
+    def stop(signum, frame):
+        raise StoppedAtOnce("SIGTERM")
+    try:
+        old = signal.signal(signal.SIGTERM, stop)
+    except ValueError:   # not the main thread: signals stay with their owner
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _ignore_stop_signals() -> None:
+    """The exit code is decided: a further Ctrl-C or SIGTERM while the process ends changes nothing."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError):   # not the main thread
+            signal.signal(sig, signal.SIG_IGN)
+
+
+def saved_on_stop(resume: str | None = None, at_once: str = "Run the same command again to resume."):
     """Show a graceful stop (SIGINT/SIGTERM, progress saved) as a saved run, not as an error.
 
-    Exits 128 + the signal's number (130 SIGINT, 143 SIGTERM). `resume` replaces the runner's
-    hint where this command resumes differently.
+    Exits 128 + the signal's number (130 SIGINT, 143 SIGTERM), also for a second signal that
+    stops at once (StoppedAtOnce) and a Ctrl-C before the work began, never a raw signal death.
+    `resume` replaces the runner's hint where this command resumes differently; `at_once` is the
+    hint after a stop at once.
     """
     def decorate(command):
         @functools.wraps(command)
         def wrapper(*args, **kwargs):
             try:
-                return command(*args, **kwargs)
+                with _sigterm_stops_at_once():
+                    return command(*args, **kwargs)
             except Interrupted as stop:
+                _ignore_stop_signals()
                 click.echo(f"{stop.what}.\n{resume or stop.resume}", err=True)
                 raise SystemExit(stop_exit_code(stop)) from None
+            except KeyboardInterrupt as stop:    # a second signal, or Ctrl-C before the work began
+                _ignore_stop_signals()
+                name = getattr(stop, "signal_name", "SIGINT")
+                click.echo(f"Stopped at once by {name}: what was saved before it is kept. {at_once}",
+                           err=True)
+                raise SystemExit(stop_exit_code(Interrupted("", "", name))) from None
         return wrapper
     return decorate
 

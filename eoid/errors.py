@@ -45,3 +45,16 @@ class Interrupted(EoidError):
         self.what = what                  # what stopped and where the progress is saved
         self.resume = resume              # how to continue
         self.signal_name = signal_name    # "SIGINT", "SIGTERM", or None if not known
+
+
+class StoppedAtOnce(KeyboardInterrupt):
+    """A second SIGINT/SIGTERM: the job stops where it is, without reaching its next safe point.
+
+    What was saved before is kept (every file is written atomically). The CLI exits 128 + the
+    signal's number, as for a graceful stop. A KeyboardInterrupt, so code that cleans up on
+    Ctrl-C cleans up on it too.
+    """
+
+    def __init__(self, signal_name: str):
+        super().__init__(f"stopped at once by a second {signal_name}")
+        self.signal_name = signal_name

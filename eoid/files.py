@@ -9,6 +9,11 @@ message naming the holder. A lock left by a dead process on this host is stale f
 is removed with a warning, so rerunning a killed command just resumes. A lock from another host
 cannot be checked (shared file systems): it is removed only when the caller passes break_lock
 (`--break-lock`).
+
+A temporary file is named `.NAME.tmp-HOST-PID`, so `remove_dead_temporaries` can tell the
+temporaries of a killed writer (this host, pid gone) from those of one still writing.
+`fault_point` marks each durable file step; the tests kill a process at every one of them
+(EOID_FAULT_AT) to prove that a kill at any instant is resumable.
 """
 from __future__ import annotations
 
@@ -28,6 +33,29 @@ from eoid.errors import ConfigError, EoidError, LockedError
 
 log = logging.getLogger(__name__)
 EMPTY_STALE_S = 5.0   # a lock file still empty this long after creation was left by a killed writer
+FAULT_AT = "EOID_FAULT_AT"      # N: the N-th durable file step of a process kills it (tests)
+FAULT_LOG = "EOID_FAULT_LOG"    # FILE: each durable file step appends its name there (tests)
+_fault_steps: dict[int, int] = {}   # pid -> steps taken; per pid, so a forked child counts from 0
+
+
+# ---------------------------------------------------------------- fault injection
+
+def fault_point(step: str) -> None:
+    """One durable file step (a file renamed into place, a store file written) has just happened.
+
+    With EOID_FAULT_AT=N in the environment, the N-th step of this process ends it at once, as
+    SIGKILL does (exit 137, no cleanup, no finally blocks): the reliability tests sweep N over
+    every step of a run. EOID_FAULT_LOG=FILE lists the steps (how many to sweep). Without either
+    variable this is one dictionary update.
+    """
+    pid = os.getpid()
+    _fault_steps[pid] = count = _fault_steps.get(pid, 0) + 1
+    log_file = os.environ.get(FAULT_LOG)
+    if log_file:
+        with open(log_file, "a") as f:
+            f.write(f"{count} {step}\n")
+    if os.environ.get(FAULT_AT) == str(count):
+        os._exit(137)
 
 
 # ---------------------------------------------------------------- atomic writes
@@ -48,16 +76,44 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], Any]) -> None:
     a second Ctrl-C mid-write.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temporary_path(path)
     try:
         with open(tmp, "w+b") as f:   # readable too: h5py reads back what it writes
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        fault_point(f"{tmp.name} written")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     fsync_dir(path.parent)
+    fault_point(f"{path.name} renamed into place")
+
+
+TEMPORARY = ".tmp-"   # `.NAME.tmp-HOST-PID`: a temporary of write_atomic
+
+
+def temporary_path(path: Path) -> Path:
+    """Where write_atomic writes `path` before renaming it: `.NAME.tmp-HOST-PID` in its folder."""
+    return path.with_name(f".{path.name}{TEMPORARY}{socket.gethostname()}-{os.getpid()}")
+
+
+def remove_dead_temporaries(folder: Path) -> list[Path]:
+    """Remove, anywhere under `folder`, the temporaries of writers that died (killed mid-write).
+
+    A temporary is a dead writer's when its host is this host and its pid is gone, or when it has
+    the older `.NAME.tmp-PID` form and that pid is gone; one of another host is kept (it cannot be
+    checked from here). Returns the files removed.
+    """
+    removed = []
+    host = socket.gethostname()
+    for tmp in Path(folder).rglob(f".*{TEMPORARY}*"):
+        owner = tmp.name.rsplit(TEMPORARY, 1)[1]
+        owner_host, _, pid = owner.rpartition("-")
+        if pid.isdigit() and owner_host in ("", host) and not _pid_alive(int(pid)) and tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
 
 
 def os_error_fix(err: OSError) -> str:
@@ -185,10 +241,14 @@ class FolderLock:
         """wait_s: how long to wait for a live holder to let go before refusing."""
         self.path = Path(path)
         self.held = False
-        self._acquire(break_lock, time.monotonic() + wait_s)
+        with writing(self.path, "the lock file"):
+            self._acquire(break_lock, time.monotonic() + wait_s)
+
     def _acquire(self, break_lock: bool, deadline: float) -> None:
         me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
-        for _ in range(2):
+        turns = 0   # tries that found no live holder: a stale lock broken, or one released meanwhile
+        while turns < 100:
+            turns += 1
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except OSError as err:
@@ -196,9 +256,9 @@ class FolderLock:
                     raise
                 holder = self._holder()
                 if holder is None:  # empty for good: its writer died between creating and writing it
-                    log.warning("%s: removing an empty lock file (its writer died before writing its "
-                                "pid); nobody holds this folder.", self.path)
-                    self.path.unlink(missing_ok=True)
+                    if self._break_stale(None):
+                        log.warning("%s: removing an empty lock file (its writer died before writing "
+                                    "its pid); nobody holds this folder.", self.path)
                     continue
                 if not holder:      # released while we looked
                     continue
@@ -208,7 +268,8 @@ class FolderLock:
                 if local and isinstance(pid, int) and _pid_alive(pid):
                     if time.monotonic() < deadline:
                         time.sleep(0.05)
-                        return self._acquire(break_lock, deadline)
+                        turns -= 1
+                        continue
                     raise LockedError(
                         f"{self.path.parent}: another writer holds it (pid {pid} on {host}, since "
                         f"{since}; lock file {self.path}). Wait for it to finish or stop it; two "
@@ -218,17 +279,53 @@ class FolderLock:
                         f"{self.path.parent}: lock file {self.path} is held by pid {pid} on another "
                         f"host {host} (since {since}), which cannot be checked from here. If no "
                         "process writes there any more, rerun with --break-lock.") from None
-                log.warning("%s: removing the stale lock of pid %s on %s (since %s)",
-                            self.path, pid, host, since)
-                self.path.unlink(missing_ok=True)
+                if self._break_stale(holder):
+                    log.warning("%s: removing the stale lock of pid %s on %s (since %s)",
+                                self.path, pid, host, since)
                 continue
-            with os.fdopen(fd, "w") as f:
-                json.dump(me, f)
-                f.flush()
-                os.fsync(f.fileno())
+            try:
+                with os.fdopen(fd, "w") as f:
+                    json.dump(me, f)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError:   # disk full: no half-written lock stays behind
+                self.path.unlink(missing_ok=True)
+                raise
             self.held = True
             return
-        raise LockedError(f"{self.path}: could not take the lock (another writer raced for it).")
+        raise LockedError(f"{self.path}: could not take the lock (other writers kept racing for it).")
+
+    def _break_stale(self, judged: dict | None) -> bool:
+        """Remove the lock file if it still holds `judged` (None: still empty); True if removed.
+
+        Two writers may judge one lock stale at once; if both removed it, the slower could remove
+        the lock the faster had just taken. So the removal happens under a second O_EXCL file
+        (NAME.break), after reading the holder again. A .break file older than EMPTY_STALE_S was
+        left by a writer killed while breaking: it is removed.
+        """
+        breaker = self.path.with_name(self.path.name + ".break")
+        try:
+            os.close(os.open(breaker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            try:
+                if time.time() - breaker.stat().st_mtime > EMPTY_STALE_S:
+                    breaker.unlink(missing_ok=True)
+            except FileNotFoundError:
+                pass
+            time.sleep(0.01)
+            return False
+        try:
+            now = _read_holder(self.path)
+            try:
+                still = now == judged if judged is not None else \
+                    (not now and self.path.stat().st_size == 0)
+            except FileNotFoundError:
+                still = False
+            if still:
+                self.path.unlink(missing_ok=True)
+            return still
+        finally:
+            breaker.unlink(missing_ok=True)
 
     def _holder(self) -> dict | None:
         """The holder's pid and host; None for a lock file still empty EMPTY_STALE_S after it was made.
@@ -256,6 +353,14 @@ class FolderLock:
             except OSError as err:
                 log.warning("%s: could not remove the lock file (%s); remove it by hand.", self.path,
                             err.strerror or err)
+
+    @classmethod
+    def claim(cls, path: Path, break_lock: bool = False) -> "FolderLock | None":
+        """The lock if nobody else holds it now (a stale holder's is broken), else None: no wait."""
+        try:
+            return cls(path, break_lock=break_lock)
+        except LockedError:
+            return None
 
     def __enter__(self) -> "FolderLock":
         return self

@@ -3,6 +3,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -109,3 +110,44 @@ def test_a_new_file_is_refused_where_a_file_exists_and_its_folder_is_made_otherw
     assert (tmp_path / "model.onnx").read_bytes() == b"kept"
     assert new_file(tmp_path / "sub" / "model.onnx") == tmp_path / "sub" / "model.onnx"
     assert (tmp_path / "sub").is_dir() and not (tmp_path / "sub" / "model.onnx").exists()
+
+
+def test_a_stale_lock_is_removed_only_if_it_still_holds_the_holder_judged_stale(tmp_path):
+    # writers A and B both judge a dead pid's lock stale; B breaks it first and takes the lock.
+    # A, breaking it next, must find B's lock there and leave it: two holders would be two writers
+    stale = {"pid": _dead_pid(), "host": socket.gethostname(), "since": 0}
+    with FolderLock(tmp_path / ".lock") as taken_by_b:
+        assert taken_by_b._break_stale(stale) is False
+        assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
+    assert not (tmp_path / ".lock.break").exists()
+
+
+def test_many_processes_breaking_one_stale_lock_leave_one_holder_at_a_time(tmp_path):
+    # 6 processes find the lock of a dead pid and each holds the lock for a moment, appending
+    # "in"/"out" to a log: with one holder at a time, the log alternates in, out, in, out ...
+    (tmp_path / ".lock").write_text(json.dumps({"pid": _dead_pid(), "host": socket.gethostname(),
+                                                "since": 0}))
+    script = ("import sys, time; from pathlib import Path; from eoid.files import FolderLock\n"
+              f"root = Path({str(tmp_path)!r})\n"
+              "with FolderLock(root / '.lock', wait_s=60):\n"
+              "    with open(root / 'log', 'a') as f: f.write('in\\n')\n"
+              "    time.sleep(0.05)\n"
+              "    with open(root / 'log', 'a') as f: f.write('out\\n')\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    procs = [subprocess.Popen([sys.executable, "-c", script], env=env) for _ in range(6)]
+    assert [p.wait(timeout=120) for p in procs] == [0] * 6
+    assert (tmp_path / "log").read_text().split() == ["in", "out"] * 6
+
+
+def test_a_full_disk_while_taking_a_lock_is_one_error_and_leaves_no_lock_file(tmp_path, monkeypatch):
+    import errno
+
+    from eoid import files
+    from eoid.errors import EoidError
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(files.os, "fsync", full)
+    with pytest.raises(EoidError, match=r"\.lock: could not write the lock file \(No space left on device\)"):
+        FolderLock(tmp_path / ".lock")
+    assert list(tmp_path.iterdir()) == []

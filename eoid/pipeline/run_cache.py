@@ -1,9 +1,11 @@
 """Phase 1 runner: `eoid cache-teacher`, the CLIP teacher run once into a sharded zarr cache.
 
 It reads the training annotations, plans the rows (teacher_cache/plan.py), takes this part's
-lock, creates or checks the store and runs the shard loop (teacher_cache/writer.py); the last
-part to finish writes manifest.json. Parts (`--part i/n`, or torchrun ranks) never share a
-shard, and a killed run rerun with the same command ends with the bytes of an uninterrupted one.
+lock, creates or checks the store, claims its shards and runs the shard loop
+(teacher_cache/writer.py); the last part to finish writes manifest.json. Parts (`--part i/n`, or
+torchrun ranks) may run at the same time, in any order: they never share a shard (each is
+claimed before it is computed), and a part with another recipe is refused. A killed run rerun
+with the same command ends with the bytes of an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -21,7 +23,13 @@ from eoid.teacher_cache import manifest as mf
 from eoid.teacher_cache import store
 from eoid.teacher_cache.plan import CachePlan, ShardLayout, build_plan, make_layout, shard_for
 from eoid.teacher_cache.teacher import Teacher, load_teacher, resolve_gamma, resolve_precision
-from eoid.teacher_cache.writer import ShardJob, compute_shards, finalize_if_complete, prepare_store
+from eoid.teacher_cache.writer import (
+    ShardClaims,
+    ShardJob,
+    compute_shards,
+    finalize_if_complete,
+    prepare_store,
+)
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +97,13 @@ def run_cache(cfg: CacheConfig, world: World) -> Path:
             found = read_json(out / "manifest.json", CacheMismatchError, "Pass another --out.")
             mf.require_match(f"{out}", found.get("fingerprint", {}), expected,
                              "It is a finished cache: pass another --out to build a new one.")
+            finalize_if_complete(out, found, layout)      # only removes what a kill left
             log.info("%s: cache already complete", out)
             return out
         meta = {"image_keys": plan.image_keys, "image_sizes": plan.image_sizes.tolist(),
                 "prompts": prompts, "vocabulary": vocab.to_json()}
-        prepare_store(out, plan, layout, expected, lambda: teacher.encode_texts(prompts).cpu().numpy(),
+        recipe = manifest(cfg, expected, layout, plan, teacher.embed_dim)
+        prepare_store(out, plan, layout, recipe, lambda: teacher.encode_texts(prompts).cpu().numpy(),
                       meta, cfg.break_lock)
         if read.bad and part == 0:
             write_json_atomic(out / "bad_records.json", [b.message() for b in read.bad], "a cache file")
@@ -102,10 +112,14 @@ def run_cache(cfg: CacheConfig, world: World) -> Path:
                 if shard_for(s, num_parts) == part and s not in store.done_shards(out)]
         job = ShardJob(out, plan, layout, [r.path for r in read.records], vocab.teacher_valid_hois(),
                        vocab.hoi_to_verb, vocab.num_verbs, expected["gamma"])
-        with StopFlag() as stop:
-            compute_shards(job, teacher, text_emb, mine, cfg.teacher.batch_size, cfg.teacher.num_workers,
-                           show_progress=world.rank == 0, stop_requested=lambda: stop.raised)
-        if not finalize_if_complete(out, manifest(cfg, expected, layout, plan, teacher.embed_dim), layout):
+        with StopFlag() as stop, ShardClaims(out, mine, cfg.break_lock) as claims:
+            if claims.others:
+                log.info("%s: shard(s) %s are being written by another process; left to it.", out,
+                         ", ".join(map(str, claims.others)))
+            compute_shards(job, teacher, text_emb, claims.shards, cfg.teacher.batch_size,
+                           cfg.teacher.num_workers, show_progress=world.rank == 0,
+                           stop_requested=lambda: stop.raised, on_written=claims.release)
+        if not finalize_if_complete(out, recipe, layout):
             left = layout.num_shards - len(store.done_shards(out))
             log.warning("%s: part %d/%d done; %d shard(s) of other parts remain. The last part to "
                         "finish writes manifest.json.", out, part, num_parts, left)

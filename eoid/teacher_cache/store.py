@@ -8,9 +8,13 @@ Layout (ENVIRONMENT_FACTS §4: flat ragged table + per-image offsets, sharded, z
         image_emb (P,D) float16 (unit length), verb_probs (P,V) float32 (the loss's values exactly:
         float16 would round p > 0.99976 to 1, which the focal loss takes as a positive)
     text_emb (H,D) float32; meta.json: image keys and sizes, prompts, vocabulary
-    plan.json: fingerprint + layout, written when the folder is created
+    plan.json: fingerprint + layout, written when the folder is created (its presence marks
+        creation done; a folder without it holds a half-created store, removed and made again)
+    .recipe.json: manifest.json to be (without checksums), from creation until manifest.json: a
+        part or rerun with another recipe is refused before it writes anything
     progress/shard-NNNNN.done: a teacher shard is written and fsynced; holds its files' sha256
     partial/shard-NNNNN/block-NNNNN.npz: finished blocks of an unfinished shard (resume)
+    progress/.shard-NNNNN.lock: the claim of the one process computing that shard (O_EXCL)
     manifest.json: written last; its presence marks a complete cache
 
 Checksums: plan.json records the sha256 of every file written at creation (metadata, plan
@@ -23,7 +27,10 @@ writer that owns the shard (two writers in one zarr shard silently lose rows).
 
 Every shard file is written, even one that holds only zeros (zarr would skip it and read a
 missing file back as zeros): so a reader can tell a deleted or lost shard from real data.
-A failed write (disk full) is an EoidError; the files written before it stay valid.
+A failed write (disk full) is an EoidError; the files written before it stay valid. A kill at
+any instant leaves files that the rerun either keeps (finished shards, blocks, plan.json) or
+removes (a half-created store, a half-written shard, temporaries of dead writers): the rerun
+ends with the bytes of an uninterrupted run. Each durable step calls files.fault_point.
 """
 from __future__ import annotations
 
@@ -39,13 +46,25 @@ from typing import Any
 import numpy as np
 
 from eoid.errors import CacheMismatchError
-from eoid.files import file_sha256, read_json, write_bytes_atomic, write_json_atomic, writing
+from eoid.files import (
+    fault_point,
+    file_sha256,
+    read_json,
+    remove_dead_temporaries,
+    write_bytes_atomic,
+    write_json_atomic,
+    writing,
+)
 from eoid.teacher_cache.plan import CachePlan, ShardLayout
 
 TEACHER_ARRAYS = ("image_emb", "verb_probs")
 TEACHER_DTYPES = {"image_emb": "float16", "verb_probs": "float32"}
 PLAN_ARRAYS = ("pair_image", "pair_box_idx", "human_xyxy", "object_xyxy", "object_class", "labelled")
-MARKER = ".eoid-teacher-cache"
+MARKER = ".eoid-teacher-cache"   # from the first file of creation until plan.json: "ours, half made"
+RECIPE = ".recipe.json"
+# what creation writes at the top of the folder: a half-created store is exactly these
+CREATED = ("zarr.json", *PLAN_ARRAYS, *TEACHER_ARRAYS, "image_offsets", "text_emb", "meta.json",
+           "progress", "partial", RECIPE)
 
 
 @contextmanager
@@ -67,22 +86,49 @@ def _create(group: Any, name: str, data: np.ndarray | None, shape: tuple[int, ..
                              compressors=zarr.codecs.ZstdCodec(level=1), fill_value=0)
     if data is not None and shape[0]:
         arr[...] = data
+    fault_point(f"array {name} created")
     return arr
 
 
+def is_half_created(path: Path) -> bool:
+    """Whether `path` holds a store whose creation a kill cut short: zarr.json beside nothing but
+    the store's own files and dot-files, and no plan.json (creation writes it last)."""
+    names = {p.name for p in path.iterdir()}
+    return ("zarr.json" in names and "plan.json" not in names
+            and all(n in CREATED or n.startswith(".") or n.endswith(".partial") for n in names))
+
+
+def remove_half_created(path: Path) -> None:
+    """Remove what a killed creation wrote (CREATED, zarr's *.partial temporaries), nothing else:
+    locks, the marker and files of other writers stay."""
+    for name in CREATED:
+        target = path / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
+    for tmp in path.glob("zarr.*.partial"):
+        tmp.unlink(missing_ok=True)
+
+
 def create_store(path: Path, plan: CachePlan, layout: ShardLayout, text_emb: np.ndarray,
-                 meta: dict, plan_json: dict) -> None:
-    """Write the plan columns, text embeddings and metadata; plan.json last marks creation done."""
+                 meta: dict, plan_json: dict, recipe: dict | None = None) -> None:
+    """Write the plan columns, text embeddings, metadata and recipe; plan.json last marks creation done.
+
+    A half-created store (a killed creation) is removed first; the caller holds the init lock.
+    recipe: manifest.json to be, without checksums (RECIPE; None writes none).
+    """
     with writing(path, "the cache's plan arrays"), _every_chunk_written():
-        _create_store(path, plan, layout, text_emb, meta, plan_json)
+        _create_store(path, plan, layout, text_emb, meta, plan_json, recipe)
 
 
 def _create_store(path: Path, plan: CachePlan, layout: ShardLayout, text_emb: np.ndarray,
-                  meta: dict, plan_json: dict) -> None:
+                  meta: dict, plan_json: dict, recipe: dict | None) -> None:
     import zarr
-    for sub in ("progress", "partial"):
-        shutil.rmtree(path / sub, ignore_errors=True)
-    group = zarr.open_group(str(path), mode="w", zarr_format=3)
+    remove_half_created(path)
+    # mode "a" creates the group without emptying the folder ("w" would delete the locks in it)
+    group = zarr.open_group(str(path), mode="a", zarr_format=3)
+    fault_point("group created")
     P, R = plan.num_pairs, layout.shard_rows
     D, V = text_emb.shape[1], len(meta["vocabulary"]["verbs"])
     columns = {"pair_image": (plan.pair_image, (P,), "int32"),
@@ -99,18 +145,41 @@ def _create_store(path: Path, plan: CachePlan, layout: ShardLayout, text_emb: np
                        chunks=(len(plan.image_offsets),))
     group.create_array("text_emb", data=np.asarray(text_emb, np.float32), chunks=text_emb.shape
                        if text_emb.size else (1, max(1, D)))
+    fault_point("arrays image_offsets, text_emb created")
     write_json_atomic(path / "meta.json", meta, "a cache file")
     (path / "progress").mkdir(exist_ok=True)
     (path / "partial").mkdir(exist_ok=True)
+    if recipe is not None:
+        write_json_atomic(path / RECIPE, recipe, "a cache file")
     created = [p for p in sorted(path.rglob("*")) if p.is_file() and _is_data_file(path, p)]
     write_json_atomic(path / "plan.json", {**plan_json, "checksums": file_checksums(path, created)},
                       "a cache file")
+    (path / MARKER).unlink(missing_ok=True)   # plan.json says it now
 
 
 # ---------------------------------------------------------------- shards, blocks, progress
 
 def shard_done_path(path: Path, shard: int) -> Path:
     return path / "progress" / f"shard-{shard:05d}.done"
+
+
+def shard_claim_path(path: Path, shard: int) -> Path:
+    """The lock file of the one process computing `shard` (files.FolderLock)."""
+    return path / "progress" / f".shard-{shard:05d}.lock"
+
+
+def remove_leftovers(path: Path, layout: ShardLayout) -> None:
+    """Remove what killed writers left that a finished cache must not hold: temporaries of dead
+    writers, the blocks and claims of done shards, the creation marker once plan.json exists, and
+    the recipe once manifest.json exists."""
+    remove_dead_temporaries(path)
+    if (path / "plan.json").is_file():
+        (path / MARKER).unlink(missing_ok=True)
+    for shard in done_shards(path):
+        shutil.rmtree(path / "partial" / f"shard-{shard:05d}", ignore_errors=True)
+        shard_claim_path(path, shard).unlink(missing_ok=True)
+    if (path / "manifest.json").is_file():
+        (path / RECIPE).unlink(missing_ok=True)
 
 
 def _is_data_file(root: Path, file: Path) -> bool:
@@ -202,7 +271,10 @@ def write_shard(path: Path, layout: ShardLayout, shard: int, image_emb: np.ndarr
                 shutil.rmtree(shard_file)
             else:
                 shard_file.unlink(missing_ok=True)
+            for tmp in shard_file.parent.glob(f"{shard}.*.partial"):   # zarr's, of a killed write
+                tmp.unlink(missing_ok=True)
             group[name][lo:hi] = data.astype(TEACHER_DTYPES[name])
+            fault_point(f"{name} shard {shard} written")
             for f in ([shard_file] if shard_file.is_file() else sorted(shard_file.rglob("*"))):
                 if f.is_file():
                     with open(f, "rb") as fh:
@@ -211,6 +283,7 @@ def write_shard(path: Path, layout: ShardLayout, shard: int, image_emb: np.ndarr
     marker = json.dumps({"checksums": file_checksums(path, written)}, indent=1) + "\n"
     write_bytes_atomic(shard_done_path(path, shard), marker.encode(), "a cache file")
     shutil.rmtree(path / "partial" / f"shard-{shard:05d}", ignore_errors=True)
+    fault_point(f"blocks of shard {shard} removed")
 
 
 def load_arrays(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:

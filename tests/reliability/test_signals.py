@@ -15,10 +15,21 @@ import pytest
 
 import eoid.pipeline.run_train as rt
 import eoid.pipeline.training.loop as loop
-from eoid.errors import Interrupted
+from eoid.errors import Interrupted, StoppedAtOnce
 from eoid.pipeline.training.checkpoint import load_checkpoint
 
-from tiny_train import ROOT, WORLD, losses, same_weights, subprocess_env, train_command, train_config, weights
+from tiny_train import (
+    ROOT,
+    WORLD,
+    cache_bytes,
+    cache_command,
+    losses,
+    same_weights,
+    subprocess_env,
+    train_command,
+    train_config,
+    weights,
+)
 
 
 def _signal_at_step(monkeypatch, step: int, signum: int) -> None:
@@ -75,3 +86,72 @@ def test_sigterm_to_the_process_group_with_loader_workers_exits_143_as_a_saved_r
     ckpt = load_checkpoint(out / "checkpoint.pt")
     assert ckpt["iteration"] == len(losses(out)) >= 2      # every logged step is in the checkpoint
     assert not (out / ".lock").exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_second_signal_stops_at_once_naming_it(signum):
+    from eoid.pipeline.training.stop import StopFlag
+    with StopFlag() as stop:
+        os.kill(os.getpid(), signum)               # the first: a flag, the work goes on
+        assert stop.raised == signal.Signals(signum).name
+        with pytest.raises(StoppedAtOnce) as err:
+            os.kill(os.getpid(), signum)           # the second: now
+    assert err.value.signal_name == signal.Signals(signum).name and isinstance(err.value, KeyboardInterrupt)
+
+
+@pytest.mark.parametrize("stop,code", [(StoppedAtOnce("SIGTERM"), 143), (StoppedAtOnce("SIGINT"), 130),
+                                       (KeyboardInterrupt(), 130)])
+def test_the_cli_exits_128_plus_the_signal_for_a_stop_at_once(stop, code, capsys):
+    from eoid.cli_options import saved_on_stop
+
+    @saved_on_stop()
+    def command():
+        raise stop
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(SystemExit) as exited:
+            command()
+    finally:   # the CLI ignores further signals once it exits; this process goes on
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+    assert exited.value.code == code
+    assert "what was saved before it is kept" in capsys.readouterr().err
+
+
+def _signal_twice(proc: subprocess.Popen, signum: int) -> str:
+    proc.send_signal(signum)
+    time.sleep(0.05)
+    proc.send_signal(signum)
+    return proc.communicate(timeout=120)[1]
+
+
+@pytest.mark.slow
+def test_sigint_twice_during_cache_teacher_exits_130_and_the_rerun_gives_the_same_bytes(
+        synth, clip_weights, cache, tmp_path):
+    out = tmp_path / "cache"
+    cmd = cache_command(synth, clip_weights, out)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=subprocess_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    while proc.poll() is None and not list(out.glob("progress/.shard-*.lock")):   # in the shard loop
+        time.sleep(0.005)
+    stderr = _signal_twice(proc, signal.SIGINT)
+    assert proc.returncode == 130, stderr[-2000:]                 # not -2, a raw signal death
+    assert "Traceback" not in stderr and "SIGINT" in stderr
+    done = subprocess.run(cmd, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert cache_bytes(out) == cache_bytes(cache) and not list(out.rglob(".*"))
+
+
+@pytest.mark.slow
+def test_sigterm_twice_during_training_exits_143_and_keeps_the_checkpoint(synth, tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(train_command(synth, out, 50), cwd=ROOT, env=subprocess_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while proc.poll() is None and len(losses(out) if (out / "metrics.jsonl").exists() else []) < 2:
+        time.sleep(0.01)
+    stderr = _signal_twice(proc, signal.SIGTERM)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-2000:]   # not -15
+    assert "Traceback" not in stderr and "SIGTERM" in stderr
+    if (out / "checkpoint.pt").exists():                # whatever was saved is whole
+        assert load_checkpoint(out / "checkpoint.pt")["iteration"] >= 1
+    assert not (out / ".lock").exists() and not list(out.glob(".*.tmp-*"))

@@ -84,3 +84,37 @@ def cache_bytes(path: Path) -> dict[str, bytes]:
     """Every file of a cache but its locks: 'the same cache' byte for byte."""
     return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*"))
             if p.is_file() and ".lock" not in p.name}
+
+
+def cache_command(synth: Path, clip_weights: Path, out: Path, *extra: str) -> list[str]:
+    """`eoid cache-teacher` of `cache_config` as a user types it (for parallel and signal tests)."""
+    return [sys.executable, "-m", "eoid", "cache-teacher", "--dataset", str(synth / "vocabulary.json"),
+            "--annotations", str(synth / "train.json"), "--images", str(synth / "images"),
+            "--clip", str(TINY_CLIP), "--clip-weights", str(clip_weights), "--out", str(out),
+            "--set", "teacher.batch_size=16", "--set", "teacher.num_workers=0",
+            "--set", "teacher.shard_rows=16", *extra]
+
+
+JOBS = Path(__file__).resolve().parent / "cache_jobs.py"   # forks cache-teacher processes
+
+
+def run_jobs(synth: Path, clip_weights: Path, root: Path, scenarios: list[dict],
+             shard_rows: int = 16) -> dict:
+    """Run `scenarios` (cache_jobs.py) in one worker process; a one-process cache "one" first."""
+    spec = {"synth": str(synth), "weights": str(clip_weights), "root": str(root), "shard_rows": shard_rows,
+            "scenarios": [{"name": "one", "kind": "parts", "parts": [""]}, *scenarios]}
+    (root / "spec.json").write_text(json.dumps(spec))
+    done = subprocess.run([sys.executable, str(JOBS), str(root / "spec.json"), str(root / "result.json")],
+                          cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((root / "result.json").read_text())
+    one = results["one"]
+    assert one["rcs"] == [0] and one["leftovers"] == [] and "manifest.json" in one["digests"]
+    return results
+
+
+def assert_like_one_process(results: dict, name: str, rcs: list[int]) -> None:
+    got = results[name]
+    assert got["rcs"] == rcs, got.get("errors")
+    assert got["digests"] == results["one"]["digests"]      # every file, byte for byte
+    assert got["leftovers"] == []                            # no lock, claim, temporary or block

@@ -1,13 +1,16 @@
 """Stop signals for long phases: SIGINT/SIGTERM set a flag, the work stops at its next safe point.
 
 `eoid train` checks the flag after every batch and saves its position; `eoid cache-teacher`
-checks it after every block of teacher rows. A second signal stops at once (KeyboardInterrupt):
-what was saved at the last safe point stays as it is.
+checks it after every block of teacher rows. A second signal stops at once (StoppedAtOnce, a
+KeyboardInterrupt naming the signal; the CLI exits 130 or 143): what was saved at the last safe
+point stays as it is.
 """
 from __future__ import annotations
 
 import signal
 from typing import Any
+
+from eoid.errors import StoppedAtOnce
 
 
 class StopFlag:
@@ -31,9 +34,10 @@ class StopFlag:
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
         if self.raised:  # a second Ctrl-C: stop now, the last safe point stays as it is
-            raise KeyboardInterrupt
-        self.raised = signal.Signals(signum).name
+            raise StoppedAtOnce(name)
+        self.raised = name
 
     def __exit__(self, *exc: object) -> None:
         for sig, old in self._old.items():
