@@ -67,7 +67,8 @@ def run_cache(cfg: CacheConfig, world: World) -> Path:
     if cfg.teacher.shard_rows < 1 or cfg.teacher.batch_size < 1:
         raise ConfigError("teacher.shard_rows and teacher.batch_size must be >= 1.")
     part, num_parts = part_of(cfg.part, world)
-    out = output_folder(Path(cfg.out), "the cache")
+    out = output_folder(Path(cfg.out), "the cache", inputs=[p for p in [cfg.data.train_images] if p],
+                        owner="cache-teacher", marker=store.MARKER, signs=mf.CACHE_SIGNS)
     vocab = load_vocabulary(cfg.data.dataset)
     if not cfg.data.train_annotations or not cfg.data.train_images:
         raise ConfigError("cache-teacher needs --annotations FILE and --images DIR "

@@ -26,6 +26,7 @@ from eoid.files import file_sha256, output_folder, read_json
 from eoid.pipeline.data.prompt_sets import prompt_sets, read_descriptions, read_templates
 from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary, vocabulary_from_json
 from eoid.teacher_cache import manifest as mf
+from eoid.teacher_cache import store
 from eoid.teacher_cache.distribution import pair_verb_probs
 from eoid.teacher_cache.lookup import CacheReader, check_complete
 from eoid.teacher_cache.writer import write_derived
@@ -99,7 +100,8 @@ def run_relabel(cache: Path, out: Path, template: str | None = None, gamma: floa
     """
     from eoid.teacher_cache.ensemble import encode_prompt_sets
     from eoid.teacher_cache.teacher import load_teacher, resolve_gamma
-    out = output_folder(Path(out), "the relabelled cache", inputs=[cache])
+    out = output_folder(Path(out), "the relabelled cache", inputs=[cache], owner="cache relabel",
+                        marker=store.MARKER, signs=mf.CACHE_SIGNS)
     gamma = None if gamma is None else _gamma_value(gamma)
     refuse_merged(cache, check_complete(Path(cache), mf.RELABEL_READS))    # before reading the arrays
     reader = CacheReader(cache, load_embeddings=True, formats=mf.RELABEL_READS)

@@ -48,7 +48,8 @@ def run_mix(sources: list[MixSource], mapping: str, out: Path, *, skip_bad: bool
     """Write the merged training set of `sources` into `out`; returns the path of OUT/train.json."""
     if not sources:
         raise ConfigError("no sources to mix: pass --source ANNOTATIONS IMAGES VOCABULARY at least once.")
-    out = output_folder(Path(out), "the mixed training set")
+    out = output_folder(Path(out), "the mixed training set", inputs=[s.images for s in sources],
+                        owner="mix", signs=("mix_report.json",))
     mixed = load_mixed_vocabulary(mapping)
     output_folder(out / "images", "the mixed training set's image links")
     entries, report = [], []
