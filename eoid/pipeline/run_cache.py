@@ -98,6 +98,8 @@ def run_cache(cfg: CacheConfig, world: World) -> Path:
                       meta, cfg.break_lock)
         if read.bad and part == 0:
             write_json_atomic(out / "bad_records.json", [b.message() for b in read.bad], "a cache file")
+            log.warning("skipped %d bad record(s) (%d problem(s)); listed in %s", read.num_skipped,
+                        len(read.bad), out / "bad_records.json")
         text_emb = store.load_arrays(out, ("text_emb",))["text_emb"]
         mine = [s for s in range(layout.num_shards)
                 if shard_for(s, num_parts) == part and s not in store.done_shards(out)]
