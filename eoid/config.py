@@ -319,6 +319,12 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: config file not found. Pass an existing --config file.") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML ({err}). Fix the syntax and rerun.") from None
+    except UnicodeDecodeError as err:   # tomllib reads UTF-8 only
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); TOML files are UTF-8. "
+                          "Save it as UTF-8 and rerun.") from None
+    except OSError as err:   # a folder, no permission, a symlink loop, a name too long
+        raise ConfigError(f"{path}: cannot read the config file ({err.strerror or err}). Pass a "
+                          "readable --config file.") from None
 
 
 def load_config(cls: type[T], path: Path | str | None = None, overrides: tuple[str, ...] = (),

@@ -1,4 +1,5 @@
 """The exception types a user can act on. The CLI prints them without a traceback."""
+import re
 
 
 class EoidError(Exception):
@@ -58,3 +59,21 @@ class StoppedAtOnce(KeyboardInterrupt):
     def __init__(self, signal_name: str):
         super().__init__(f"stopped at once by a second {signal_name}")
         self.signal_name = signal_name
+
+
+# a file that failed the safe load is never advised to be loaded unsafely: see first_line
+UNSAFE_LOAD_ADVICE = ("Do not load it with a full unpickler (that would run its code): get the file "
+                      "again from its source and check its checksum")
+
+
+def first_line(err: BaseException) -> str:
+    """An exception's first line, at most 200 characters, for one-line error messages.
+
+    torch's refusal under weights_only=True is reduced to its reason: its first line advises
+    re-running with weights_only=False, which runs the file's code, so eoid never repeats it.
+    """
+    text = str(err)
+    if text.startswith("Weights only load failed"):
+        reason = re.search(r"WeightsUnpickler error:\s*(.*?)\s*(?:Check the documentation|$)", text, re.S)
+        text = "weights-only load failed" + (f": {' '.join(reason[1].split())}" if reason else "")
+    return (text.splitlines() or ["(no message)"])[0][:200]

@@ -122,6 +122,10 @@ def os_error_fix(err: OSError) -> str:
         return "Free disk space"
     if err.errno in (errno.ENOTDIR, errno.EEXIST):
         return "A file stands where a folder is needed: choose another output path (--out)"
+    if err.errno == errno.ELOOP:
+        return "The path is a symlink loop: remove the link or choose another output path (--out)"
+    if err.errno == errno.ENAMETOOLONG:
+        return "The path is longer than the file system allows: choose a shorter output path (--out)"
     return ("Make the folder writable (chmod u+w, or ask its owner) or choose another output path "
             "(--out)")
 
@@ -137,40 +141,92 @@ def writing(target: Path, what: str) -> Iterator[None]:
                         "run resumes from it.") from None
 
 
-def output_folder(path: Path, what: str = "the output folder", inputs: Iterable[Path] = ()) -> Path:
+OWNER_FILE = ".eoid-output"   # JSON {"command": ...}: the eoid command that made (claimed) the folder
+
+
+def _ours(name: str) -> bool:
+    """eoid's bookkeeping files (owner marker, write probe, their temporaries, FolderLock files such
+    as .lock, .init.lock, .lock-part-0-of-2): never a user's, and present while another part starts."""
+    return name.lstrip(".").startswith("eoid-") or name.startswith(".lock") or name.endswith(".lock")
+
+
+def _owner_of(path: Path) -> str | None:
+    try:
+        found = json.loads((path / OWNER_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return found.get("command") if isinstance(found, dict) else None
+
+
+def _require_ours(path: Path, what: str, owner: str, fills: Iterable[str], signs: Iterable[str],
+                  marker: str) -> bool:
+    """Refuse an existing folder holding files that `owner` (or a command in `fills`) did not write;
+    True when the folder is new or empty, so that it may be claimed (marked)."""
+    try:
+        names = sorted(p.name for p in path.iterdir() if not _ours(p.name))
+    except FileNotFoundError:
+        return True
+    if not names:
+        return True
+    made_by = _owner_of(path)
+    own_marker = marker != OWNER_FILE and (path / marker).exists()
+    if made_by in (owner, *fills) or own_marker or any((path / s).exists() for s in signs):
+        return False
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    whose = f"written by `eoid {made_by}`" if made_by else "not written by eoid"
+    raise ConfigError(f"{path}: {what} would go into a folder holding files {whose} ({shown}); "
+                      f"nothing was changed. Pass a new or empty folder as --out.")
+
+
+def output_folder(path: Path, what: str = "the output folder", inputs: Iterable[Path] = (),
+                  owner: str | None = None, fills: Iterable[str] = (), signs: Iterable[str] = (),
+                  marker: str = OWNER_FILE) -> Path:
     """Create `path` (with its parents) and prove it writable now, before any work is done.
 
     Every command that writes calls this where it creates its output folder: a folder that
     cannot be created or written is one EoidError naming it and the fix, never a traceback later.
-    `inputs`: folders the command reads; an output that is one of them, or inside or around one,
-    is refused before anything is created, so a command never writes over what it reads.
+    `inputs`: folders or files the command reads; an output that is one of them, or inside or
+    around one, is refused before anything is created, so a command never writes over what it reads.
+    `owner`: the command writing here (e.g. "train"). An existing folder that is not empty must be
+    this command's (its `marker` file, by default OWNER_FILE naming the command, or one of the
+    `signs`: files only this command writes, e.g. a run made before markers existed) or one whose
+    maker is in `fills` (a command documented to add its files to another's folder, e.g. report
+    into train's run); otherwise it is refused naming a few of the files, so nothing a user wrote
+    is overwritten. A new or empty folder gets the marker; resuming it is allowed.
     """
     path = Path(path)
-    where = path.resolve()
-    for folder in inputs:
-        source = Path(folder).resolve()
-        if where == source or source in where.parents or where in source.parents:
-            raise EoidError(f"{path}: {what} cannot be written there: this command reads {folder}, and "
-                            "the output may not be it, inside it or around it. Pass a new folder as --out.")
-    probe = path / f".eoid-write-test-{os.getpid()}"
     try:
+        where = path.resolve()
+        for folder in inputs:
+            source = Path(folder).resolve()
+            if where == source or source in where.parents or where in source.parents:
+                raise EoidError(f"{path}: {what} cannot be written there: this command reads {folder}, "
+                                "and the output may not be it, inside it or around it. Pass a new folder "
+                                "as --out.")
+        claim = owner is not None and _require_ours(path, what, owner, fills, signs, marker)
         path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".eoid-write-test-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
-    except OSError as err:
-        raise EoidError(f"{path}: cannot write {what} there ({err.strerror or err}). "
-                        f"{os_error_fix(err)}.") from None
+        if claim and not (path / marker).exists():   # a folder already in use is left as it is
+            body = json.dumps({"command": owner}) + "\n" if marker == OWNER_FILE else ""
+            write_atomic(path / marker, lambda f: f.write(body.encode()))
+    except (OSError, RuntimeError) as err:   # RuntimeError: resolve() of a symlink loop (Python < 3.13)
+        raise EoidError(f"{path}: cannot write {what} there ({getattr(err, 'strerror', None) or err}). "
+                        f"{os_error_fix(err) if isinstance(err, OSError) else 'Remove the symlink loop'}"
+                        ".") from None
     return path
 
 
 def new_file(path: Path, what: str = "the output file") -> Path:
     """Check that `path` can become a new file: it does not exist and its folder is writable.
 
-    Commands whose --out is one file (export, cache export, import-checkpoint) call this before
-    any work: an existing file is never overwritten, and a folder that cannot be written is one line.
+    Commands whose --out is one file (export, cache export, import-checkpoint, cache inspect --png,
+    pseudo-label) call this before any work: an existing file is never overwritten, and a folder
+    that cannot be written is one line.
     """
     path = Path(path)
-    if path.exists():
+    if path.exists() or path.is_symlink():
         raise ConfigError(f"{path} already exists; choose another --out (nothing was overwritten).")
     output_folder(path.parent, f"{what}'s folder")
     return path

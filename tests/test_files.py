@@ -151,3 +151,76 @@ def test_a_full_disk_while_taking_a_lock_is_one_error_and_leaves_no_lock_file(tm
     with pytest.raises(EoidError, match=r"\.lock: could not write the lock file \(No space left on device\)"):
         FolderLock(tmp_path / ".lock")
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------ whose folder an --out is
+
+def _names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_a_folder_holding_the_users_files_is_refused_naming_a_few_of_them_and_left_as_it_was(tmp_path):
+    from eoid.errors import EoidError
+    from eoid.files import output_folder
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    for name in ("train.json", "a.png", "b.png", "c.png"):
+        (mine / name).write_text("the user's")
+    with pytest.raises(EoidError) as err:
+        output_folder(mine, "the synthetic world", owner="synth")
+    line = str(err.value)
+    assert "\n" not in line and str(mine) in line and "not written by eoid" in line
+    assert "a.png, b.png, c.png and 1 more" in line and "new or empty folder" in line
+    assert _names(mine) == ["a.png", "b.png", "c.png", "train.json"]   # no marker, no probe
+
+
+def test_a_folder_a_command_made_is_claimed_once_and_that_command_may_write_it_again(tmp_path):
+    from eoid.files import OWNER_FILE, output_folder
+    out = output_folder(tmp_path / "w", owner="synth")
+    assert json.loads((out / OWNER_FILE).read_text()) == {"command": "synth"}
+    (out / "train.json").write_text("written by synth")
+    assert output_folder(out, owner="synth") == out         # a rerun, or a resume
+
+
+def test_another_command_may_not_write_into_a_folder_made_by_one_except_where_it_fills_it(tmp_path):
+    from eoid.errors import EoidError
+    from eoid.files import output_folder
+    run = output_folder(tmp_path / "run", owner="train")
+    (run / "metrics.jsonl").write_text("{}\n")
+    with pytest.raises(EoidError, match="written by `eoid train`"):
+        output_folder(run, owner="synth")
+    assert output_folder(run, owner="report", fills=("train",)) == run   # report adds its plots
+    assert "train" in (run / ".eoid-output").read_text()                 # and the run stays train's
+
+
+def test_a_folder_made_before_markers_is_recognised_by_its_signs_or_its_own_marker(tmp_path):
+    from eoid.files import OWNER_FILE, output_folder
+    old_run = tmp_path / "old_run"
+    old_run.mkdir()
+    (old_run / "checkpoint.pt").write_bytes(b"x")
+    assert output_folder(old_run, owner="train", signs=("checkpoint.pt",)) == old_run
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / ".eoid-teacher-cache").write_bytes(b"")
+    (cache / "shard").write_bytes(b"x")
+    assert output_folder(cache, owner="cache-teacher", marker=".eoid-teacher-cache") == cache
+    assert not (cache / OWNER_FILE).exists()                  # the cache keeps its own marker only
+
+
+def test_eoids_own_bookkeeping_files_do_not_make_a_folder_foreign(tmp_path):
+    """A part starting beside another sees its write probe or marker temporary: not a user's file."""
+    from eoid.files import output_folder
+    out = tmp_path / "shared"
+    out.mkdir()
+    (out / ".eoid-write-test-999").write_bytes(b"")
+    (out / "..eoid-output.tmp-999").write_bytes(b"")
+    assert output_folder(out, owner="sweep") == out
+
+
+def test_an_output_under_a_symlink_loop_is_one_line(tmp_path):
+    from eoid.errors import EoidError
+    from eoid.files import output_folder
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    with pytest.raises(EoidError, match="symlink loop") as err:
+        output_folder(tmp_path / "loop" / "out", owner="predict")
+    assert "\n" not in str(err.value) and str(tmp_path / "loop") in str(err.value)

@@ -75,7 +75,8 @@ def run_cache(cfg: CacheConfig, world: World) -> Path:
     if cfg.teacher.shard_rows < 1 or cfg.teacher.batch_size < 1:
         raise ConfigError("teacher.shard_rows and teacher.batch_size must be >= 1.")
     part, num_parts = part_of(cfg.part, world)
-    out = output_folder(Path(cfg.out), "the cache")
+    out = output_folder(Path(cfg.out), "the cache", inputs=[p for p in [cfg.data.train_images] if p],
+                        owner="cache-teacher", marker=store.MARKER, signs=mf.CACHE_SIGNS)
     vocab = load_vocabulary(cfg.data.dataset)
     if not cfg.data.train_annotations or not cfg.data.train_images:
         raise ConfigError("cache-teacher needs --annotations FILE and --images DIR "
@@ -107,6 +108,8 @@ def run_cache(cfg: CacheConfig, world: World) -> Path:
                       meta, cfg.break_lock)
         if read.bad and part == 0:
             write_json_atomic(out / "bad_records.json", [b.message() for b in read.bad], "a cache file")
+            log.warning("skipped %d bad record(s) (%d problem(s)); listed in %s", read.num_skipped,
+                        len(read.bad), out / "bad_records.json")
         text_emb = store.load_arrays(out, ("text_emb",))["text_emb"]
         mine = [s for s in range(layout.num_shards)
                 if shard_for(s, num_parts) == part and s not in store.done_shards(out)]

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from eoid.files import output_folder, write_json_atomic, writing
+from eoid.files import new_file, output_folder, write_json_atomic, writing
 from eoid.teacher_cache.crops import crop_region, pad_to_square, union_boxes_np
 from eoid.teacher_cache.lookup import CacheReader
 from eoid.teacher_cache.stats import cache_stats
@@ -20,10 +20,10 @@ def run_inspect(cache: Path, png: Path | None = None, images: Path | None = None
     with their folders, checked writable before any work).
     """
     if out is not None:
-        out = output_folder(Path(out), "the inspect folder")
+        out = output_folder(Path(out), "the inspect folder", inputs=[cache], owner="cache inspect")
         png = png or out / "grid.png"
-    if png is not None:
-        output_folder(Path(png).parent, "the PNG's folder")
+    elif png is not None:
+        new_file(Path(png), "the PNG")
     reader = CacheReader(cache)
     stats = cache_stats(reader)
     if png is not None and len(reader.verb_probs):

@@ -95,7 +95,8 @@ def run_merge(caches: list[Path], out: Path, weights: str | None = None, rule: s
     if rule not in RULES:
         raise ConfigError(f"--rule {rule!r}: choose one of {list(RULES)}.")
     w = normalised_weights(parse_weights(weights, len(caches)), len(caches))
-    out = output_folder(Path(out), "the merged cache", inputs=caches)
+    out = output_folder(Path(out), "the merged cache", inputs=caches, owner="cache merge",
+                        marker=store.MARKER, signs=mf.CACHE_SIGNS)
 
     def refuse(cache: Path, why: str | None) -> None:
         if why:

@@ -26,6 +26,7 @@ from eoid.files import file_sha256, output_folder, read_json
 from eoid.pipeline.data.prompt_sets import prompt_sets, read_descriptions, read_templates
 from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary, vocabulary_from_json
 from eoid.teacher_cache import manifest as mf
+from eoid.teacher_cache import store
 from eoid.teacher_cache.distribution import pair_verb_probs
 from eoid.teacher_cache.lookup import CacheReader, check_complete
 from eoid.teacher_cache.writer import write_derived
@@ -88,6 +89,18 @@ def _prompt_choice(reader: CacheReader, vocab: Vocabulary, template: str | None,
         None if descriptions is None else file_sha256(Path(descriptions))
 
 
+def _require_templates_fit(teacher, vocab: Vocabulary, chosen: str | list[str], source: Path | None) -> None:
+    """Each template, filled for every HOI, fits the text tower's context (else it is cut silently)."""
+    for template in [chosen] if isinstance(chosen, str) else chosen:
+        found = teacher.overlong(vocab.prompts(template))
+        if found:
+            where = f"{source}: " if source else ""
+            raise ConfigError(f"{where}template {template!r} fills to {found[1]} tokens (e.g. {found[0]!r}); "
+                              f"the text tower of {teacher.model_name} reads {teacher.context_length}, so "
+                              "{verb_ing} / {object} would be cut off and HOIs would share one text. "
+                              "Shorten the template.")
+
+
 def run_relabel(cache: Path, out: Path, template: str | None = None, gamma: float | str | None = None,
                 dataset: str | None = None, weights: str | None = None, device: str = "cpu",
                 templates: Path | None = None, descriptions: Path | None = None) -> Path:
@@ -99,7 +112,8 @@ def run_relabel(cache: Path, out: Path, template: str | None = None, gamma: floa
     """
     from eoid.teacher_cache.ensemble import encode_prompt_sets
     from eoid.teacher_cache.teacher import load_teacher, resolve_gamma
-    out = output_folder(Path(out), "the relabelled cache", inputs=[cache])
+    out = output_folder(Path(out), "the relabelled cache", inputs=[cache], owner="cache relabel",
+                        marker=store.MARKER, signs=mf.CACHE_SIGNS)
     gamma = None if gamma is None else _gamma_value(gamma)
     refuse_merged(cache, check_complete(Path(cache), mf.RELABEL_READS))    # before reading the arrays
     reader = CacheReader(cache, load_embeddings=True, formats=mf.RELABEL_READS)
@@ -114,6 +128,7 @@ def run_relabel(cache: Path, out: Path, template: str | None = None, gamma: floa
         raise CacheMismatchError(f"{cache}: the image embeddings come from weights {old['weights']}, "
                                  f"the text encoder given is {teacher.weights_id}. Pass --clip-weights "
                                  "with the file the cache was built with.")
+    _require_templates_fit(teacher, vocab, chosen, templates)
     resolved = old["gamma"] if gamma is None else resolve_gamma(gamma, teacher)
     text_emb = encode_prompt_sets(teacher, sets)
     fingerprint = {**old, "format_version": mf.FORMAT_VERSION, "template": chosen, "gamma": resolved,

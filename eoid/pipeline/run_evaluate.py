@@ -22,7 +22,8 @@ def run_evaluate(cfg: EvalConfig, world: World) -> str:
     if bool(cfg.checkpoint) == bool(cfg.predictions):
         raise ConfigError("pass exactly one of --checkpoint (score a student) or --predictions "
                           "(score a saved predictions JSON).")
-    output_folder(out)
+    output_folder(out, "the evaluation", inputs=[p for p in [cfg.data.test_images] if p], owner="evaluate",
+                  signs=("eval_config.toml",))
     if cfg.checkpoint:
         results = evaluate_checkpoint(Path(cfg.checkpoint), cfg.data, cfg.augment, cfg.post, out,
                                       world.device, cfg.batch_size)

@@ -124,7 +124,9 @@ def evaluate_clip_classifier(checkpoint: Path, data: DataConfig, augment: Augmen
 
 def run_clip_classifier(cfg: EvalConfig, teacher: TeacherConfig, world: World, prior: bool = True) -> str:
     """`eoid evaluate --verb-classifier clip`: returns the printed table (Full / Rare / Non-rare ...)."""
-    out = output_folder(require_path(cfg.out, "output folder", "--out"))
+    out = output_folder(require_path(cfg.out, "output folder", "--out"), "the evaluation",
+                        inputs=[p for p in [cfg.data.test_images] if p], owner="evaluate",
+                        signs=("eval_config.toml",))
     checkpoint = require_path(cfg.checkpoint, "student checkpoint", "--checkpoint")
     results = evaluate_clip_classifier(checkpoint, cfg.data, cfg.augment, cfg.post, teacher, prior, out,
                                        world.device, cfg.batch_size)

@@ -39,7 +39,8 @@ def run_evaluate_vcoco(checkpoint: Path, annotations: Path, images: Path, mappin
                        world: World, *, batch_size: int = 2, num_workers: int = 0,
                        progress: bool = True) -> str:
     """Score `checkpoint` on the V-COCO-format `annotations`; returns the printed table."""
-    out = output_folder(Path(out))
+    out = output_folder(Path(out), "the V-COCO evaluation", inputs=[images], owner="evaluate-vcoco",
+                        signs=("vcoco_results.json",))
     mixed = load_mixed_vocabulary(mapping)
     model, vocab, cfg = model_from_checkpoint(Path(checkpoint), world.device)
     to_source = verb_table_to_source(mixed, vocab)

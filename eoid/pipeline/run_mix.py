@@ -5,7 +5,7 @@ The output folder is an ordinary dataset that `eoid cache-teacher` and `eoid tra
     OUT/train.json         HICO-DET JSON in the merged vocabulary; file_name = "srcI/<original file_name>"
     OUT/vocabulary.json    the merged vocabulary (pass it as --dataset / data.dataset)
     OUT/images/srcI        a symbolic link to source I's image folder (pass OUT/images as --images)
-    OUT/mix_report.json    per source: records, skipped records, labels kept and dropped
+    OUT/mix_report.json    per source: records, skipped records (and why), labels kept and dropped
 
 Each source is read and validated with its own vocabulary (the base, the mapped source, or the
 merged one), then its labels are remapped (mixed_vocab.remap_record).
@@ -48,7 +48,8 @@ def run_mix(sources: list[MixSource], mapping: str, out: Path, *, skip_bad: bool
     """Write the merged training set of `sources` into `out`; returns the path of OUT/train.json."""
     if not sources:
         raise ConfigError("no sources to mix: pass --source ANNOTATIONS IMAGES VOCABULARY at least once.")
-    out = output_folder(Path(out), "the mixed training set")
+    out = output_folder(Path(out), "the mixed training set", inputs=[s.images for s in sources],
+                        owner="mix", signs=("mix_report.json",))
     mixed = load_mixed_vocabulary(mapping)
     output_folder(out / "images", "the mixed training set's image links")
     entries, report = [], []
@@ -68,7 +69,11 @@ def run_mix(sources: list[MixSource], mapping: str, out: Path, *, skip_bad: bool
             dropped += n_dropped
         report.append({"source": tag, "annotations": str(src.annotations), "images": str(src.images),
                        "vocabulary": vocab.name, "records": len(result.records),
-                       "skipped_records": result.num_skipped, "labels": kept, "labels_dropped": dropped})
+                       "skipped_records": result.num_skipped, "labels": kept, "labels_dropped": dropped,
+                       "skipped": [b.message() for b in result.bad]})
+        if result.bad:
+            log.warning("%s: skipped %d bad record(s) (%d problem(s)); listed in %s", src.annotations,
+                        result.num_skipped, len(result.bad), out / "mix_report.json")
         log.info("%s: %d images, %d labels (%d dropped: verb without a valid merged HOI)",
                  src.annotations, len(result.records), kept, dropped)
     write_text_atomic(out / "vocabulary.json", json.dumps(mixed.vocab.to_json(), indent=1), "the vocabulary")

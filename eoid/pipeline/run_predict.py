@@ -71,7 +71,7 @@ def run_predict(cfg: PredictConfig, images: list[Path], world: World) -> str:
 
     `images`: image files and folders of images (see expand_folders)."""
     out = require_path(cfg.out, "output folder", "--out")
-    images = expand_folders(images)
+    given, images = list(images), expand_folders(images)
     missing = [str(p) for p in images if not p.is_file()]
     if missing:
         raise DataError(f"no such image file(s): {', '.join(missing[:5])}. Pass existing image paths.")
@@ -83,7 +83,7 @@ def run_predict(cfg: PredictConfig, images: list[Path], world: World) -> str:
     if unreadable:
         raise DataError(f"cannot read {len(unreadable)} image(s): {'; '.join(unreadable[:5])}. "
                         "Replace them or leave them out of the command.")
-    output_folder(out)
+    output_folder(out, "the predictions", inputs=given, owner="predict", signs=("predict_config.toml",))
     model, vocab, device = open_student(cfg.checkpoint, cfg.onnx, cfg.onnx_provider, world.device)
     triplets, _ = predict_images(model, images, names, vocab, cfg.augment, cfg.post, device, batch_size=1)
     write_predictions_and_drawings(out, images, names, triplets, vocab, cfg)

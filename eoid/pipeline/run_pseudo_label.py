@@ -25,7 +25,7 @@ import torch
 from eoid.boxes import box_iou_np
 from eoid.config import AugmentConfig, from_dict
 from eoid.errors import ConfigError
-from eoid.files import file_sha256, output_folder, write_text_atomic, writing
+from eoid.files import file_sha256, new_file, output_folder, write_text_atomic, writing
 from eoid.pipeline.data.mixed_vocab import record_to_hico_json
 from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.data.records import ImageRecord
@@ -103,12 +103,15 @@ def run_pseudo_label(checkpoint: Path, coco: Path, images: Path, out: Path, worl
     if not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"--threshold {threshold}: a triplet score threshold lies in [0, 1], e.g. 0.1.")
     out = Path(out)
-    output_folder(out.parent, "the pseudo-labelled file's folder")
+    partial = out.with_name(out.name + ".partial.jsonl")
+    if partial.is_file():       # the rerun of a killed run: it continues from its partial file
+        output_folder(out.parent, "the pseudo-labelled file's folder")
+    else:
+        new_file(out, "the pseudo-labelled file")
     model, vocab, cfg = model_from_checkpoint(Path(checkpoint), world.device)
     augment = from_dict(AugmentConfig, cfg.get("augment", {}), f"{checkpoint} [augment]")
     records = read_annotations(Path(coco), Path(images), vocab).records
     sha = file_sha256(Path(checkpoint))
-    partial = out.with_name(out.name + ".partial.jsonl")
     header = {"checkpoint_sha256": sha, "threshold": threshold, "min_iou": min_iou, "coco": str(coco)}
     done = _read_partial(partial, header)
     if not done:

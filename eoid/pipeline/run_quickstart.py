@@ -40,6 +40,21 @@ OWN_PATHS = ("cache", "data.dataset", "data.train_annotations", "data.train_imag
              "data.test_annotations", "data.test_images")
 
 
+# what the quickstart decides itself for both runs: a --set of these would be silently overridden
+OWN_KEYS = (*OWN_PATHS, "out", "resume", "allow_changes", "break_lock", "teacher")
+
+
+def require_settable(overrides: tuple[str, ...]) -> None:
+    """Refuse a --set of a key the quickstart sets itself (its place, its teacher), naming it."""
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        if key in OWN_KEYS or key.split(".", 1)[0] == "teacher":
+            raise ConfigError(f"--set {item}: the quickstart sets {key!r} itself (its world, cache, "
+                              "teacher and run folders live under --out), so this value would be ignored. "
+                              "Use --out DIR and --seed S; --set changes the training recipe "
+                              "(eoid/data/quickstart.toml), e.g. --set optim.epochs=5.")
+
+
 def require_same_recipe(runs) -> None:
     """Refuse to reuse or resume a run of OUT started with other values (another --set or
     --seed, another eoid's recipe): its results would be reported as this quickstart's."""
@@ -172,9 +187,10 @@ def run_quickstart(out: Path, seed: int = 0, num_images: int = 600, epochs: int 
     from eoid.teacher_cache.lookup import CacheReader
 
     start = time.time()
+    require_settable(overrides)
     # the recipe first: a bad --set is refused before anything is written
     recipe = load_config(TrainConfig, recipe_path(), (f"optim.seed={seed}", *overrides))
-    out = output_folder(Path(out))
+    out = output_folder(Path(out), "the quickstart", owner="quickstart", signs=("summary.json", "world"))
     world = World()
     paths = generate_world(out / "world", num_images, seed, layout=QUICKSTART)
     data = DataConfig(dataset=str(paths.vocabulary), train_annotations=str(paths.train_json),

@@ -54,7 +54,8 @@ def run_report(run: Path) -> str:
     steps, evals = read_metrics(run)
     if not steps:
         raise DataError(f"{run}/metrics.jsonl has no training steps yet.")
-    output_folder(run, "the plots into the run folder")
+    output_folder(run, "the plots into the run folder", owner="report", fills=("train",),
+                  signs=("metrics.jsonl",))
     it = [r["iteration"] for r in steps]
     window = max(1, len(steps) // 50)
     terms = sorted(k for k in steps[-1] if k.startswith("loss_") and "_aux" not in k)

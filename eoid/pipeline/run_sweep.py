@@ -147,7 +147,8 @@ def run_sweep(study_path: Path | str, out: Path | str, world: World, part: str =
     """Run (or resume) a study's runs of job-array part `part`, then write its tables; returns the table."""
     if not out:
         raise ConfigError("no study folder given: pass --out runs/STUDY.")
-    study, out = read_study(study_path), output_folder(Path(out), "the study folder")
+    study, out = read_study(study_path), output_folder(Path(out), "the study folder", owner="sweep",
+                                                              signs=("study.toml",))
     shared = study.overrides + tuple(overrides)
     index, num_parts = parse_part(part)
     planned = plan_study(study, out, tuple(overrides))

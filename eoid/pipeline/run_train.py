@@ -38,6 +38,8 @@ from eoid.pipeline.training.teacher_source import open_teacher_for_training
 from eoid.pipeline.training.training_set import TrainingSet, prepare_training_set
 
 log = logging.getLogger(__name__)
+# files only train writes: a run folder made before folders carried their owner (eoid.files)
+RUN_SIGNS = ("checkpoint.pt", "metrics.jsonl")
 
 
 def run_train(cfg: TrainConfig, world: World, on_row: Callable[[dict], None] | None = None) -> Path:
@@ -58,7 +60,8 @@ def run_train(cfg: TrainConfig, world: World, on_row: Callable[[dict], None] | N
                  cfg.out, finished["epoch"], cfg.optim.epochs, finished["iteration"])
         return Path(cfg.out)
     require_memory(cfg, world.device)   # before the run folder is created
-    out = output_folder(Path(cfg.out), "the run folder", inputs=[cfg.cache] if cfg.cache else [])
+    inputs = [p for p in (cfg.cache, cfg.data.train_images) if p]
+    out = output_folder(Path(cfg.out), "the run folder", inputs=inputs, owner="train", signs=RUN_SIGNS)
     lock = FolderLock(out / ".lock", break_lock=cfg.break_lock) if world.is_main else nullcontext()
     with lock:
         try:

@@ -12,7 +12,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from eoid.errors import CheckpointError, ConfigError, WeightsNotFoundError
+from eoid.errors import UNSAFE_LOAD_ADVICE, CheckpointError, ConfigError, WeightsNotFoundError, first_line
 from eoid.student.backbone import Backbone, coordinate_channels
 from eoid.student.presets import get_preset
 from eoid.student.transformer import CascadeTransformer, sine_position_encoding
@@ -188,8 +188,8 @@ def load_detr_init(model: CDN, path: str | Path, coco_ids_of_objects: list[int],
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickled extras (e.g. an argparse Namespace) are refused
         raise CheckpointError(
-            f"{path}: cannot be read as tensors only ({err}). If you trust the file, keep "
-            "only its weights: torch.save(torch.load(p, weights_only=False)['model'], out)") from None
+            f"{path}: cannot be read as tensors only ({first_line(err)}). {UNSAFE_LOAD_ADVICE} "
+            "(DETR's release: detr-r50-e632da11.pth).") from None
     detr = ckpt["model"] if isinstance(ckpt, dict) and "model" in ckpt else ckpt
     if len(coco_ids_of_objects) != model.num_objects:
         raise ConfigError(f"{path}: {len(coco_ids_of_objects)} COCO ids given for "

@@ -18,6 +18,9 @@ from eoid.files import read_json
 # 2: the manifest records a sha256 per file (checksums), checked whenever a cache is opened, and
 #    verb_probs are stored as float32 (1: no checksums; float16 rows, which rounded p > 0.99976 to 1)
 FORMAT_VERSION = 2
+# files that show a folder is a teacher cache even where its marker is gone (zarr's creation
+# clears the folder): `eoid.files.output_folder` lets cache commands resume such a folder
+CACHE_SIGNS = ("zarr.json", "plan.json")
 RELABEL_READS = (1, 2)    # formats `eoid cache relabel` can read (it recomputes verb_probs)
 REBUILD = "Copy the cache again, or rebuild it with `eoid cache-teacher`."
 CANDIDATE_RULE = "every human box x every other box, exact duplicates removed (v1)"

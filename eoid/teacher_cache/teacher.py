@@ -56,9 +56,41 @@ class Teacher:
             emb = self.model.encode_image(crops)
         return F.normalize(emb.float(), dim=-1)
 
+    @property
+    def context_length(self) -> int | None:
+        """Tokens the text tower reads (77 for OpenAI's CLIP); a longer prompt is cut there."""
+        found = getattr(self.model, "context_length", None) or getattr(self.tokenizer, "context_length", None)
+        return int(found) if found else None
+
+    def overlong(self, prompts: list[str]) -> tuple[str, int] | None:
+        """(the longest prompt, its token count with start and end) if it exceeds the context, else None.
+
+        The tokenizer silently cuts a longer prompt: a template whose {verb_ing} / {object} fall past
+        the cut gives every HOI the same text, and uniform teacher rows.
+        """
+        limit = self.context_length
+        if limit is None or not prompts:
+            return None
+        if hasattr(self.tokenizer, "sot_token_id"):             # open_clip's BPE tokenizer
+            counts = [len(self.tokenizer.encode(p)) + 2 for p in prompts]
+        elif getattr(self.tokenizer, "tokenizer", None) is not None:   # a Hugging Face tokenizer
+            counts = [len(ids) for ids in self.tokenizer.tokenizer(prompts)["input_ids"]]
+        else:
+            return None
+        longest = max(range(len(prompts)), key=counts.__getitem__)
+        return (prompts[longest], counts[longest]) if counts[longest] > limit else None
+
     @torch.inference_mode()
     def encode_texts(self, prompts: list[str], batch_size: int = 256) -> Tensor:
-        """Prompts -> (T, D) float32 unit-length text embeddings (always float32, once per run)."""
+        """Prompts -> (T, D) float32 unit-length text embeddings (always float32, once per run).
+
+        A prompt longer than the text tower's context is refused (ConfigError), never cut."""
+        found = self.overlong(prompts)
+        if found:
+            raise ConfigError(f"prompt {found[0][:120]!r} is {found[1]} tokens; the text tower of "
+                              f"{self.model_name} reads {self.context_length}, so its end would be cut "
+                              "and HOIs could share one text. Shorten the template (--template, "
+                              "--templates, teacher.template) or the descriptions.")
         out = []
         for i in range(0, len(prompts), batch_size):
             tokens = self.tokenizer(prompts[i:i + batch_size]).to(self.device)

@@ -78,7 +78,7 @@ def test_cache_train_evaluate_predict_report_run_end_to_end(world, tmp_path):
 
 def test_a_user_mistake_is_one_line_without_traceback(world, tmp_path):
     result = CliRunner().invoke(main, ["train", "--out", str(tmp_path / "r"), "--annotations",
-                                       str(tmp_path / "missing.json"), "--images", str(tmp_path)])
+                                       str(tmp_path / "missing.json"), "--images", str(tmp_path / "images")])
     assert result.exit_code == 1
     assert "Traceback" not in result.output and "missing.json" in result.output
 

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from eoid.cli import main
 from eoid.config import TrainConfig, dumps_toml, load_config
 from eoid.errors import ConfigError
-from eoid.pipeline.run_quickstart import recipe_path, require_same_recipe
+from eoid.pipeline.run_quickstart import recipe_path, require_same_recipe, require_settable
 
 
 def test_a_misspelled_set_key_is_one_line_before_anything_is_written(tmp_path):
@@ -37,3 +37,15 @@ def test_a_run_started_under_other_values_is_refused_with_what_differs(tmp_path)
     moved = dataclasses.replace(started, cache=str(tmp_path / "elsewhere" / "teacher_cache"))
     require_same_recipe([moved])                                # the folder's place is not the recipe
 
+
+
+@pytest.mark.parametrize("item", ["out=elsewhere", "cache=c", "resume=false", "data.train_images=x",
+                                  "teacher.model=RN50", " out = x"])
+def test_a_set_of_a_key_the_quickstart_sets_itself_is_refused_naming_it(item):
+    with pytest.raises(ConfigError, match="the quickstart sets") as err:
+        require_settable(("optim.epochs=2", item))
+    assert item.split("=")[0].strip() in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_set_of_the_training_recipe_is_accepted_by_the_quickstart():
+    require_settable(("optim.epochs=2", "loss.is_positives=matched", "data.setting=ua"))

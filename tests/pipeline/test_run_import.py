@@ -237,6 +237,7 @@ def test_any_pickled_object_besides_the_namespace_is_refused(tmp_path, odd):
                                        "--out", str(tmp_path / "x.pt")])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "holds a pickled" in result.output and type(odd).__name__ in result.output
+    assert "weights_only=False" not in result.output      # the refusal never advises an unsafe load
     assert not (tmp_path / "x.pt").exists()
 
 

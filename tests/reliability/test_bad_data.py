@@ -164,3 +164,19 @@ def test_an_image_with_no_boxes_trains_as_a_background_image(synth, tmp_path):
     (tmp_path / "no_boxes.json").write_text(json.dumps(records))
     out = run_train(_config(synth, tmp_path, tmp_path / "no_boxes.json", synth / "images"), WORLD)
     assert not (out / "bad_records.json").exists() and (out / "checkpoint.pt").exists()
+
+
+def test_cache_teacher_with_skip_bad_says_how_many_it_skipped_and_where_they_are_listed(
+        synth, clip_weights, tmp_path, caplog):
+    from eoid.pipeline.run_cache import run_cache
+
+    from tiny_train import cache_config
+    ann, images, name = _broken_world(synth, tmp_path, "nan_coordinate")
+    cfg = cache_config(synth, clip_weights, tmp_path / "cache")
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, train_annotations=str(ann),
+                                                            train_images=str(images), skip_bad=True))
+    caplog.set_level(logging.WARNING)
+    out = run_cache(cfg, WORLD)
+    assert "skipped 1 bad record(s)" in caplog.text and str(out / "bad_records.json") in caplog.text
+    assert name in (out / "bad_records.json").read_text()
+

@@ -119,9 +119,14 @@ def check_raw_image(raw: RawImage, file: Path, images: Path, vocab: Vocabulary, 
         if raw.size is not None:
             width, height = raw.size
         if check_images:
-            if not path.is_file():
-                bad("missing_image", f"image file {path} does not exist",
-                    "check the image folder (--images) or remove the record")
+            try:
+                exists = path.is_file()
+                why = "does not exist"
+            except OSError as err:   # e.g. a name longer than the file system allows
+                exists, why = False, f"cannot be looked up ({err.strerror or err})"
+            if not exists:
+                bad("missing_image", f"image file {str(path)[:300]} {why}",
+                    "check the image folder (--images) and the file_name, or remove the record")
             else:
                 try:
                     iw, ih = image_size(path, decode=decode_images)
@@ -160,7 +165,17 @@ def check_raw_image(raw: RawImage, file: Path, images: Path, vocab: Vocabulary, 
                        boxes_xyxy_px=boxes, box_classes=classes, hois=hois), []
 
 
+def _holds_bool(value: Any) -> bool:
+    """JSON true/false where a number belongs: Python reads a bool as the int 1/0, so it is refused."""
+    return isinstance(value, bool) or (isinstance(value, (list, tuple))
+                                       and any(_holds_bool(v) for v in value))
+
+
 def _boxes_array(boxes: Any, bad) -> np.ndarray | None:
+    if _holds_bool(boxes):
+        bad("bad_format", "a box coordinate is true or false, not a number",
+            "write each 'bbox' as four numbers")
+        return None
     try:
         arr = np.asarray(boxes if boxes is not None else [], dtype=np.float64)
         arr = arr.reshape(-1, 4) if arr.size == 0 else arr

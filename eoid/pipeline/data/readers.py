@@ -67,6 +67,12 @@ def _load(path: Path, vocab: Vocabulary, split: str) -> tuple[list[RawImage], bo
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise DataError(f"{path}: not valid JSON ({err}). Fix: re-download or re-export the "
                         "annotation file.") from None
+    except RecursionError:
+        raise DataError(f"{path}: nested too deeply to be an annotation file (lists or objects inside "
+                        "each other thousands of levels deep). Fix: re-download or re-export it.") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot be read ({err.strerror or err}). Fix: check the file's "
+                        "permissions and the disk.") from None
     if isinstance(raw, dict) and "images" in raw and "annotations" in raw:
         from eoid.pipeline.data.coco import parse_coco_instances
         return parse_coco_instances(path, raw), False
@@ -151,6 +157,10 @@ def check_dataset(path: Path, images: Path, vocab: Vocabulary, *, check_images: 
                 labels += len(record.hois)
     except DataError as err:
         problems.append(BadRecord(path, -1, "", "bad_file", str(err), ""))
+    if n == 0 and not problems:   # what cache-teacher and train refuse: a dataset with nothing to learn
+        problems.append(BadRecord(path, -1, "", "no_records", f"{path}: holds no records (an empty "
+                                  "list); cache-teacher and train refuse it. Fix: pass the annotation "
+                                  "file of these images.", ""))
     return DatasetReport(path, images, n, ok, boxes, labels, problems)
 
 

@@ -16,10 +16,10 @@ from tqdm import tqdm
 
 from eoid.boxes import cxcywh_to_xyxy
 from eoid.config import AugmentConfig, PostprocessConfig
-from eoid.errors import ConfigError
+from eoid.errors import ConfigError, DataError
 from eoid.loaders import WorkerLoader
 from eoid.pipeline.data.images import load_rgb
-from eoid.pipeline.data.transforms import augment_params, augment_test, pad_batch
+from eoid.pipeline.data.transforms import augment_params, augment_test, pad_batch, resized_size
 from eoid.pipeline.data.vocab import Vocabulary
 from eoid.pipeline.evaluation.onnx_student import OnnxStudent, require_export_packages
 from eoid.pipeline.evaluation.predictions_io import ImageTriplets
@@ -54,6 +54,11 @@ class EvalDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[Tensor, tuple[int, int], str]:
         img = load_rgb(self.paths[index], self.keys[index])
+        if min(resized_size(*img.size, self.augment.test_size, self.augment.max_size)) < 1:
+            raise DataError(f"{self.paths[index]}: image {self.keys[index]!r} is {img.size[0]}x{img.size[1]} "
+                            f"px; resized for the model (shorter side {self.augment.test_size} px, longer at "
+                            f"most {self.augment.max_size}) one side would be 0 px. Crop or pad it to a less "
+                            "extreme shape, or leave it out.")
         aug = augment_test(img, np.zeros((0, 4), np.float32), self.augment)
         return aug.image, img.size, self.keys[index]
 

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from eoid.errors import CheckpointError, ConfigError
+from eoid.errors import CheckpointError, ConfigError, first_line
 from eoid.files import write_bytes_atomic
 from eoid.pipeline.data.vocab import Vocabulary, vocabulary_from_json
-from eoid.pipeline.training.checkpoint import first_line, recipe_sections
+from eoid.pipeline.training.checkpoint import recipe_sections
 from eoid.student.export import INPUT_NAMES, ExportedForward, output_names, student_output
 from eoid.student.model import CDN, StudentOutput
 
@@ -110,6 +110,21 @@ class OnnxStudent:
             raise CheckpointError(f"{path}: not a student written by `eoid export` (no {FORMAT!r} "
                                   "metadata); export the checkpoint with `eoid export`.")
         self.output_names = [o.name for o in self.session.get_outputs()]
+        self._json: dict[str, Any] = {}
+        for key, default in (("eoid.vocabulary", None), ("eoid.config", "{}")):
+            try:
+                self._json[key] = json.loads(self.metadata[key] if default is None
+                                             else self.metadata.get(key, default))
+            except (KeyError, ValueError, RecursionError):
+                raise CheckpointError(f"{path}: its {key!r} metadata is missing or not JSON (the file "
+                                      "was edited or damaged); export the checkpoint again with "
+                                      "`eoid export`.") from None
+        fixed = [d for d in self.session.get_inputs()[0].shape[2:] if isinstance(d, int)]
+        if fixed:
+            raise CheckpointError(f"{path}: exported with a fixed input size "
+                                  f"{self.session.get_inputs()[0].shape}; eoid resizes each image to its "
+                                  "own height and width. Export it with `eoid export` (dynamic batch, "
+                                  "height and width).")
 
     def eval(self) -> "OnnxStudent":
         return self   # nothing to switch: the graph is the eval-mode forward
@@ -120,10 +135,10 @@ class OnnxStudent:
         return student_output({n: torch.from_numpy(a) for n, a in zip(self.output_names, arrays)})
 
     def vocabulary(self, where: str) -> Vocabulary:
-        return vocabulary_from_json(json.loads(self.metadata["eoid.vocabulary"]), f"{where} (vocabulary)")
+        return vocabulary_from_json(self._json["eoid.vocabulary"], f"{where} (vocabulary)")
 
     def config(self) -> dict[str, Any]:
-        return json.loads(self.metadata.get("eoid.config", "{}"))
+        return self._json["eoid.config"]
 
 
 def onnx_evaluation_recipe(path: Path) -> dict[str, Any]:

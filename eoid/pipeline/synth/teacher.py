@@ -32,6 +32,7 @@ from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
 
+from eoid.errors import ConfigError
 from eoid.files import output_folder, write_text_atomic
 from eoid.pipeline.data.vocab import Vocabulary
 from eoid.pipeline.synth.world import Scene, sample_scenes, synth_vocabulary
@@ -165,6 +166,7 @@ def train_synth_teacher(out: Path, seed: int = 0, steps: int = 500, *, model_nam
     """
     from safetensors.torch import save_file
     out = Path(out)
+    require_own_weights(out)
     output_folder(out.parent, "the weights file's folder")
     started = time.time()
     vocab = synth_vocabulary()
@@ -224,6 +226,25 @@ def train_synth_teacher(out: Path, seed: int = 0, steps: int = 500, *, model_nam
     }
     write_text_atomic(out.with_suffix(".json"), json.dumps(provenance, indent=1), "the provenance file")
     return provenance
+
+
+def require_own_weights(out: Path) -> None:
+    """Refuse to overwrite a weights file (or its .json) that synth-teacher did not write.
+
+    A file written by synth-teacher has its provenance beside it (OUT.json with its seed and
+    steps), and retraining over it is the documented way to reproduce the shipped teacher.
+    """
+    sidecar = out.with_suffix(".json")
+    if not (out.exists() or sidecar.exists()):
+        return
+    try:
+        provenance = json.loads(sidecar.read_text())
+    except (OSError, ValueError):
+        provenance = None
+    if not (isinstance(provenance, dict) and {"seed", "steps", "model"} <= provenance.keys()):
+        found = out if out.exists() else sidecar
+        raise ConfigError(f"{found} already exists and was not written by `eoid synth-teacher` (no "
+                          f"provenance in {sidecar.name}); choose another --out (nothing was overwritten).")
 
 
 def chance_accuracy(labels: np.ndarray, vocab: Vocabulary) -> float:

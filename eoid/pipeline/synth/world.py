@@ -305,6 +305,16 @@ def scene_to_record_json(scene: Scene, file_name: str, vocab: Vocabulary) -> dic
     }
 
 
+def _made_before_markers(out_dir: Path, vocab_json: dict) -> tuple[str, ...]:
+    """("vocabulary.json",) when `out_dir` is a world an older eoid wrote (its vocabulary, byte for
+    byte, and no owner marker yet): a quickstart folder of that eoid resumes; else ()."""
+    try:
+        same = (out_dir / "vocabulary.json").read_text() == json.dumps(vocab_json, indent=1)
+    except (OSError, UnicodeDecodeError):
+        same = False
+    return ("vocabulary.json",) if same else ()
+
+
 def generate_world(out_dir: Path, num_images: int, seed: int, *, image_size: int = 160,
                    test_fraction: float = 0.3, progress: bool = True,
                    layout: SceneLayout = FREE) -> WorldPaths:
@@ -315,9 +325,10 @@ def generate_world(out_dir: Path, num_images: int, seed: int, *, image_size: int
     if num_images < 2 or not 0.0 < test_fraction < 1.0 or image_size < 96:
         raise ConfigError(f"synthetic world: need num_images >= 2 (got {num_images}), 0 < test_fraction < 1 "
                           f"(got {test_fraction}) and image_size >= 96 px (got {image_size}).")
-    out_dir = output_folder(Path(out_dir), "the synthetic world")
-    image_dir = output_folder(out_dir / "images", "the synthetic world's images")
     vocab_json = synth_vocabulary_json()
+    out_dir = output_folder(Path(out_dir), "the synthetic world", owner="synth",
+                            signs=_made_before_markers(Path(out_dir), vocab_json))
+    image_dir = output_folder(out_dir / "images", "the synthetic world's images")
     vocab = vocabulary_from_json(vocab_json, "the synthetic world's vocabulary")
     num_test = min(num_images - 1, max(1, round(num_images * test_fraction)))
     paths = WorldPaths(out_dir, image_dir, out_dir / "train.json", out_dir / "test.json",

@@ -5,14 +5,13 @@ looks complete. Loaded with `weights_only=True`: a checkpoint from someone else 
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from eoid.config import AugmentConfig, PostprocessConfig, from_dict, to_dict
-from eoid.errors import CheckpointError, TrainingDiverged
+from eoid.errors import CheckpointError, TrainingDiverged, first_line
 from eoid.files import write_atomic
 
 FORMAT = "eoid-checkpoint"
@@ -28,19 +27,6 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
         raise CheckpointError(f"{path}: could not write the checkpoint ({type(err).__name__}: "
                               f"{first_line(err)}). Free disk space or choose another "
                               "--out; the previous checkpoint is intact.") from None
-
-
-def first_line(err: BaseException) -> str:
-    """An exception's first line, at most 200 characters, for one-line error messages.
-
-    torch's refusal under weights_only=True is reduced to its reason: its first line advises
-    re-running with weights_only=False, which runs the file's code, so eoid never repeats it.
-    """
-    text = str(err)
-    if text.startswith("Weights only load failed"):
-        reason = re.search(r"WeightsUnpickler error:\s*(.*?)\s*(?:Check the documentation|$)", text, re.S)
-        text = "weights-only load failed" + (f": {' '.join(reason[1].split())}" if reason else "")
-    return (text.splitlines() or ["(no message)"])[0][:200]
 
 
 def save_checkpoint(path: Path, *, model: dict, config: dict, vocabulary: dict,

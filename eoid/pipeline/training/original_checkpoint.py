@@ -23,10 +23,10 @@ import torch
 from torch import Tensor
 
 from eoid.config import DataConfig, StudentConfig, TrainConfig, to_dict
-from eoid.errors import CheckpointError, ConfigError
+from eoid.errors import UNSAFE_LOAD_ADVICE, CheckpointError, ConfigError, first_line
 from eoid.files import file_sha256
 from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary
-from eoid.pipeline.training.checkpoint import first_line, save_checkpoint
+from eoid.pipeline.training.checkpoint import save_checkpoint
 from eoid.student.model import CDN, build_student
 from eoid.student.original_weights import (
     Architecture,
@@ -64,9 +64,8 @@ def read_original(path: Path) -> dict:
             raise CheckpointError(f"{path}: not a readable torch checkpoint ({first_line(err)}).") from None
         raise CheckpointError(
             f"{path}: holds a pickled {found[1]} object; eoid reads an original checkpoint as tensors "
-            "plus the argparse.Namespace of its args and nothing else, so that the file runs no code. If you "
-            "trust it, keep its weights: torch.save({'model': torch.load(p, weights_only=False)"
-            "['model']}, 'weights.pth'), and import weights.pth.") from None
+            "plus the argparse.Namespace of its args and nothing else, because unpickling anything else "
+            f"can run code. {UNSAFE_LOAD_ADVICE} (the authors' release page).") from None
     except Exception as err:  # truncated zip, not a torch file, ...
         raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(err).__name__}: "
                               f"{first_line(err)}).") from None

@@ -147,3 +147,18 @@ def test_mix_writes_one_training_set_in_the_merged_vocabulary(tmp_path, mixed):
     # rerun: links replaced
     run_mix([MixSource(hico_ann, tmp_path / "hico", "hico-det")], "vcoco-to-hico-det", out)
     assert len(json.loads(train.read_text())) == 1
+
+
+def test_mix_with_skip_bad_says_how_many_it_skipped_and_lists_them_in_its_report(tmp_path, mixed, caplog):
+    import logging
+    hico_ann = _tiny_source(tmp_path / "hico", mixed.base, "ride", "bicycle")
+    records = json.loads(hico_ann.read_text())
+    broken = json.loads(json.dumps(records[0]))
+    broken["file_name"] = "gone.png"                   # no such image: skipped with --skip-bad
+    hico_ann.write_text(json.dumps(records + [broken]))
+    caplog.set_level(logging.WARNING)
+    train = run_mix([MixSource(hico_ann, tmp_path / "hico", "hico-det")], "vcoco-to-hico-det",
+                    tmp_path / "mixed", skip_bad=True)
+    report = train.parent / "mix_report.json"
+    assert "skipped 1 bad record(s)" in caplog.text and str(report) in caplog.text
+    assert "gone.png" in report.read_text() and len(json.loads(train.read_text())) == 1
