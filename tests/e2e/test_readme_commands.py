@@ -96,6 +96,10 @@ SKIP = {  # command as the docs write it -> why it is not run here (it is still 
     "eoid evaluate-vcoco --checkpoint runs/hico_vcoco_pseudo/checkpoint.pt --mapping vcoco-to-hico-det "
     "--annotations data/v-coco/annotations/test_vcoco.json --images data/coco/val2014 "
     "--out runs/hico_vcoco_pseudo/vcoco_eval": TABLE6,
+    "eoid evaluate-vcoco --checkpoint runs/vcoco/checkpoint.pt --annotations "
+    "data/v-coco/annotations/test_vcoco.json --images data/coco/val2014 --out runs/vcoco/vcoco_eval":
+        "V-COCO test data and a V-COCO student; tests/pipeline/evaluation/test_vcoco_own_vocabulary.py "
+        "scores V-COCO students with this command",
     "eoid sweep configs/studies/table5_ua_uc.toml --out runs/studies/table5 --caches-only":
         "a HICO-DET study: its UC settings exist only in the HICO-DET vocabulary, and its cache needs "
         + WEIGHTS + "; the synthetic study above runs the same sweep code",
