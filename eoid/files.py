@@ -214,7 +214,7 @@ def output_folder(path: Path, what: str = "the output folder", inputs: Iterable[
     except (OSError, RuntimeError) as err:   # RuntimeError: resolve() of a symlink loop (Python < 3.13)
         raise EoidError(f"{path}: cannot write {what} there ({getattr(err, 'strerror', None) or err}). "
                         f"{os_error_fix(err) if isinstance(err, OSError) else 'Remove the symlink loop'}"
-                        ".") from None
+                        ", then run the same command again.") from None
     return path
 
 
