@@ -154,7 +154,7 @@ def main() -> None:
             "layout": layout.to_json(), "embed_dim": args.dim, "config": {},
             "checksums": store.collect_checksums(path, layout)})
         t_write = time.perf_counter() - t0
-        raw = sum(e.nbytes + p.nbytes for e, p in shards)
+        raw = sum(a.nbytes for rows in shards for a in rows.values())
         del shards
         num_files, disk = folder_stats(path)
 
