@@ -36,6 +36,7 @@ from eoid.teacher_cache import store
 from eoid.teacher_cache.distribution import distribution_problems, valid_verb_table
 from eoid.teacher_cache.lookup import CacheReader
 from eoid.teacher_cache.plan import CachePlan, make_layout
+from eoid.teacher_cache.schema import TeacherRows, stored_rows
 
 from report import print_table, save_json
 
@@ -72,7 +73,7 @@ def synthetic_plan(num_images: int, rng: np.random.Generator, num_objects: int) 
 
 
 def teacher_rows(object_class: np.ndarray, dim: int, valid_verbs: np.ndarray, rng: np.random.Generator
-                 ) -> tuple[np.ndarray, np.ndarray]:
+                 ) -> TeacherRows:
     """Random unit embeddings and, per row, a softmax over the verbs valid for its object (as the
     teacher's: a reader checks that every row is such a distribution)."""
     rows = len(object_class)
@@ -82,7 +83,7 @@ def teacher_rows(object_class: np.ndarray, dim: int, valid_verbs: np.ndarray, rn
     logits = np.where(valid, rng.standard_normal(valid.shape, dtype=np.float32) * 3, -np.inf)
     probs = np.exp(logits - logits.max(1, keepdims=True))
     probs = np.where(valid.any(1, keepdims=True), probs / probs.sum(1, keepdims=True), 0.0)
-    return emb.astype(store.TEACHER_DTYPES["image_emb"]), probs.astype(store.TEACHER_DTYPES["verb_probs"])
+    return stored_rows({"image_emb": emb, "verb_probs": probs})
 
 
 def open_checks(path: Path, reader: CacheReader, rounds: int = 3) -> dict[str, float]:
@@ -146,14 +147,14 @@ def main() -> None:
                             "prompts": prompts, "vocabulary": vocab.to_json()},
                            {"fingerprint": fingerprint, "layout": layout.to_json()})
         t_create = time.perf_counter() - t0
-        for s, (emb, probs) in enumerate(shards):
-            store.write_shard(path, layout, s, emb, probs)
+        for s, rows in enumerate(shards):
+            store.write_shard(path, layout, s, rows)
         write_json_atomic(path / "manifest.json", {
             "format_version": mf.FORMAT_VERSION, "complete": True, "fingerprint": fingerprint,
             "layout": layout.to_json(), "embed_dim": args.dim, "config": {},
             "checksums": store.collect_checksums(path, layout)})
         t_write = time.perf_counter() - t0
-        raw = sum(e.nbytes + p.nbytes for e, p in shards)
+        raw = sum(a.nbytes for rows in shards for a in rows.values())
         del shards
         num_files, disk = folder_stats(path)
 

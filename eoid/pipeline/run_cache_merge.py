@@ -5,9 +5,11 @@ candidate rule and counts (their fingerprints), and identical plan arrays (image
 offsets, boxes, classes, labelled flags). The first difference is named. Rows are combined by
 teacher_cache/ensemble.py (`mean` or `geometric`, weights normalised). The merged cache is an
 ordinary cache of the current format, written through the same store code as any other: `eoid
-train`, `verify`, `inspect` and `export` read it as they read any cache. Its image and text
-embeddings are the FIRST member's (the store keeps one embedding per pair; they are what `inspect`
-and `export` show), which its rows were not computed from, so `eoid cache relabel` refuses it.
+train`, `verify`, `inspect` and `export` read it as they read any cache. Its verb_probs are the
+combined rows; its other teacher columns (schema.TEACHER_COLUMNS: the image embeddings) and its
+text embeddings are the FIRST member's (the store keeps one embedding per pair; they are what
+`inspect` and `export` show), which its rows were not computed from, so `eoid cache relabel`
+refuses it.
 Its fingerprint names the merge as its model, e.g. "merge(mean; RN50x16-quickgelu,
 ViT-L-14-336-quickgelu)", and lists the members' per-teacher values; its manifest lists every
 member's fingerprint and path. A kill leaves only an unfinished new folder; the same command
@@ -26,12 +28,12 @@ from eoid.teacher_cache import manifest as mf
 from eoid.teacher_cache import store
 from eoid.teacher_cache.ensemble import RULES, combine_rows, normalised_weights
 from eoid.teacher_cache.lookup import CacheReader, check_complete, teacher_valid_verbs
+from eoid.teacher_cache.schema import PLAN_NAMES
 from eoid.teacher_cache.writer import write_derived
 
 # fingerprint keys that say which pairs a cache holds: members must agree on every one
 ALIGNED = ("format_version", "vocabulary", "excluded_verbs", "annotations_sha256", "candidate_rule",
            "num_images", "num_pairs")
-PLAN_COLUMNS = ("offsets", "pair_box_idx", "human_xyxy", "object_xyxy", "object_class", "labelled")
 
 
 def parse_weights(text: str | None, num_members: int) -> list[float] | None:
@@ -69,8 +71,11 @@ def first_misalignment(first: CacheReader, other: CacheReader) -> str | None:
         i = next(i for i, (a, b) in enumerate(zip(other.image_sizes, first.image_sizes)) if a != b)
         return (f"image {first.image_keys[i]!r} has size {other.image_sizes[i]}, "
                 f"expected {first.image_sizes[i]}")
-    for name in PLAN_COLUMNS:
-        a, b = np.asarray(getattr(other, name)), np.asarray(getattr(first, name))
+    # the offsets, then every plan column the readers hold (schema.PLAN_COLUMNS)
+    arrays = {"offsets": (other.offsets, first.offsets),
+              **{n: (other.columns[n], first.columns[n]) for n in PLAN_NAMES if n in first.columns}}
+    for name, (a, b) in arrays.items():
+        a, b = np.asarray(a), np.asarray(b)
         if a.shape != b.shape or not np.array_equal(a, b):
             row = int(np.argmax((a != b).reshape(len(a), -1).any(1))) if a.shape == b.shape else 0
             return f"{name} differs first at row {row}"
@@ -124,4 +129,4 @@ def run_merge(caches: list[Path], out: Path, weights: str | None = None, rule: s
     store.verify_files(first.path, first.manifest["checksums"], ("text_emb",))
     text_emb = store.load_arrays(first.path, ("text_emb",))["text_emb"]
     return write_derived(out, first.plan(), first.layout, text_emb, meta, manifest,
-                         lambda lo, hi: (first.image_emb[lo:hi], merged[lo:hi]))
+                         lambda lo, hi: {**first.teacher_rows(lo, hi), "verb_probs": merged[lo:hi]})

@@ -29,6 +29,7 @@ from eoid.teacher_cache import manifest as mf
 from eoid.teacher_cache import store
 from eoid.teacher_cache.distribution import pair_verb_probs
 from eoid.teacher_cache.lookup import CacheReader, check_complete
+from eoid.teacher_cache.schema import TeacherRows
 from eoid.teacher_cache.writer import write_derived
 
 
@@ -153,7 +154,9 @@ def run_relabel(cache: Path, out: Path, template: str | None = None, gamma: floa
     if prompt_files:
         manifest["prompt_files"] = prompt_files
 
-    def rows(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-        emb = reader.image_emb[lo:hi]
-        return emb, relabel_probs(emb, text_emb, reader.object_class[lo:hi], vocab, resolved)
+    def rows(lo: int, hi: int) -> TeacherRows:
+        """The cache's teacher columns of rows lo:hi, verb_probs recomputed from image_emb."""
+        copied = reader.teacher_rows(lo, hi)
+        probs = relabel_probs(copied["image_emb"], text_emb, reader.object_class[lo:hi], vocab, resolved)
+        return {**copied, "verb_probs": probs}
     return write_derived(out, reader.plan(), reader.layout, text_emb.numpy(), meta, manifest, rows)

@@ -8,14 +8,15 @@ form. Layout (P pairs, N images, H prompts, V verbs, D embedding width; rows sor
     /images/keys          (N,) str      file names, as the annotation file gives them
     /images/sizes         (N, 2) int64  (width, height) px of the original images
     /images/offsets       (N+1,) int64  image i holds pairs offsets[i]:offsets[i+1]
+    /pairs/NAME           (P,) or (P, width), the cache's dtype: one dataset per per-pair column
+                          of teacher_cache/schema.py (its meaning there), PLAN_COLUMNS then
+                          TEACHER_COLUMNS, named without the "pair_" prefix:
     /pairs/image          (P,) int32    the pair's image index
     /pairs/box_idx        (P, 2) int32  (human, object) box index in the image's annotation record
-    /pairs/human_xyxy     (P, 4) float32  original-image pixels, x1 y1 x2 y2
-    /pairs/object_xyxy    (P, 4) float32
-    /pairs/object_class   (P,) int32    vocabulary object index
-    /pairs/labelled       (P,) bool     the pair carries a label in the annotation file
+    /pairs/human_xyxy, /pairs/object_xyxy   (P, 4) float32  original-image pixels, x1 y1 x2 y2
+    /pairs/object_class, /pairs/labelled    (P,) int32, (P,) bool
     /pairs/image_emb      (P, D) float16  unit-length CLIP embedding of the pair's union crop
-    /pairs/verb_probs     (P, V)        the teacher's verb distribution (the cache's dtype)
+    /pairs/verb_probs     (P, V) float32  the teacher's verb distribution
     /prompts/text         (H,) str      one prompt per HOI of the vocabulary
     /prompts/text_emb     (H, D) float32  unit-length CLIP text embeddings
     /vocabulary/verbs, /vocabulary/objects   (V,), (num_objects,) str  names, in index order
@@ -34,26 +35,24 @@ from eoid.errors import EoidError
 from eoid.files import new_file, write_atomic, writing
 from eoid.teacher_cache import store
 from eoid.teacher_cache.lookup import CacheReader
+from eoid.teacher_cache.schema import PLAN_COLUMNS, PLAN_NAMES, TEACHER_COLUMNS, TEACHER_NAMES
 
 FORMAT = "eoid-teacher-cache-hdf5"
 FORMAT_VERSION = 1
 
 
-def cache_tables(reader: CacheReader, text_emb: np.ndarray, pair_image: np.ndarray,
+def cache_tables(reader: CacheReader, text_emb: np.ndarray, columns: dict[str, np.ndarray],
                  image_sizes: list) -> dict[str, np.ndarray | list[str]]:
-    """Every dataset of the export, by its path in the file (see the module docstring)."""
+    """Every dataset of the export, by its path in the file (see the module docstring).
+
+    columns: every per-pair column of the schema, by name, as the cache stores it.
+    """
     return {
         "images/keys": list(reader.image_keys),
         "images/sizes": np.asarray(image_sizes, dtype=np.int64).reshape(-1, 2),
         "images/offsets": np.asarray(reader.offsets, dtype=np.int64),
-        "pairs/image": np.asarray(pair_image, dtype=np.int32),
-        "pairs/box_idx": np.asarray(reader.pair_box_idx, dtype=np.int32),
-        "pairs/human_xyxy": np.asarray(reader.human_xyxy, dtype=np.float32),
-        "pairs/object_xyxy": np.asarray(reader.object_xyxy, dtype=np.float32),
-        "pairs/object_class": np.asarray(reader.object_class, dtype=np.int32),
-        "pairs/labelled": np.asarray(reader.labelled, dtype=bool),
-        "pairs/image_emb": reader.image_emb,
-        "pairs/verb_probs": reader.verb_probs,
+        **{f"pairs/{c.name.removeprefix('pair_')}": columns[c.name]
+           for c in (*PLAN_COLUMNS, *TEACHER_COLUMNS)},
         "prompts/text": list(reader.prompts),
         "prompts/text_emb": np.asarray(text_emb, dtype=np.float32),
         "vocabulary/verbs": [v["name"] for v in reader.vocabulary["verbs"]],
@@ -87,9 +86,11 @@ def export_hdf5(cache: Path, out: Path) -> Path:
         raise EoidError("eoid cache export needs h5py: pip install 'eoid[hdf5]' (or pip install h5py)."
                         ) from None
     reader = CacheReader(cache, load_embeddings=True)   # an unfinished cache is refused here
-    extra = store.load_arrays(Path(cache), ("text_emb", "pair_image"))
+    unread = tuple(n for n in (*PLAN_NAMES, *TEACHER_NAMES) if n not in reader.columns)
+    extra = store.load_arrays(Path(cache), ("text_emb", *unread))
+    columns = {**reader.columns, **{n: extra[n] for n in unread}}
     meta = json.loads((Path(cache) / "meta.json").read_text())
-    tables = cache_tables(reader, extra["text_emb"], extra["pair_image"], meta["image_sizes"])
+    tables = cache_tables(reader, extra["text_emb"], columns, meta["image_sizes"])
     attrs = {"format": FORMAT, "format_version": FORMAT_VERSION,
              "manifest": json.dumps(reader.manifest), "vocabulary": json.dumps(reader.vocabulary)}
     with writing(out, "the HDF5 export"):

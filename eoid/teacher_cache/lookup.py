@@ -18,6 +18,7 @@ from eoid.teacher_cache import manifest as mf
 from eoid.teacher_cache import store
 from eoid.teacher_cache.distribution import distribution_problems, valid_hoi_table, valid_verb_table
 from eoid.teacher_cache.plan import CachePlan, ShardLayout
+from eoid.teacher_cache.schema import TEACHER_NAMES, TeacherRows
 
 
 def lookup_pairs(query_h: np.ndarray, query_o: np.ndarray, query_cls: np.ndarray,
@@ -77,12 +78,16 @@ class CacheReader:
                  verify_all: bool = False, formats: tuple[int, ...] = (mf.FORMAT_VERSION,)):
         """Open and check a cache: the checksums of every file it reads (of every file with
         `verify_all`), the counts, and that every row is a teacher distribution. `formats`: the
-        format versions read (relabel also reads format 1, whose files carry no checksums)."""
+        format versions read (relabel also reads format 1, whose files carry no checksums).
+        load_embeddings: also load the teacher columns training does not read (image_emb), as
+        a cache derived from this one needs (`teacher_rows`)."""
         self.path = Path(path)
         self.manifest = check_complete(self.path, formats)
         self.min_iou = min_iou
         names = ("human_xyxy", "object_xyxy", "object_class", "verb_probs", "image_offsets",
-                 "labelled", "pair_box_idx") + (("image_emb",) if load_embeddings else ())
+                 "labelled", "pair_box_idx")
+        if load_embeddings:
+            names += tuple(n for n in TEACHER_NAMES if n not in names)
         if "checksums" in self.manifest:
             store.verify_files(self.path, self.manifest["checksums"], None if verify_all else names)
         meta = read_json(self.path / "meta.json", CacheMismatchError, mf.REBUILD)
@@ -103,7 +108,9 @@ class CacheReader:
         self.offsets = arrays["image_offsets"]
         self.labelled = arrays["labelled"]
         self.pair_box_idx = arrays["pair_box_idx"]
-        self.image_emb = arrays.get("image_emb")
+        self.image_emb = arrays.get("image_emb")       # (P, D) float16, with load_embeddings
+        # every per-pair column loaded, by its schema name
+        self.columns: dict[str, np.ndarray] = {n: a for n, a in arrays.items() if n != "image_offsets"}
         fp = self.manifest["fingerprint"]
         num_images, num_pairs = fp.get("num_images", -1), fp.get("num_pairs", -1)
         if len(self.offsets) != num_images + 1 or int(self.offsets[-1]) != num_pairs \
@@ -137,6 +144,11 @@ class CacheReader:
                          image_offsets=self.offsets, pair_box_idx=self.pair_box_idx,
                          human_xyxy=self.human_xyxy, object_xyxy=self.object_xyxy,
                          object_class=self.object_class, labelled=self.labelled)
+
+    def teacher_rows(self, lo: int, hi: int) -> TeacherRows:
+        """Every teacher column (schema.TEACHER_COLUMNS) of rows lo:hi: what a cache derived from
+        this one copies (a reader opened with load_embeddings)."""
+        return {name: self.columns[name][lo:hi] for name in TEACHER_NAMES}
 
     def require(self, expected: dict, fix: str, ignore: tuple[str, ...] = ()) -> None:
         """Refuse this cache (CacheMismatchError) if its fingerprint differs from `expected`."""

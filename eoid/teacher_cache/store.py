@@ -3,10 +3,9 @@
 Layout (ENVIRONMENT_FACTS §4: flat ragged table + per-image offsets, sharded, zstd):
 
     CACHE/zarr.json, image_offsets (N+1,) int64: image i = rows offsets[i]:offsets[i+1]
-    per pair (P rows): pair_image int32, pair_box_idx (P,2) int32, human_xyxy (P,4) float32,
-        object_xyxy (P,4) float32 (original pixels), object_class int32, labelled bool,
-        image_emb (P,D) float16 (unit length), verb_probs (P,V) float32 (the loss's values exactly:
-        float16 would round p > 0.99976 to 1, which the focal loss takes as a positive)
+    per pair (P rows): one array per column of schema.py, each (P,) or (P, width) in its dtype:
+        the plan columns (PLAN_COLUMNS: pair_image, pair_box_idx, boxes, object_class, labelled)
+        and the teacher columns (TEACHER_COLUMNS: image_emb (P,D) float16, verb_probs (P,V) float32)
     text_emb (H,D) float32; meta.json: image keys and sizes, prompts, vocabulary
     plan.json: fingerprint + layout, written when the folder is created (its presence marks
         creation done; a folder without it holds a half-created store, removed and made again)
@@ -22,7 +21,7 @@ arrays, meta.json), each shard's done marker those of its shard files, and manif
 them (`collect_checksums`). A reader checks the files it loads against them (`verify_files`), so
 a flipped byte, an emptied or swapped chunk file or an edited meta.json is refused, not read.
 
-Only image_emb and verb_probs are written after creation, one whole shard at a time by the one
+Only the teacher columns are written after creation, one whole shard at a time by the one
 writer that owns the shard (two writers in one zarr shard silently lose rows).
 
 Every shard file is written, even one that holds only zeros (zarr would skip it and read a
@@ -56,14 +55,19 @@ from eoid.files import (
     writing,
 )
 from eoid.teacher_cache.plan import CachePlan, ShardLayout
+from eoid.teacher_cache.schema import (
+    PLAN_COLUMNS,
+    PLAN_NAMES,
+    TEACHER_COLUMNS,
+    TEACHER_NAMES,
+    TeacherRows,
+    stored_rows,
+)
 
-TEACHER_ARRAYS = ("image_emb", "verb_probs")
-TEACHER_DTYPES = {"image_emb": "float16", "verb_probs": "float32"}
-PLAN_ARRAYS = ("pair_image", "pair_box_idx", "human_xyxy", "object_xyxy", "object_class", "labelled")
 MARKER = ".eoid-teacher-cache"   # from the first file of creation until plan.json: "ours, half made"
 RECIPE = ".recipe.json"
 # what creation writes at the top of the folder: a half-created store is exactly these
-CREATED = ("zarr.json", *PLAN_ARRAYS, *TEACHER_ARRAYS, "image_offsets", "text_emb", "meta.json",
+CREATED = ("zarr.json", *PLAN_NAMES, *TEACHER_NAMES, "image_offsets", "text_emb", "meta.json",
            "progress", "partial", RECIPE)
 
 
@@ -129,18 +133,15 @@ def _create_store(path: Path, plan: CachePlan, layout: ShardLayout, text_emb: np
     # mode "a" creates the group without emptying the folder ("w" would delete the locks in it)
     group = zarr.open_group(str(path), mode="a", zarr_format=3)
     fault_point("group created")
-    P, R = plan.num_pairs, layout.shard_rows
-    D, V = text_emb.shape[1], len(meta["vocabulary"]["verbs"])
-    columns = {"pair_image": (plan.pair_image, (P,), "int32"),
-               "pair_box_idx": (plan.pair_box_idx.astype(np.int32), (P, 2), "int32"),
-               "human_xyxy": (plan.human_xyxy.astype(np.float32), (P, 4), "float32"),
-               "object_xyxy": (plan.object_xyxy.astype(np.float32), (P, 4), "float32"),
-               "object_class": (plan.object_class.astype(np.int32), (P,), "int32"),
-               "labelled": (plan.labelled.astype(bool), (P,), "bool"),
-               "image_emb": (None, (P, D), TEACHER_DTYPES["image_emb"]),
-               "verb_probs": (None, (P, V), TEACHER_DTYPES["verb_probs"])}
-    for name, (data, shape, dtype) in columns.items():
-        _create(group, name, data, shape, dtype, R)
+    D = text_emb.shape[1]
+    sizes = {"embed_dim": D, "num_verbs": len(meta["vocabulary"]["verbs"])}
+    for column in PLAN_COLUMNS:       # written now, from the plan
+        data = np.asarray(getattr(plan, column.name)).astype(column.dtype, copy=False)
+        _create(group, column.name, data, column.shape(plan.num_pairs, sizes), column.dtype,
+                layout.shard_rows)
+    for column in TEACHER_COLUMNS:    # written shard by shard (write_shard)
+        _create(group, column.name, None, column.shape(plan.num_pairs, sizes), column.dtype,
+                layout.shard_rows)
     group.create_array("image_offsets", data=plan.image_offsets.astype(np.int64),
                        chunks=(len(plan.image_offsets),))
     group.create_array("text_emb", data=np.asarray(text_emb, np.float32), chunks=text_emb.shape
@@ -233,37 +234,37 @@ def block_path(path: Path, shard: int, block_lo: int) -> Path:
     return path / "partial" / f"shard-{shard:05d}" / f"rows-{block_lo:012d}.npz"
 
 
-def save_block(path: Path, shard: int, block_lo: int, image_emb: np.ndarray,
-               verb_probs: np.ndarray) -> None:
-    """Keep a finished block of an unfinished shard (in the store's dtypes), atomically."""
+def save_block(path: Path, shard: int, block_lo: int, rows: TeacherRows) -> None:
+    """Keep a finished block of an unfinished shard (every teacher column, in the store's dtypes),
+    atomically."""
     target = block_path(path, shard, block_lo)
     target.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
-    np.savez(buffer, image_emb=image_emb.astype(TEACHER_DTYPES["image_emb"]),
-             verb_probs=verb_probs.astype(TEACHER_DTYPES["verb_probs"]))
+    np.savez(buffer, **stored_rows(rows))
     write_bytes_atomic(target, buffer.getvalue(), "a block of teacher rows")
 
 
-def load_block(path: Path, shard: int, block_lo: int, rows: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """A saved block, or None if absent or unreadable (then it is recomputed)."""
+def load_block(path: Path, shard: int, block_lo: int, rows: int) -> TeacherRows | None:
+    """A saved block of `rows` rows, or None if absent, unreadable or short of a teacher column
+    (then it is recomputed)."""
     target = block_path(path, shard, block_lo)
     try:
         with np.load(target, allow_pickle=False) as z:
-            emb, probs = z["image_emb"], z["verb_probs"]
+            block = {name: z[name] for name in TEACHER_NAMES}
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
         return None
-    return (emb, probs) if len(emb) == rows and len(probs) == rows else None
+    return block if all(len(data) == rows for data in block.values()) else None
 
 
-def write_shard(path: Path, layout: ShardLayout, shard: int, image_emb: np.ndarray,
-                verb_probs: np.ndarray) -> None:
-    """Write one whole teacher shard, fsync it, then mark it done and drop its blocks."""
+def write_shard(path: Path, layout: ShardLayout, shard: int, rows: TeacherRows) -> None:
+    """Write one whole teacher shard (every teacher column), fsync it, then mark it done and drop
+    its blocks."""
     import zarr
     lo, hi = layout.shard_range(shard)
     written: list[Path] = []
     with writing(path, f"teacher shard {shard} (rows {lo}:{hi})"), _every_chunk_written():
         group = zarr.open_group(str(path), mode="r+")
-        for name, data in (("image_emb", image_emb), ("verb_probs", verb_probs)):
+        for name, data in stored_rows(rows).items():
             shard_file = path / name / "c" / str(shard)
             # a kill may have left this shard half written: start it afresh, or zarr would merge
             # the new rows into the old file and the bytes would depend on where the kill fell
@@ -273,7 +274,7 @@ def write_shard(path: Path, layout: ShardLayout, shard: int, image_emb: np.ndarr
                 shard_file.unlink(missing_ok=True)
             for tmp in shard_file.parent.glob(f"{shard}.*.partial"):   # zarr's, of a killed write
                 tmp.unlink(missing_ok=True)
-            group[name][lo:hi] = data.astype(TEACHER_DTYPES[name])
+            group[name][lo:hi] = data
             fault_point(f"{name} shard {shard} written")
             for f in ([shard_file] if shard_file.is_file() else sorted(shard_file.rglob("*"))):
                 if f.is_file():

@@ -26,6 +26,7 @@ from eoid.teacher_cache import store
 from eoid.teacher_cache.crops import CropSpec, union_crops
 from eoid.teacher_cache.distribution import pair_verb_probs
 from eoid.teacher_cache.plan import CachePlan, ShardLayout, batch_ranges, block_start, segments_for
+from eoid.teacher_cache.schema import TeacherRows, concat_rows, stored_rows
 from eoid.teacher_cache.teacher import Teacher
 
 log = logging.getLogger(__name__)
@@ -162,13 +163,13 @@ def finalize_if_complete(out: Path, manifest: dict, layout: ShardLayout) -> bool
 
 
 def write_derived(out: Path, plan: CachePlan, layout: ShardLayout, text_emb: np.ndarray, meta: dict,
-                  manifest: dict, rows: Callable[[int, int], tuple[np.ndarray, np.ndarray]]) -> Path:
+                  manifest: dict, rows: Callable[[int, int], TeacherRows]) -> Path:
     """Write a cache computed from finished ones (relabel, merge) through the store's own code.
 
     manifest: manifest.json without checksums (they are collected last); it decides what `out`
     may already hold: nothing, an unfinished cache of this recipe (a killed run: the shards it
-    finished are kept), or this very cache (kept as it is). rows(lo, hi) gives
-    (image_emb, verb_probs) of rows lo:hi.
+    finished are kept), or this very cache (kept as it is). rows(lo, hi) gives every teacher
+    column (schema.TEACHER_COLUMNS) of rows lo:hi.
     """
     fingerprint = manifest["fingerprint"]
     with FolderLock(out / ".lock-part-0-of-1"):
@@ -180,7 +181,7 @@ def write_derived(out: Path, plan: CachePlan, layout: ShardLayout, text_emb: np.
             return out
         prepare_store(out, plan, layout, manifest, lambda: text_emb, meta, break_lock=False)
         for shard in sorted(set(range(layout.num_shards)) - store.done_shards(out)):
-            store.write_shard(out, layout, shard, *rows(*layout.shard_range(shard)))
+            store.write_shard(out, layout, shard, rows(*layout.shard_range(shard)))
         finalize_if_complete(out, manifest, layout)
     return out
 
@@ -278,7 +279,7 @@ def compute_shards(job: ShardJob, teacher: Teacher, text_emb: np.ndarray, shards
     """
     from tqdm import tqdm
     out, layout, plan = job.out, job.layout, job.plan
-    saved: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    saved: dict[int, TeacherRows] = {}
     for s in shards:
         for blo, bhi in layout.blocks(s):
             got = store.load_block(out, s, blo, bhi - blo) if len(layout.blocks(s)) > 1 else None
@@ -316,10 +317,9 @@ def compute_shards(job: ShardJob, teacher: Teacher, text_emb: np.ndarray, shards
                 object_idx = torch.from_numpy(plan.object_class[blo:hi].astype(np.int64))
                 probs = pair_verb_probs(emb, text, object_idx, valid, hoi_to_verb, job.num_verbs,
                                         job.gamma)
-                saved[blo] = (emb.numpy().astype(store.TEACHER_DTYPES["image_emb"]),
-                              probs.numpy().astype(store.TEACHER_DTYPES["verb_probs"]))
+                saved[blo] = stored_rows({"image_emb": emb.numpy(), "verb_probs": probs.numpy()})
                 if len(layout.blocks(shard)) > 1:
-                    writer.submit(store.save_block, out, shard, blo, *saved[blo])
+                    writer.submit(store.save_block, out, shard, blo, saved[blo])
                 _write_if_full(out, layout, shard, saved, writer.submit, on_written)
                 signal_name = stop_requested()
                 if signal_name:
@@ -332,20 +332,19 @@ def compute_shards(job: ShardJob, teacher: Teacher, text_emb: np.ndarray, shards
 
 
 def _write_if_full(out: Path, layout: ShardLayout, shard: int,
-                   saved: dict[int, tuple[np.ndarray, np.ndarray]], submit: Any,
+                   saved: dict[int, TeacherRows], submit: Any,
                    on_written: Callable[[int], None]) -> None:
     """Hand a shard whose blocks are all computed to `submit` (the writer); its blocks leave `saved`."""
     blocks = layout.blocks(shard)
     if shard in store.done_shards(out) or not all(blo in saved for blo, _ in blocks):
         return
-    emb = np.concatenate([saved[blo][0] for blo, _ in blocks])
-    probs = np.concatenate([saved[blo][1] for blo, _ in blocks])
-    submit(_write_shard, out, layout, shard, emb, probs, on_written)
+    rows = concat_rows([saved[blo] for blo, _ in blocks])
+    submit(_write_shard, out, layout, shard, rows, on_written)
     for blo, _ in blocks:
         saved.pop(blo, None)
 
 
-def _write_shard(out: Path, layout: ShardLayout, shard: int, emb: np.ndarray, probs: np.ndarray,
+def _write_shard(out: Path, layout: ShardLayout, shard: int, rows: TeacherRows,
                  on_written: Callable[[int], None]) -> None:
-    store.write_shard(out, layout, shard, emb, probs)
+    store.write_shard(out, layout, shard, rows)
     on_written(shard)

@@ -21,6 +21,7 @@ from eoid.pipeline.run_cache import run_cache
 from eoid.pipeline.training.distributed import World
 from eoid.teacher_cache.lookup import CacheReader
 from eoid.teacher_cache.plan import ShardLayout
+from eoid.teacher_cache.schema import TEACHER_NAMES
 
 TINY_CONFIG = Path(__file__).resolve().parents[1] / "data" / "tiny-clip.json"
 # verbs: hold, kick, drink_with, no_interaction; objects: person, ball, cup
@@ -224,7 +225,7 @@ def test_a_half_written_shard_left_by_a_kill_is_rewritten_from_scratch(reference
     _kill_after_shards(monkeypatch, 2, config(world, weights, out))
     # a kill inside zarr's write of the next shard leaves its file cut short and not marked done
     undone = min(set(range(7)) - store.done_shards(out))
-    for name in ("image_emb", "verb_probs"):
+    for name in TEACHER_NAMES:
         torn = out / name / "c" / str(undone) / "0"
         torn.parent.mkdir(parents=True, exist_ok=True)
         torn.write_bytes(b"\x28\xb5\x2f\xfd torn shard")

@@ -45,10 +45,11 @@ def test_segments_cover_the_rows_once_per_image_run():
 
 
 def test_a_saved_block_reads_back_and_a_truncated_one_is_recomputed(tmp_path):
-    emb, probs = np.ones((4, 3), np.float16), np.full((4, 2), 0.5, np.float16)
-    save_block(tmp_path, 0, 1024, emb, probs)
+    rows = {"image_emb": np.ones((4, 3), np.float16), "verb_probs": np.full((4, 2), 0.5, np.float32)}
+    save_block(tmp_path, 0, 1024, rows)
     got = load_block(tmp_path, 0, 1024, 4)
-    assert got is not None and np.array_equal(got[0], emb) and np.array_equal(got[1], probs)
+    assert got is not None and all(np.array_equal(got[k], rows[k]) for k in rows)
+    assert load_block(tmp_path, 0, 1024, 5) is None      # not the block of 5 rows asked for
     path = tmp_path / "partial" / "shard-00000" / "rows-000000001024.npz"
     path.write_bytes(path.read_bytes()[:50])
     assert load_block(tmp_path, 0, 1024, 4) is None

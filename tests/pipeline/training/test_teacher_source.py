@@ -33,7 +33,7 @@ def one_row_cache(path) -> CacheReader:
     store.create_store(path, plan, layout, np.ones((3, 4), np.float32),
                        {"image_keys": ["a.png"], "image_sizes": [[100, 100]], "prompts": ["a", "b", "c"],
                         "vocabulary": VOCAB}, {"fingerprint": fingerprint, "layout": layout.to_json()})
-    store.write_shard(path, layout, 0, np.ones((1, 4), np.float16), ROW)
+    store.write_shard(path, layout, 0, {"image_emb": np.ones((1, 4), np.float16), "verb_probs": ROW})
     checksums = store.collect_checksums(path, layout)
     write_json_atomic(path / "manifest.json", {"format_version": mf.FORMAT_VERSION, "complete": True,
                                                "fingerprint": fingerprint, "layout": layout.to_json(),
