@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from eoid.errors import LockedError
-from eoid.files import FolderLock
+from eoid.locks import FolderLock
 
 
 def test_a_second_writer_is_refused_with_the_holders_pid_and_host(tmp_path):
@@ -127,7 +127,7 @@ def test_many_processes_breaking_one_stale_lock_leave_one_holder_at_a_time(tmp_p
     # "in"/"out" to a log: with one holder at a time, the log alternates in, out, in, out ...
     (tmp_path / ".lock").write_text(json.dumps({"pid": _dead_pid(), "host": socket.gethostname(),
                                                 "since": 0}))
-    script = ("import sys, time; from pathlib import Path; from eoid.files import FolderLock\n"
+    script = ("import sys, time; from pathlib import Path; from eoid.locks import FolderLock\n"
               f"root = Path({str(tmp_path)!r})\n"
               "with FolderLock(root / '.lock', wait_s=60):\n"
               "    with open(root / 'log', 'a') as f: f.write('in\\n')\n"

@@ -14,7 +14,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "eoid"
 LEAVES = {"eoid", "eoid.boxes", "eoid.errors", "eoid.config", "eoid.config_values", "eoid.config_reference",
-          "eoid.files", "eoid.loaders", "eoid.terminal", "eoid.data"}
+          "eoid.files", "eoid.locks", "eoid.loaders", "eoid.terminal", "eoid.data"}
 ROOMS = {  # module prefix -> (floor, role); the longest matching prefix wins
     "eoid.teacher_cache": (1, "teacher_cache"),
     "eoid.student": (1, "student"),
@@ -84,7 +84,7 @@ def test_imports_point_down_and_not_across(path):
 
 def test_leaf_modules_import_no_floor():
     for leaf in ("boxes.py", "errors.py", "config.py", "config_values.py", "config_reference.py", "files.py",
-                 "loaders.py", "terminal.py"):
+                 "locks.py", "loaders.py", "terminal.py"):
         for target in _eoid_imports(PACKAGE / leaf):
             assert _place(target)[0] == 0, f"{leaf} imports {target}"
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from eoid.config import CacheConfig, parse_part, to_dict
 from eoid.errors import CacheMismatchError, ConfigError, DataError
-from eoid.files import FolderLock, file_sha256, output_folder, read_json, write_json_atomic
+from eoid.files import file_sha256, output_folder, read_json, write_json_atomic
+from eoid.locks import FolderLock
 from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary
 from eoid.pipeline.training.distributed import World

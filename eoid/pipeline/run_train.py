@@ -19,8 +19,9 @@ import torch
 
 from eoid.config import TrainConfig, dumps_toml, to_dict
 from eoid.errors import ConfigError, Interrupted
-from eoid.files import FolderLock, output_folder, write_text_atomic
+from eoid.files import output_folder, write_text_atomic
 from eoid.loaders import WorkerLoader
+from eoid.locks import FolderLock
 from eoid.pipeline.data.transforms import augment_params
 from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary
 from eoid.pipeline.evaluation.predictions_io import format_table

@@ -165,7 +165,7 @@ def shard_done_path(path: Path, shard: int) -> Path:
 
 
 def shard_claim_path(path: Path, shard: int) -> Path:
-    """The lock file of the one process computing `shard` (files.FolderLock)."""
+    """The lock file of the one process computing `shard` (locks.FolderLock)."""
     return path / "progress" / f".shard-{shard:05d}.lock"
 
 

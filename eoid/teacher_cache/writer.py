@@ -19,8 +19,9 @@ import torch
 from PIL import Image
 
 from eoid.errors import CacheMismatchError, DataError, Interrupted
-from eoid.files import FolderLock, fault_point, read_json, write_json_atomic, writing
+from eoid.files import fault_point, read_json, write_json_atomic, writing
 from eoid.loaders import WorkerLoader
+from eoid.locks import FolderLock
 from eoid.teacher_cache import manifest as mf
 from eoid.teacher_cache import store
 from eoid.teacher_cache.crops import CropSpec, union_crops
@@ -111,7 +112,7 @@ class ShardClaims:
 
     A shard claimed by a live process, or done, is left out of `shards`: two processes never write
     one zarr shard, even parts started with different part counts. A dead process's claim is
-    broken (files.FolderLock). Each claim is released once its shard is written, or on exit.
+    broken (locks.FolderLock). Each claim is released once its shard is written, or on exit.
     """
 
     def __init__(self, out: Path, wanted: list[int], break_lock: bool):

@@ -16,7 +16,7 @@ from PIL import Image
 
 from eoid.config import CacheConfig, DataConfig, TeacherConfig
 from eoid.errors import CacheMismatchError, LockedError
-from eoid.files import FolderLock
+from eoid.locks import FolderLock
 from eoid.pipeline.run_cache import run_cache
 from eoid.pipeline.training.distributed import World
 from eoid.teacher_cache.lookup import CacheReader

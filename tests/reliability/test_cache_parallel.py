@@ -12,7 +12,7 @@ import pytest
 
 from eoid.config import CacheConfig
 from eoid.errors import CacheMismatchError
-from eoid.files import FolderLock
+from eoid.locks import FolderLock
 
 from tiny_train import (
     ROOT,

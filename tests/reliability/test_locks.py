@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from eoid.errors import LockedError
-from eoid.files import FolderLock
+from eoid.locks import FolderLock
 from eoid.pipeline.run_train import run_train
 
 from tiny_train import WORLD, run_cli, train_command, train_config
