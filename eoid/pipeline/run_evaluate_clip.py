@@ -25,6 +25,7 @@ from eoid.config import (
     dumps_toml,
     require_path,
 )
+from eoid.devices import World
 from eoid.files import output_folder, write_text_atomic
 from eoid.pipeline.data.images import load_rgb
 from eoid.pipeline.data.readers import read_annotations
@@ -38,7 +39,6 @@ from eoid.pipeline.evaluation.predictions_io import (
 )
 from eoid.pipeline.evaluation.scoring import score
 from eoid.pipeline.training.builders import model_from_checkpoint
-from eoid.pipeline.training.distributed import World
 from eoid.student.model import StudentOutput
 from eoid.student.postprocess import postprocess, postprocess_kwargs
 from eoid.teacher_cache.online import online_teacher

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from eoid.config import AugmentConfig, from_dict
+from eoid.devices import World
 from eoid.errors import CheckpointError
 from eoid.files import output_folder, write_text_atomic
 from eoid.pipeline.data.mixed_vocab import load_mixed_vocabulary, load_verb_mapping, verb_table_to_source
@@ -31,7 +32,6 @@ from eoid.pipeline.evaluation.vcoco_scoring import (
     vcoco_structure,
 )
 from eoid.pipeline.training.builders import model_from_checkpoint
-from eoid.pipeline.training.distributed import World
 from eoid.student.postprocess import postprocess
 
 

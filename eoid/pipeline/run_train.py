@@ -17,7 +17,9 @@ from typing import Callable
 
 import torch
 
+from eoid.checkpoint import load_checkpoint, load_state, require_fits, save_checkpoint
 from eoid.config import TrainConfig, dumps_toml, to_dict
+from eoid.devices import World
 from eoid.errors import ConfigError, Interrupted
 from eoid.files import FolderLock, output_folder, write_text_atomic
 from eoid.loaders import WorkerLoader
@@ -26,16 +28,15 @@ from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary
 from eoid.pipeline.evaluation.predictions_io import format_table
 from eoid.pipeline.evaluation.scoring import evaluate_checkpoint, evaluate_model_on_records
 from eoid.pipeline.training.builders import apply_optim_config, build_loss, build_model, build_optimizer
-from eoid.pipeline.training.checkpoint import load_checkpoint, load_state, require_fits, save_checkpoint
 from eoid.pipeline.training.dataset import TrainDataset, collate
-from eoid.pipeline.training.distributed import World, barrier
+from eoid.pipeline.training.distributed import barrier
 from eoid.pipeline.training.loop import GlobalBatchSampler, TrainState, train_one_epoch
 from eoid.pipeline.training.memory import OutOfMemory, is_out_of_memory, out_of_memory_message, require_memory
 from eoid.pipeline.training.metrics import MetricsLog, tensorboard_available, truncate_metrics
 from eoid.pipeline.training.provenance import RUN_LENGTH, config_changes, record_changes, require_allowed
-from eoid.pipeline.training.stop import StopFlag
 from eoid.pipeline.training.teacher_source import open_teacher_for_training
 from eoid.pipeline.training.training_set import TrainingSet, prepare_training_set
+from eoid.stop import StopFlag
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from eoid.checkpoint import load_checkpoint
 from eoid.errors import CheckpointError, EoidError
 from eoid.pipeline.run_train import run_train
-from eoid.pipeline.training.checkpoint import load_checkpoint
 
 from tiny_train import TINY_CLIP, WORLD, train_config
 

@@ -15,8 +15,8 @@ import pytest
 
 import eoid.pipeline.run_train as rt
 import eoid.pipeline.training.loop as loop
+from eoid.checkpoint import load_checkpoint
 from eoid.errors import Interrupted
-from eoid.pipeline.training.checkpoint import load_checkpoint
 
 from tiny_train import ROOT, WORLD, losses, same_weights, subprocess_env, train_command, train_config, weights
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import torch
 
+from eoid.checkpoint import load_checkpoint, require_fits
 from eoid.config import LossConfig, MatcherConfig, OptimConfig, StudentConfig, from_dict, to_dict
 from eoid.errors import CheckpointError, ConfigError
 from eoid.pipeline.data.vocab import Vocabulary, vocabulary_from_json
-from eoid.pipeline.training.checkpoint import load_checkpoint, require_fits
 from eoid.student.losses import Criterion, build_criterion, loss_weights
 from eoid.student.model import CDN, build_student, load_detr_init
 

@@ -21,10 +21,11 @@ import torch
 from tqdm import tqdm
 
 from eoid.config import OptimConfig
+from eoid.devices import World
 from eoid.errors import TrainingDiverged
-from eoid.pipeline.training.distributed import World, average_over_ranks
+from eoid.pipeline.training.distributed import average_over_ranks
 from eoid.pipeline.training.memory import is_out_of_memory
-from eoid.pipeline.training.stop import StopFlag
+from eoid.stop import StopFlag
 from eoid.student.losses import Criterion, weighted_sum
 from eoid.student.model import StudentOutput
 
