@@ -2,10 +2,9 @@
 
 Floors, from the bottom: the leaves (boxes, errors, config, config_values, config_reference, files,
 loaders, terminal, and the concepts every phase shares: devices, stop, checkpoint); teacher_cache/ and
-student/ (never each other); pipeline/data/; pipeline/{training, synth} and above them
-pipeline/evaluation/ (it loads a trained student through training/'s builders; training/ never imports
-evaluation/, the runner composes the two); the study schema; the phase runners `pipeline/run_*.py`;
-cli; __main__.
+student/ (never each other); pipeline/data/ (which also builds the student for a vocabulary);
+the rooms pipeline/{training, evaluation, synth}, side by side and never importing each other (the
+runners compose them); the study schema; the phase runners `pipeline/run_*.py`; cli; __main__.
 """
 import ast
 import statistics
@@ -23,7 +22,7 @@ ROOMS = {  # module prefix -> (floor, role); the longest matching prefix wins
     "eoid.pipeline.data": (2, "data"),
     "eoid.pipeline.training": (3, "training"),
     "eoid.pipeline.synth": (3, "synth"),
-    "eoid.pipeline.evaluation": (3.5, "evaluation"),
+    "eoid.pipeline.evaluation": (3, "evaluation"),
     "eoid.pipeline.study": (4, "study"),
     "eoid.pipeline.study_tables": (4, "study"),
     "eoid.pipeline.run_": (5, "runner"),

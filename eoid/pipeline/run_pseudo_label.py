@@ -30,8 +30,8 @@ from eoid.files import file_sha256, output_folder, write_text_atomic, writing
 from eoid.pipeline.data.mixed_vocab import record_to_hico_json
 from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.data.records import ImageRecord
+from eoid.pipeline.data.student_models import model_from_checkpoint
 from eoid.pipeline.evaluation.inference import dense_scores, model_outputs, sizes_hw
-from eoid.pipeline.training.builders import model_from_checkpoint
 from eoid.student.postprocess import postprocess
 
 log = logging.getLogger(__name__)

@@ -23,11 +23,12 @@ from eoid.devices import World
 from eoid.errors import ConfigError, Interrupted
 from eoid.files import FolderLock, output_folder, write_text_atomic
 from eoid.loaders import WorkerLoader
+from eoid.pipeline.data.student_models import build_model
 from eoid.pipeline.data.transforms import augment_params
 from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary
 from eoid.pipeline.evaluation.predictions_io import format_table
 from eoid.pipeline.evaluation.scoring import evaluate_checkpoint, evaluate_model_on_records
-from eoid.pipeline.training.builders import apply_optim_config, build_loss, build_model, build_optimizer
+from eoid.pipeline.training.builders import apply_optim_config, build_loss, build_optimizer
 from eoid.pipeline.training.dataset import TrainDataset, collate
 from eoid.pipeline.training.distributed import barrier
 from eoid.pipeline.training.loop import GlobalBatchSampler, TrainState, train_one_epoch

@@ -19,6 +19,7 @@ from eoid.config import (
 from eoid.devices import World
 from eoid.pipeline.data.images import load_rgb
 from eoid.pipeline.data.readers import read_annotations
+from eoid.pipeline.data.student_models import build_model
 from eoid.pipeline.evaluation.scoring import score
 from eoid.pipeline.run_evaluate_clip import (
     classifier_hoi_table,
@@ -27,7 +28,6 @@ from eoid.pipeline.run_evaluate_clip import (
     with_verb_probs,
 )
 from eoid.pipeline.synth.world import generate_world, synth_vocabulary
-from eoid.pipeline.training.builders import build_model
 from eoid.student.model import StudentOutput
 from eoid.student.postprocess import postprocess
 from eoid.teacher_cache.distribution import valid_hoi_table

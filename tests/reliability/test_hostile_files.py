@@ -118,7 +118,7 @@ def test_resuming_with_another_student_is_refused_naming_the_field(synth, one_ep
 
 
 def test_an_edited_checkpoint_is_refused_when_evaluating(one_epoch_run, tmp_path):
-    from eoid.pipeline.training.builders import model_from_checkpoint
+    from eoid.pipeline.data.student_models import model_from_checkpoint
     ckpt = load_checkpoint(one_epoch_run / "checkpoint.pt")
     ckpt["model"].pop(next(iter(ckpt["model"])))
     torch.save(ckpt, tmp_path / "edited.pt")

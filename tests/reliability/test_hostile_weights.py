@@ -112,7 +112,7 @@ EDITS = {"without 'vocabulary'": lambda c: c.pop("vocabulary"),
 
 @pytest.mark.parametrize("edit", sorted(EDITS))
 def test_an_edited_checkpoint_is_one_line_naming_it_when_evaluating(trained_run, tmp_path, edit):
-    from eoid.pipeline.training.builders import model_from_checkpoint
+    from eoid.pipeline.data.student_models import model_from_checkpoint
     path = _edited(trained_run, tmp_path / "edited.pt", EDITS[edit])
     with pytest.raises(CheckpointError) as err:
         model_from_checkpoint(path, "cpu")
