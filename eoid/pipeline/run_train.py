@@ -31,7 +31,15 @@ from eoid.pipeline.evaluation.scoring import evaluate_checkpoint, evaluate_model
 from eoid.pipeline.training.builders import apply_optim_config, build_loss, build_optimizer
 from eoid.pipeline.training.dataset import TrainDataset, collate
 from eoid.pipeline.training.distributed import barrier
-from eoid.pipeline.training.loop import GlobalBatchSampler, TrainState, train_one_epoch
+from eoid.pipeline.training.loop import (
+    EpochData,
+    GlobalBatchSampler,
+    Optimization,
+    RunContext,
+    StudentAndLoss,
+    TrainState,
+    train_one_epoch,
+)
 from eoid.pipeline.training.memory import OutOfMemory, is_out_of_memory, out_of_memory_message, require_memory
 from eoid.pipeline.training.metrics import MetricsLog, tensorboard_available, truncate_metrics
 from eoid.pipeline.training.provenance import RUN_LENGTH, config_changes, record_changes, require_allowed
@@ -181,15 +189,18 @@ def _train(cfg: TrainConfig, world: World, out: Path, on_row: Callable[[dict], N
     if on_row is not None:
         total = cfg.optim.epochs * len(sampler)
         on_row({"iterations_total": min(total, cfg.optim.max_iters or total), "iteration": state.iteration})
+    student = StudentAndLoss(ddp, criterion, weights)
+    optimization = Optimization(optimizer, cfg.optim)
+    epoch_data = EpochData(loader, online)
     with StopFlag() as stop, loader:
+        run = RunContext(world, stop, last, log_row, show_bar=on_row is None)
         for epoch in range(start_epoch, cfg.optim.epochs):
             dataset.set_epoch(epoch)
             sampler.set_epoch(epoch, skip_batches if epoch == start_epoch else 0)
             state.batch_in_epoch = sampler.skip
             torch.manual_seed(cfg.optim.seed * 1000 + epoch * 17 + world.rank)  # dropout, resumable
             ddp.train()
-            train_one_epoch(ddp, criterion, weights, optimizer, loader, world, epoch, cfg.optim, state,
-                            stop, last, log_row, online, show_bar=on_row is None)
+            train_one_epoch(student, optimization, epoch_data, run, epoch, state)
             # a stop (or a step out of memory) mid-epoch saves the position in the epoch: --resume
             # redoes nothing and skips nothing
             halted = stop.requested or state.out_of_memory is not None
