@@ -41,11 +41,11 @@ import torch
 from PIL import Image
 
 from eoid.config import CacheConfig, DataConfig, TeacherConfig
+from eoid.devices import World
 from eoid.pipeline import run_cache as run_cache_mod
 from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.data.vocab import load_vocabulary
 from eoid.pipeline.run_cache import run_cache
-from eoid.pipeline.training.distributed import World
 from eoid.teacher_cache.crops import union_crops
 from eoid.teacher_cache.lookup import CacheReader
 from eoid.teacher_cache.plan import build_plan

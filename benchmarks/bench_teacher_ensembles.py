@@ -31,13 +31,13 @@ import numpy as np
 import torch
 
 from eoid.config import CacheConfig, DataConfig, TeacherConfig
+from eoid.devices import World
 from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.data.vocab import load_vocabulary
 from eoid.pipeline.run_cache import run_cache
 from eoid.pipeline.run_cache_merge import run_merge
 from eoid.pipeline.run_cache_relabel import run_relabel
 from eoid.pipeline.synth.world import QUICKSTART, generate_world
-from eoid.pipeline.training.distributed import World
 from eoid.teacher_cache.lookup import CacheReader
 
 from report import save_json

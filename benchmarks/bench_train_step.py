@@ -47,6 +47,7 @@ import numpy as np
 import torch
 
 from eoid.config import CacheConfig, DataConfig, LossConfig, MatcherConfig, TeacherConfig, TrainConfig
+from eoid.devices import World
 from eoid.pipeline import run_cache as run_cache_mod
 from eoid.pipeline.data.transforms import AugmentParams
 from eoid.pipeline.data.vocab import load_vocabulary
@@ -54,7 +55,6 @@ from eoid.pipeline.run_cache import run_cache
 from eoid.pipeline.synth.world import generate_world
 from eoid.pipeline.training.builders import build_loss
 from eoid.pipeline.training.dataset import TrainDataset, collate, load_rgb
-from eoid.pipeline.training.distributed import World
 from eoid.pipeline.training.loop import as_float32
 from eoid.pipeline.training.teacher_source import OnlineTeacher
 from eoid.pipeline.training.training_set import prepare_training_set

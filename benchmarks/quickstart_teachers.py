@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from eoid.config import CacheConfig, DataConfig, TeacherConfig, TrainConfig, load_config
+from eoid.devices import World
 from eoid.errors import EoidError
 from eoid.files import output_folder
 from eoid.pipeline.run_cache import run_cache
@@ -36,7 +37,6 @@ from eoid.pipeline.run_cache_merge import run_merge
 from eoid.pipeline.run_quickstart import TEACHER, recipe_path, require_same_recipe, train_in_parallel
 from eoid.pipeline.run_train import run_train
 from eoid.pipeline.synth.world import QUICKSTART, generate_world
-from eoid.pipeline.training.distributed import World
 
 TEACHERS = ("second", "merged", "merged_geometric", "shipped")
 

@@ -122,7 +122,7 @@ def saved_on_stop(resume: str | None = None, at_once: str = "Run the same comman
 
 def world_from_env():
     """This process's World from torchrun's environment (one CPU process without torchrun)."""
-    from eoid.pipeline.training.distributed import init_world
+    from eoid.devices import init_world
     return init_world()
 
 
@@ -141,7 +141,7 @@ def load_under_checkpoint(cls, config_path, overrides, **flags):
         return load_config(cls, config_path, overrides, under=onnx_evaluation_recipe(Path(cfg.onnx)), **flags)
     if not cfg.checkpoint:
         return cfg
-    from eoid.pipeline.training.checkpoint import evaluation_recipe
+    from eoid.checkpoint import evaluation_recipe
     return load_config(cls, config_path, overrides, under=evaluation_recipe(Path(cfg.checkpoint)),
                        under_source=f"{cfg.checkpoint} (its training recipe)", **flags)
 

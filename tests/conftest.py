@@ -42,9 +42,9 @@ def world_and_cache(root: Path, images: int, seed: int, **teacher) -> tuple:
     `teacher`: TeacherConfig fields beyond the fast defaults (e.g. shard_rows). Returns (paths, cache).
     """
     from eoid.config import CacheConfig, DataConfig, TeacherConfig
+    from eoid.devices import World
     from eoid.pipeline.run_cache import run_cache
     from eoid.pipeline.synth.world import generate_world
-    from eoid.pipeline.training.distributed import World
     paths = generate_world(root / "world", images, seed=seed, progress=False)
     data = DataConfig(dataset=str(paths.vocabulary), train_annotations=str(paths.train_json),
                       train_images=str(paths.image_dir))

@@ -59,9 +59,9 @@ def test_the_ua_baseline_trains_as_shipped_without_a_cache_or_stage_two(tmp_path
     # the tiny student on a small synthetic world (its own UA setting), two iterations
     import json
 
+    from eoid.devices import World
     from eoid.pipeline.run_train import run_train
     from eoid.pipeline.synth.world import generate_world
-    from eoid.pipeline.training.distributed import World
     world = generate_world(tmp_path / "world", 12, 0, image_size=96, progress=False)
     cfg = load_config(TrainConfig, ROOT / "configs" / "baselines" / "cdn_ua.toml", (
         f"data.dataset={json.dumps(str(world.vocabulary))}", "data.val_images=0", "student.detr_init=''",

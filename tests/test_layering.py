@@ -1,10 +1,10 @@
 """The house of DESIGN.md as a test: floors, rooms, no runner borrowing from a runner, no circles, sizes.
 
-Floors, from the bottom: the leaves (boxes, errors, config, config_values, config_reference, files, loaders,
-terminal); teacher_cache/ and student/ (never each other); pipeline/data/; pipeline/{training, synth} and
-above them pipeline/evaluation/ (it loads a trained student through training/'s checkpoint and builders;
-training/ never imports evaluation/, the runner composes the two); the study schema; the
-phase runners `pipeline/run_*.py`; cli; __main__.
+Floors, from the bottom: the leaves (boxes, errors, config, config_values, config_reference, files,
+loaders, terminal, and the concepts every phase shares: devices, stop, checkpoint); teacher_cache/ and
+student/ (never each other); pipeline/data/ (which also builds the student for a vocabulary);
+the rooms pipeline/{training, evaluation, synth}, side by side and never importing each other (the
+runners compose them); the study schema; the phase runners `pipeline/run_*.py`; cli; __main__.
 """
 import ast
 import statistics
@@ -13,15 +13,16 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "eoid"
-LEAVES = {"eoid", "eoid.boxes", "eoid.errors", "eoid.config", "eoid.config_values", "eoid.config_reference",
-          "eoid.files", "eoid.locks", "eoid.loaders", "eoid.terminal", "eoid.data"}
+LEAVE_FILES = ("boxes.py", "errors.py", "config.py", "config_values.py", "config_reference.py", "files.py",
+               "locks.py", "loaders.py", "terminal.py", "devices.py", "stop.py", "checkpoint.py")
+LEAVES = {"eoid", "eoid.data", *(f"eoid.{name.removesuffix('.py')}" for name in LEAVE_FILES)}
 ROOMS = {  # module prefix -> (floor, role); the longest matching prefix wins
     "eoid.teacher_cache": (1, "teacher_cache"),
     "eoid.student": (1, "student"),
     "eoid.pipeline.data": (2, "data"),
     "eoid.pipeline.training": (3, "training"),
     "eoid.pipeline.synth": (3, "synth"),
-    "eoid.pipeline.evaluation": (3.5, "evaluation"),
+    "eoid.pipeline.evaluation": (3, "evaluation"),
     "eoid.pipeline.study": (4, "study"),
     "eoid.pipeline.study_tables": (4, "study"),
     "eoid.pipeline.run_": (5, "runner"),
@@ -83,8 +84,7 @@ def test_imports_point_down_and_not_across(path):
 
 
 def test_leaf_modules_import_no_floor():
-    for leaf in ("boxes.py", "errors.py", "config.py", "config_values.py", "config_reference.py", "files.py",
-                 "locks.py", "loaders.py", "terminal.py"):
+    for leaf in LEAVE_FILES:
         for target in _eoid_imports(PACKAGE / leaf):
             assert _place(target)[0] == 0, f"{leaf} imports {target}"
 

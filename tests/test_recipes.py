@@ -47,9 +47,9 @@ def test_the_supervised_recipe_trains_without_a_cache_and_with_no_teacher_or_is_
     # the tiny student on a small synthetic world, two iterations, from the recipe as shipped
     import json
 
+    from eoid.devices import World
     from eoid.pipeline.run_train import run_train
     from eoid.pipeline.synth.world import generate_world
-    from eoid.pipeline.training.distributed import World
     world = generate_world(tmp_path / "world", 12, 0, image_size=96, progress=False)
     cfg = load_config(TrainConfig, SUPERVISED, (
         f"data.dataset={json.dumps(str(world.vocabulary))}", "data.val_images=0", "student.detr_init=''",

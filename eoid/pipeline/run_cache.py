@@ -13,13 +13,13 @@ import logging
 from pathlib import Path
 
 from eoid.config import CacheConfig, parse_part, to_dict
+from eoid.devices import World
 from eoid.errors import CacheMismatchError, ConfigError, DataError
 from eoid.files import file_sha256, output_folder, read_json, write_json_atomic
 from eoid.locks import FolderLock
 from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary
-from eoid.pipeline.training.distributed import World
-from eoid.pipeline.training.stop import StopFlag
+from eoid.stop import StopFlag
 from eoid.teacher_cache import manifest as mf
 from eoid.teacher_cache import store
 from eoid.teacher_cache.plan import CachePlan, ShardLayout, build_plan, make_layout, shard_for

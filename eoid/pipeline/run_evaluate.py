@@ -5,13 +5,13 @@ import logging
 from pathlib import Path
 
 from eoid.config import EvalConfig, dumps_toml, require_path
+from eoid.devices import World
 from eoid.errors import ConfigError
 from eoid.files import output_folder, write_text_atomic
 from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.data.vocab import load_vocabulary
 from eoid.pipeline.evaluation.predictions_io import format_table, read_predictions, write_results
 from eoid.pipeline.evaluation.scoring import evaluate_checkpoint, score
-from eoid.pipeline.training.distributed import World
 
 log = logging.getLogger(__name__)
 

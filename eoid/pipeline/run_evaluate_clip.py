@@ -25,9 +25,11 @@ from eoid.config import (
     dumps_toml,
     require_path,
 )
+from eoid.devices import World
 from eoid.files import output_folder, write_text_atomic
 from eoid.pipeline.data.images import load_rgb
 from eoid.pipeline.data.readers import read_annotations
+from eoid.pipeline.data.student_models import model_from_checkpoint
 from eoid.pipeline.data.vocab import Vocabulary
 from eoid.pipeline.evaluation.inference import image_triplets, model_outputs, query_boxes_px, sizes_hw
 from eoid.pipeline.evaluation.predictions_io import (
@@ -37,8 +39,6 @@ from eoid.pipeline.evaluation.predictions_io import (
     write_results,
 )
 from eoid.pipeline.evaluation.scoring import score
-from eoid.pipeline.training.builders import model_from_checkpoint
-from eoid.pipeline.training.distributed import World
 from eoid.student.model import StudentOutput
 from eoid.student.postprocess import postprocess, postprocess_kwargs
 from eoid.teacher_cache.online import online_teacher

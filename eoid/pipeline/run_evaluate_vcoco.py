@@ -16,10 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from eoid.config import AugmentConfig, from_dict
+from eoid.devices import World
 from eoid.errors import CheckpointError
 from eoid.files import output_folder, write_text_atomic
 from eoid.pipeline.data.mixed_vocab import load_mixed_vocabulary, load_verb_mapping, verb_table_to_source
 from eoid.pipeline.data.readers import read_annotations
+from eoid.pipeline.data.student_models import model_from_checkpoint
 from eoid.pipeline.evaluation.inference import dense_scores, model_outputs, sizes_hw
 from eoid.pipeline.evaluation.vcoco_map import evaluate_vcoco
 from eoid.pipeline.evaluation.vcoco_scoring import (
@@ -30,8 +32,6 @@ from eoid.pipeline.evaluation.vcoco_scoring import (
     vcoco_gt_from_records,
     vcoco_structure,
 )
-from eoid.pipeline.training.builders import model_from_checkpoint
-from eoid.pipeline.training.distributed import World
 from eoid.student.postprocess import postprocess
 
 

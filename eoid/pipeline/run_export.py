@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from eoid.files import new_file
+from eoid.pipeline.data.student_models import model_from_checkpoint
 from eoid.pipeline.evaluation.onnx_student import (
     OnnxStudent,
     example_batch,
@@ -12,7 +13,6 @@ from eoid.pipeline.evaluation.onnx_student import (
     onnx_metadata,
     require_export_packages,
 )
-from eoid.pipeline.training.builders import model_from_checkpoint
 from eoid.student.export import INPUT_NAMES, output_names
 
 

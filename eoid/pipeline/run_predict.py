@@ -9,13 +9,13 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from eoid.config import PredictConfig, dumps_toml, require_path
+from eoid.devices import World
 from eoid.errors import DataError
 from eoid.files import output_folder, write_text_atomic, writing
 from eoid.pipeline.data.images import load_rgb, unreadable_images
 from eoid.pipeline.data.vocab import Vocabulary
 from eoid.pipeline.evaluation.inference import open_student, predict_images
 from eoid.pipeline.evaluation.predictions_io import ImageTriplets
-from eoid.pipeline.training.distributed import World
 
 COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45"]
 

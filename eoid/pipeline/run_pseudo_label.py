@@ -24,14 +24,14 @@ import torch
 
 from eoid.boxes import box_iou_np
 from eoid.config import AugmentConfig, from_dict
+from eoid.devices import World
 from eoid.errors import ConfigError
 from eoid.files import file_sha256, new_file, output_folder, write_text_atomic, writing
 from eoid.pipeline.data.mixed_vocab import record_to_hico_json
 from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.data.records import ImageRecord
+from eoid.pipeline.data.student_models import model_from_checkpoint
 from eoid.pipeline.evaluation.inference import dense_scores, model_outputs, sizes_hw
-from eoid.pipeline.training.builders import model_from_checkpoint
-from eoid.pipeline.training.distributed import World
 from eoid.student.postprocess import postprocess
 
 log = logging.getLogger(__name__)

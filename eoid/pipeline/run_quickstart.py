@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 
 from eoid.config import CacheConfig, DataConfig, TeacherConfig, TrainConfig, load_config, to_dict
+from eoid.devices import World
 from eoid.errors import ConfigError, EoidError
 from eoid.files import output_folder, write_text_atomic
 from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.data.records import ImageRecord
 from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary
-from eoid.pipeline.training.distributed import World
 from eoid.pipeline.training.provenance import config_changes, describe_changes
 
 TEACHER = TeacherConfig(model="eoid-synth-clip", weights="bundled", batch_size=128, num_workers=0)
@@ -142,7 +142,7 @@ def train_in_parallel(configs: list[TrainConfig], names: list[str] | None = None
     from queue import Empty
 
     from eoid.errors import Interrupted
-    from eoid.pipeline.training.stop import StopFlag
+    from eoid.stop import StopFlag
     threads = max(1, (os.cpu_count() or 1) // len(configs))
     ctx = multiprocessing.get_context("spawn")
     rows = ctx.Queue()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from eoid.config import parse_part
+from eoid.devices import World
 from eoid.errors import CacheMismatchError, ConfigError, TrainingDiverged
 from eoid.files import file_sha256, output_folder, read_json, write_text_atomic
 from eoid.pipeline.data.vocab import load_vocabulary
@@ -34,7 +35,6 @@ from eoid.pipeline.study import (
     runs_for_part,
 )
 from eoid.pipeline.study_tables import collect_rows, markdown_table, write_tables
-from eoid.pipeline.training.distributed import World
 from eoid.teacher_cache.lookup import check_complete
 from eoid.teacher_cache.manifest import require_match
 

@@ -17,26 +17,36 @@ from typing import Callable
 
 import torch
 
+from eoid.checkpoint import load_checkpoint, load_state, require_fits, save_checkpoint
 from eoid.config import TrainConfig, dumps_toml, to_dict
+from eoid.devices import World
 from eoid.errors import ConfigError, Interrupted
 from eoid.files import output_folder, write_text_atomic
 from eoid.loaders import WorkerLoader
 from eoid.locks import FolderLock
+from eoid.pipeline.data.student_models import build_model
 from eoid.pipeline.data.transforms import augment_params
 from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary
 from eoid.pipeline.evaluation.predictions_io import format_table
 from eoid.pipeline.evaluation.scoring import evaluate_checkpoint, evaluate_model_on_records
-from eoid.pipeline.training.builders import apply_optim_config, build_loss, build_model, build_optimizer
-from eoid.pipeline.training.checkpoint import load_checkpoint, load_state, require_fits, save_checkpoint
+from eoid.pipeline.training.builders import apply_optim_config, build_loss, build_optimizer
 from eoid.pipeline.training.dataset import TrainDataset, collate
-from eoid.pipeline.training.distributed import World, barrier
-from eoid.pipeline.training.loop import GlobalBatchSampler, TrainState, train_one_epoch
+from eoid.pipeline.training.distributed import barrier
+from eoid.pipeline.training.loop import (
+    EpochData,
+    GlobalBatchSampler,
+    Optimization,
+    RunContext,
+    StudentAndLoss,
+    TrainState,
+    train_one_epoch,
+)
 from eoid.pipeline.training.memory import OutOfMemory, is_out_of_memory, out_of_memory_message, require_memory
 from eoid.pipeline.training.metrics import MetricsLog, tensorboard_available, truncate_metrics
 from eoid.pipeline.training.provenance import RUN_LENGTH, config_changes, record_changes, require_allowed
-from eoid.pipeline.training.stop import StopFlag
 from eoid.pipeline.training.teacher_source import open_teacher_for_training
 from eoid.pipeline.training.training_set import TrainingSet, prepare_training_set
+from eoid.stop import StopFlag
 
 log = logging.getLogger(__name__)
 # files only train writes: a run folder made before folders carried their owner (eoid.files)
@@ -183,15 +193,18 @@ def _train(cfg: TrainConfig, world: World, out: Path, on_row: Callable[[dict], N
     if on_row is not None:
         total = cfg.optim.epochs * len(sampler)
         on_row({"iterations_total": min(total, cfg.optim.max_iters or total), "iteration": state.iteration})
+    student = StudentAndLoss(ddp, criterion, weights)
+    optimization = Optimization(optimizer, cfg.optim)
+    epoch_data = EpochData(loader, online)
     with StopFlag() as stop, loader:
+        run = RunContext(world, stop, last, log_row, show_bar=on_row is None)
         for epoch in range(start_epoch, cfg.optim.epochs):
             dataset.set_epoch(epoch)
             sampler.set_epoch(epoch, skip_batches if epoch == start_epoch else 0)
             state.batch_in_epoch = sampler.skip
             torch.manual_seed(cfg.optim.seed * 1000 + epoch * 17 + world.rank)  # dropout, resumable
             ddp.train()
-            train_one_epoch(ddp, criterion, weights, optimizer, loader, world, epoch, cfg.optim, state,
-                            stop, last, log_row, online, show_bar=on_row is None)
+            train_one_epoch(student, optimization, epoch_data, run, epoch, state)
             # a stop (or a step out of memory) mid-epoch saves the position in the epoch: --resume
             # redoes nothing and skips nothing
             halted = stop.requested or state.out_of_memory is not None

@@ -42,9 +42,9 @@ def test_cache_teacher_on_cuda_writes_the_rows_the_cpu_writes(tmp_path, monkeypa
     # pinned buffers (non_blocking) with a DataLoader worker cropping ahead, so a buffer reused
     # before its copy finished would show up as rows that differ from the CPU's
     from eoid.config import CacheConfig, DataConfig, TeacherConfig
+    from eoid.devices import World
     from eoid.pipeline.run_cache import run_cache
     from eoid.pipeline.synth.world import generate_world
-    from eoid.pipeline.training.distributed import World
     from eoid.teacher_cache.lookup import CacheReader
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)   # plain float32 convolutions too
     paths = generate_world(tmp_path / "world", 8, seed=3, progress=False)

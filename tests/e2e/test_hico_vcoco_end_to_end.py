@@ -14,8 +14,8 @@ import torch
 from click.testing import CliRunner
 
 from eoid.cli import main
+from eoid.devices import World
 from eoid.pipeline.synth.world import generate_world, synth_vocabulary_json
-from eoid.pipeline.training.distributed import World
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 NEW = ("kick", "carry")

@@ -4,8 +4,8 @@ import json
 import torch
 from click.testing import CliRunner
 
+from eoid.checkpoint import load_checkpoint, save_checkpoint
 from eoid.cli import main
-from eoid.pipeline.training.checkpoint import load_checkpoint, save_checkpoint
 
 
 def _train(world, out, *sets):

@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from eoid.config import TrainConfig, load_config
+from eoid.devices import World
 from eoid.pipeline.run_train import run_train
-from eoid.pipeline.training.distributed import World
 
 
 def _cfg(world, out, *sets, **flags):

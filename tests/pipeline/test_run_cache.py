@@ -15,10 +15,10 @@ import torch
 from PIL import Image
 
 from eoid.config import CacheConfig, DataConfig, TeacherConfig
+from eoid.devices import World
 from eoid.errors import CacheMismatchError, LockedError
 from eoid.locks import FolderLock
 from eoid.pipeline.run_cache import run_cache
-from eoid.pipeline.training.distributed import World
 from eoid.teacher_cache.lookup import CacheReader
 from eoid.teacher_cache.plan import ShardLayout
 from eoid.teacher_cache.schema import TEACHER_NAMES

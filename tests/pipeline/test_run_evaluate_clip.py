@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from eoid.checkpoint import save_checkpoint
 from eoid.config import (
     AugmentConfig,
     EvalConfig,
@@ -15,8 +16,10 @@ from eoid.config import (
     load_config,
     to_dict,
 )
+from eoid.devices import World
 from eoid.pipeline.data.images import load_rgb
 from eoid.pipeline.data.readers import read_annotations
+from eoid.pipeline.data.student_models import build_model
 from eoid.pipeline.evaluation.scoring import score
 from eoid.pipeline.run_evaluate_clip import (
     classifier_hoi_table,
@@ -25,9 +28,6 @@ from eoid.pipeline.run_evaluate_clip import (
     with_verb_probs,
 )
 from eoid.pipeline.synth.world import generate_world, synth_vocabulary
-from eoid.pipeline.training.builders import build_model
-from eoid.pipeline.training.checkpoint import save_checkpoint
-from eoid.pipeline.training.distributed import World
 from eoid.student.model import StudentOutput
 from eoid.student.postprocess import postprocess
 from eoid.teacher_cache.distribution import valid_hoi_table

@@ -12,10 +12,10 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from eoid.checkpoint import save_checkpoint
 from eoid.cli import main
 from eoid.config import AugmentConfig, StudentConfig, TrainConfig, to_dict
 from eoid.pipeline.data.vocab import load_vocabulary
-from eoid.pipeline.training.checkpoint import save_checkpoint
 from eoid.student.model import build_student
 
 SIZES = [(1, 64, 96), (2, 96, 128), (1, 130, 70)]   # (batch, height, width); batch 2 is padded

@@ -16,15 +16,15 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from eoid.checkpoint import evaluation_recipe, load_checkpoint
 from eoid.cli import main
 from eoid.config import StudentConfig, TrainConfig
+from eoid.devices import World
 from eoid.errors import CheckpointError, ConfigError
+from eoid.pipeline.data.student_models import build_model, model_from_checkpoint
 from eoid.pipeline.data.vocab import load_vocabulary
 from eoid.pipeline.run_import import run_import
 from eoid.pipeline.run_train import run_train
-from eoid.pipeline.training.builders import build_model, model_from_checkpoint
-from eoid.pipeline.training.checkpoint import evaluation_recipe, load_checkpoint
-from eoid.pipeline.training.distributed import World
 from eoid.student.model import build_student
 
 EOID_ARGS = dict(  # EoID main.py get_args_parser() with train.sh's values (UA)

@@ -5,9 +5,9 @@ import pytest
 from PIL import Image
 
 from eoid.config import PredictConfig
+from eoid.devices import World
 from eoid.errors import DataError
 from eoid.pipeline.run_predict import expand_folders, prediction_names, run_predict
-from eoid.pipeline.training.distributed import World
 
 
 def test_images_of_one_folder_are_named_by_their_bare_file_names(tmp_path):

@@ -6,12 +6,12 @@ import pytest
 import torch
 from PIL import Image
 
+from eoid.checkpoint import save_checkpoint
 from eoid.config import StudentConfig, TrainConfig, to_dict
+from eoid.devices import World
+from eoid.pipeline.data.student_models import build_model
 from eoid.pipeline.run_pseudo_label import pseudo_labels, run_pseudo_label
 from eoid.pipeline.synth.world import synth_vocabulary
-from eoid.pipeline.training.builders import build_model
-from eoid.pipeline.training.checkpoint import save_checkpoint
-from eoid.pipeline.training.distributed import World
 
 VOCAB = synth_vocabulary()
 PERSON, BALL, KITE = (VOCAB.objects.index(n) for n in ("person", "sports_ball", "kite"))

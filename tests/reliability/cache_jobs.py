@@ -32,10 +32,10 @@ import torch
 import zarr  # noqa: F401
 
 from eoid.config import CacheConfig, DataConfig, TeacherConfig
+from eoid.devices import World
 from eoid.errors import EoidError
 from eoid.files import FAULT_AT, FAULT_LOG
 from eoid.pipeline.run_cache import run_cache
-from eoid.pipeline.training.distributed import World
 
 TINY_CLIP = Path(__file__).resolve().parents[1] / "data" / "tiny-clip.json"
 

@@ -9,10 +9,10 @@ import sys
 import pytest
 import torch
 
-import eoid.pipeline.training.checkpoint as checkpoint_module
+import eoid.checkpoint as checkpoint_module
+from eoid.checkpoint import load_checkpoint, save_checkpoint
 from eoid.errors import CheckpointError, EoidError
 from eoid.pipeline.run_train import run_train
-from eoid.pipeline.training.checkpoint import load_checkpoint, save_checkpoint
 
 from tiny_train import ROOT, WORLD, cache_bytes, cache_config, losses, subprocess_env, train_config
 
@@ -26,7 +26,7 @@ def test_a_file_size_limit_hit_mid_checkpoint_is_a_checkpoint_error_and_the_old_
 import resource, signal, torch
 from pathlib import Path
 from eoid.errors import CheckpointError
-from eoid.pipeline.training.checkpoint import save_checkpoint
+from eoid.checkpoint import save_checkpoint
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
 try:

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from eoid.checkpoint import load_checkpoint
 from eoid.errors import TrainingDiverged
 from eoid.pipeline.run_train import run_train
 from eoid.pipeline.training import dataset as train_data
-from eoid.pipeline.training.checkpoint import load_checkpoint
 
 from tiny_train import WORLD, train_config
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from eoid.checkpoint import load_checkpoint
 from eoid.cli import main
 from eoid.errors import ConfigError
 from eoid.pipeline.run_train import run_train
-from eoid.pipeline.training.checkpoint import load_checkpoint
 
 from tiny_train import WORLD, train_command, train_config
 

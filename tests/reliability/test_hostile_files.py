@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from eoid.checkpoint import load_checkpoint, save_checkpoint
 from eoid.errors import CacheMismatchError, CheckpointError, ConfigError, DataError
 from eoid.pipeline.run_train import run_train
-from eoid.pipeline.training.checkpoint import load_checkpoint, save_checkpoint
 
 from tiny_train import WORLD, train_config
 
@@ -118,7 +118,7 @@ def test_resuming_with_another_student_is_refused_naming_the_field(synth, one_ep
 
 
 def test_an_edited_checkpoint_is_refused_when_evaluating(one_epoch_run, tmp_path):
-    from eoid.pipeline.training.builders import model_from_checkpoint
+    from eoid.pipeline.data.student_models import model_from_checkpoint
     ckpt = load_checkpoint(one_epoch_run / "checkpoint.pt")
     ckpt["model"].pop(next(iter(ckpt["model"])))
     torch.save(ckpt, tmp_path / "edited.pt")
@@ -127,7 +127,7 @@ def test_an_edited_checkpoint_is_refused_when_evaluating(one_epoch_run, tmp_path
 
 
 def test_a_checkpoint_recipe_this_eoid_cannot_read_is_refused_naming_the_checkpoint(tmp_path):
-    from eoid.pipeline.training.checkpoint import evaluation_recipe
+    from eoid.checkpoint import evaluation_recipe
     path = tmp_path / "other.pt"
     save_checkpoint(path, model={}, config={"augment": {"test_size": 160, "zoom": 2}}, vocabulary={},
                     epoch=1, iteration=1)

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from eoid.checkpoint import load_checkpoint
 from eoid.errors import CheckpointError, EoidError
 from eoid.pipeline.run_train import run_train
-from eoid.pipeline.training.checkpoint import load_checkpoint
 
 from tiny_train import TINY_CLIP, WORLD, train_config
 
@@ -112,7 +112,7 @@ EDITS = {"without 'vocabulary'": lambda c: c.pop("vocabulary"),
 
 @pytest.mark.parametrize("edit", sorted(EDITS))
 def test_an_edited_checkpoint_is_one_line_naming_it_when_evaluating(trained_run, tmp_path, edit):
-    from eoid.pipeline.training.builders import model_from_checkpoint
+    from eoid.pipeline.data.student_models import model_from_checkpoint
     path = _edited(trained_run, tmp_path / "edited.pt", EDITS[edit])
     with pytest.raises(CheckpointError) as err:
         model_from_checkpoint(path, "cpu")

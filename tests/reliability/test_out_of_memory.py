@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from eoid.checkpoint import load_checkpoint
 from eoid.pipeline import run_train as run_train_module
 from eoid.pipeline.run_train import _batches_done, run_train
 from eoid.pipeline.training import loop
-from eoid.pipeline.training.checkpoint import load_checkpoint
 from eoid.pipeline.training.memory import OutOfMemory, is_out_of_memory
 
 from tiny_train import WORLD, losses, same_weights, train_config, weights

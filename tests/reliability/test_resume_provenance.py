@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from eoid.checkpoint import load_checkpoint, save_checkpoint
 from eoid.config import TrainConfig, load_config
 from eoid.errors import CheckpointError, ConfigError, TrainingDiverged
 from eoid.pipeline.run_train import run_train
-from eoid.pipeline.training.checkpoint import load_checkpoint, save_checkpoint
 
 from tiny_train import WORLD, train_config
 

@@ -15,8 +15,8 @@ import pytest
 
 import eoid.pipeline.run_train as rt
 import eoid.pipeline.training.loop as loop
+from eoid.checkpoint import load_checkpoint
 from eoid.errors import Interrupted, StoppedAtOnce
-from eoid.pipeline.training.checkpoint import load_checkpoint
 
 from tiny_train import (
     ROOT,
@@ -90,7 +90,7 @@ def test_sigterm_to_the_process_group_with_loader_workers_exits_143_as_a_saved_r
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_second_signal_stops_at_once_naming_it(signum):
-    from eoid.pipeline.training.stop import StopFlag
+    from eoid.stop import StopFlag
     with StopFlag() as stop:
         os.kill(os.getpid(), signum)               # the first: a flag, the work goes on
         assert stop.raised == signal.Signals(signum).name

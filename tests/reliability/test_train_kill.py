@@ -58,11 +58,11 @@ def test_sigkill_at_random_moments_then_the_same_command_ends_with_the_uninterru
 
 
 def test_a_kill_while_the_checkpoint_is_written_leaves_the_previous_checkpoint_loadable(tmp_path):
-    from eoid.pipeline.training.checkpoint import load_checkpoint, save_checkpoint
+    from eoid.checkpoint import load_checkpoint, save_checkpoint
     path = tmp_path / "checkpoint.pt"
     save_checkpoint(path, model={"w": torch.ones(3)}, config={}, vocabulary={}, epoch=1, iteration=3)
     # a child writes a much bigger checkpoint over it and is killed as soon as its temporary file appears
-    script = ("import torch; from eoid.pipeline.training.checkpoint import save_checkpoint; "
+    script = ("import torch; from eoid.checkpoint import save_checkpoint; "
               f"save_checkpoint(__import__('pathlib').Path({str(path)!r}), "
               "model={'w': torch.zeros(64, 1024, 1024)}, config={}, vocabulary={}, epoch=2, iteration=6)")
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=subprocess_env())

@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from eoid.pipeline.training.checkpoint import load_checkpoint
-from eoid.pipeline.training.distributed import World
+from eoid.checkpoint import load_checkpoint
+from eoid.devices import World
 
 from tiny_train import losses, train_config
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from eoid.config import TrainConfig, load_config
-from eoid.pipeline.training.distributed import World
+from eoid.devices import World
 
 ROOT = Path(__file__).resolve().parents[2]
 WORLD = World()

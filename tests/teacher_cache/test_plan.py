@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
+from eoid.devices import World
 from eoid.errors import ConfigError
 from eoid.pipeline.run_cache import part_of
-from eoid.pipeline.training.distributed import World
 from eoid.teacher_cache.plan import ShardLayout, batch_ranges, make_layout, segments_for, shard_for
 from eoid.teacher_cache.store import load_block, save_block
 

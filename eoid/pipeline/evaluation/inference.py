@@ -19,12 +19,12 @@ from eoid.config import AugmentConfig, PostprocessConfig
 from eoid.errors import ConfigError, DataError
 from eoid.loaders import WorkerLoader
 from eoid.pipeline.data.images import load_rgb
+from eoid.pipeline.data.student_models import model_from_checkpoint
 from eoid.pipeline.data.transforms import augment_params, augment_test, pad_batch, resized_size
 from eoid.pipeline.data.vocab import Vocabulary
 from eoid.pipeline.evaluation.onnx_student import OnnxStudent, require_export_packages
 from eoid.pipeline.evaluation.predictions_io import ImageTriplets
 from eoid.pipeline.evaluation.unseen_recall import RankedPairs
-from eoid.pipeline.training.builders import model_from_checkpoint
 from eoid.student.model import StudentOutput
 from eoid.student.postprocess import postprocess, postprocess_kwargs
 

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from eoid.checkpoint import recipe_sections
 from eoid.errors import CheckpointError, ConfigError, first_line
 from eoid.files import write_bytes_atomic
 from eoid.pipeline.data.vocab import Vocabulary, vocabulary_from_json
-from eoid.pipeline.training.checkpoint import recipe_sections
 from eoid.student.export import INPUT_NAMES, ExportedForward, output_names, student_output
 from eoid.student.model import CDN, StudentOutput
 

@@ -9,6 +9,7 @@ from eoid.config import AugmentConfig, DataConfig, PostprocessConfig, require_pa
 from eoid.files import output_folder
 from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.data.records import ImageRecord
+from eoid.pipeline.data.student_models import model_from_checkpoint
 from eoid.pipeline.data.vocab import Vocabulary
 from eoid.pipeline.evaluation.hico_map import gt_from_records, hoi_map_from_matches, match_detections
 from eoid.pipeline.evaluation.inference import predict_images
@@ -20,7 +21,6 @@ from eoid.pipeline.evaluation.predictions_io import (
     write_results,
 )
 from eoid.pipeline.evaluation.unseen_recall import RankedPairs, unseen_pair_recall, unseen_pairs_from_records
-from eoid.pipeline.training.builders import model_from_checkpoint
 
 NO_IS_HEAD_NOTE = ("skipped: U-R@K ranks pairs by the interactive score, and this student has no "
                    "interactive-score head (student.is_head = 'none', e.g. CDN's weights)")

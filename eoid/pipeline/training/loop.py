@@ -21,10 +21,11 @@ import torch
 from tqdm import tqdm
 
 from eoid.config import OptimConfig
+from eoid.devices import World
 from eoid.errors import TrainingDiverged
-from eoid.pipeline.training.distributed import World, average_over_ranks
+from eoid.pipeline.training.distributed import average_over_ranks
 from eoid.pipeline.training.memory import is_out_of_memory
-from eoid.pipeline.training.stop import StopFlag
+from eoid.stop import StopFlag
 from eoid.student.losses import Criterion, weighted_sum
 from eoid.student.model import StudentOutput
 
@@ -64,6 +65,39 @@ class TrainState:
     out_of_memory: tuple[int, int] | None = None   # (H, W) px of a batch whose step ran out of memory
 
 
+@dataclass(frozen=True)
+class StudentAndLoss:
+    """What the epoch trains and what scores it."""
+    model: torch.nn.Module      # the student in train mode, DDP-wrapped in a multi-process world
+    criterion: Criterion        # two-stage matching and every unweighted loss term
+    weights: dict[str, float]   # loss term -> weight (LossConfig), summed by weighted_sum
+
+
+@dataclass(frozen=True)
+class Optimization:
+    """How the weights move. The runner steps the learning-rate schedule between epochs."""
+    optimizer: torch.optim.Optimizer   # AdamW; its state advances in place
+    config: OptimConfig                # epochs, max_iters, amp, clip_max_norm of the [optim] recipe
+
+
+@dataclass(frozen=True)
+class EpochData:
+    """Where this rank's batches come from."""
+    # yields (images (B, 3, H, W), masks (B, H, W) True on padding, targets [B], metas [B])
+    loader: Any
+    online: Any = None   # OnlineTeacher: fills teacher rows per batch; None: the targets carry them
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """The run around the loop: this process, its stop signal, its last checkpoint, its metrics sink."""
+    world: World
+    stop: StopFlag                               # checked after every batch, agreed over ranks
+    last: Path                                   # the checkpoint a divergence message points to
+    log_row: Callable[[dict], None] | None = None   # one metrics row per step (rank 0); None: none
+    show_bar: bool = True                        # rank 0 draws the epoch's progress bar
+
+
 def nonfinite_fields(outputs: StudentOutput) -> list[str]:
     """Names of the model outputs holding a NaN or an infinity (auxiliary layers included)."""
     bad = []
@@ -88,9 +122,8 @@ def as_float32(outputs: StudentOutput) -> StudentOutput:
                            for o in outputs))
 
 
-def _forward_backward(model: torch.nn.Module, criterion: Criterion, weights: dict[str, float],
-                      images: torch.Tensor, masks: torch.Tensor, targets: list, use_amp: bool,
-                      world: World, where: tuple[int, int, list, Path]
+def _forward_backward(student: StudentAndLoss, images: torch.Tensor, masks: torch.Tensor, targets: list,
+                      use_amp: bool, world: World, where: tuple[int, int, list, Path]
                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
     """One batch's forward, checks, loss and backward: (weighted loss, terms, matching stats).
 
@@ -98,14 +131,15 @@ def _forward_backward(model: torch.nn.Module, criterion: Criterion, weights: dic
     """
     epoch, iteration, metas, last = where
     with torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else nullcontext():
-        outputs = model(images, masks)
+        outputs = student.model(images, masks)
     outputs = as_float32(outputs)
     if nonfinite_fields(outputs):  # checked before matching: scipy refuses NaN costs
         raise TrainingDiverged(diverged_message(f"model outputs {nonfinite_fields(outputs)}", epoch,
                                                 iteration, metas, last))
     # every loss count averaged over ranks: N processes x B images = 1 x N*B images
-    terms, stats = criterion(outputs, targets, average_counts=lambda c: average_over_ranks(c, world))
-    total = weighted_sum(terms, weights)
+    terms, stats = student.criterion(outputs, targets,
+                                     average_counts=lambda c: average_over_ranks(c, world))
+    total = weighted_sum(terms, student.weights)
     if not torch.isfinite(total):
         bad = [k for k, v in terms.items() if not torch.isfinite(v)]
         raise TrainingDiverged(diverged_message(f"loss (terms {bad})", epoch, iteration, metas, last))
@@ -113,21 +147,18 @@ def _forward_backward(model: torch.nn.Module, criterion: Criterion, weights: dic
     return total, terms, stats
 
 
-def train_one_epoch(model: torch.nn.Module, criterion: Criterion, weights: dict[str, float],
-                    optimizer: torch.optim.Optimizer, loader: Any, world: World, epoch: int,
-                    optim: OptimConfig, state: TrainState, stop: StopFlag, last: Path,
-                    log_row: Callable[[dict], None] | None = None, online: Any = None,
-                    show_bar: bool = True) -> None:
+def train_one_epoch(student: StudentAndLoss, optimization: Optimization, data: EpochData,
+                    run: RunContext, epoch: int, state: TrainState) -> None:
     """Train until the loader ends, optim.max_iters is reached, a stop signal arrives or a step runs
     out of memory (then `state.out_of_memory` holds the batch's size and the step is not taken).
 
-    model: the (DDP-wrapped) student in train mode; `state` advances in place. `last` is the
-    checkpoint a divergence message points to; `online` fills teacher rows per batch (else the
-    loader's targets carry them); `show_bar`: rank 0 draws the epoch's progress bar.
+    `epoch` counts from 0; `state` advances in place (iteration, batch in the epoch, RNG to restore).
     """
+    model, optimizer, optim = student.model, optimization.optimizer, optimization.config
+    world, stop, online = run.world, run.stop, data.online
     use_amp = optim.amp and world.device.startswith("cuda")
-    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{optim.epochs}", disable=not (world.is_main and show_bar),
-               leave=False, dynamic_ncols=True)
+    bar = tqdm(data.loader, desc=f"epoch {epoch + 1}/{optim.epochs}",
+               disable=not (world.is_main and run.show_bar), leave=False, dynamic_ncols=True)
     for images, masks, targets, metas in bar:
         if optim.max_iters and state.iteration >= optim.max_iters:
             break
@@ -141,8 +172,8 @@ def train_one_epoch(model: torch.nn.Module, criterion: Criterion, weights: dict[
             targets = online.fill(targets, metas)
         optimizer.zero_grad(set_to_none=True)
         try:
-            total, terms, stats = _forward_backward(model, criterion, weights, images, masks, targets,
-                                                    use_amp, world, (epoch, state.iteration, metas, last))
+            where = (epoch, state.iteration, metas, run.last)
+            total, terms, stats = _forward_backward(student, images, masks, targets, use_amp, world, where)
         except RuntimeError as err:  # torch.OutOfMemoryError is one too
             if not is_out_of_memory(err):
                 raise
@@ -162,8 +193,8 @@ def train_one_epoch(model: torch.nn.Module, criterion: Criterion, weights: dict[
                                      **{k: float(v) for k, v in stats.items()},
                                      "teacher_misses": sum(m.teacher_misses for m in metas),
                                      "candidate_pairs": sum(m.num_pairs for m in metas)}, world)
-        if log_row is not None:
-            log_row({"iteration": state.iteration, "epoch": epoch, **logged,
+        if run.log_row is not None:
+            run.log_row({"iteration": state.iteration, "epoch": epoch, **logged,
                      "teacher_miss_rate": logged["teacher_misses"] / max(logged["candidate_pairs"], 1),
                      "lr": optimizer.param_groups[0]["lr"], "time": time.time()})
         bar.set_postfix(loss=f"{float(total.detach()):.3f}")

@@ -22,11 +22,11 @@ from typing import Mapping
 import torch
 from torch import Tensor
 
+from eoid.checkpoint import save_checkpoint
 from eoid.config import DataConfig, StudentConfig, TrainConfig, to_dict
 from eoid.errors import UNSAFE_LOAD_ADVICE, CheckpointError, ConfigError, first_line
 from eoid.files import file_sha256
 from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary
-from eoid.pipeline.training.checkpoint import save_checkpoint
 from eoid.student.model import CDN, build_student
 from eoid.student.original_weights import (
     Architecture,

@@ -9,13 +9,13 @@ import torch
 from PIL import Image
 
 from eoid.config import TrainConfig
+from eoid.devices import World
 from eoid.errors import ConfigError
 from eoid.files import file_sha256
 from eoid.pipeline.data.images import load_rgb
 from eoid.pipeline.data.records import ImageRecord
 from eoid.pipeline.data.vocab import Vocabulary
 from eoid.pipeline.training.dataset import SampleMeta
-from eoid.pipeline.training.distributed import World
 from eoid.student.targets import PairTargets
 from eoid.teacher_cache.lookup import CacheReader
 

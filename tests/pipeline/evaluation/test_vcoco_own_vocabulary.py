@@ -7,10 +7,12 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from eoid.checkpoint import save_checkpoint
 from eoid.cli import main
 from eoid.config import AugmentConfig, StudentConfig, to_dict
 from eoid.pipeline.data.mixed_vocab import load_mixed_vocabulary, verb_table_to_source
 from eoid.pipeline.data.records import ImageRecord
+from eoid.pipeline.data.student_models import build_model
 from eoid.pipeline.data.vocab import load_vocabulary
 from eoid.pipeline.evaluation.vcoco_map import evaluate_vcoco
 from eoid.pipeline.evaluation.vcoco_scoring import (
@@ -20,8 +22,6 @@ from eoid.pipeline.evaluation.vcoco_scoring import (
     vcoco_gt_from_records,
     vcoco_structure,
 )
-from eoid.pipeline.training.builders import build_model
-from eoid.pipeline.training.checkpoint import save_checkpoint
 
 MIXED = load_mixed_vocabulary("vcoco-to-hico-det")
 VCOCO = MIXED.source

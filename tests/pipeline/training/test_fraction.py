@@ -74,7 +74,7 @@ def _train_config(world: Path, cache: Path, out: Path, *sets: str) -> TrainConfi
 
 def test_a_fractional_run_reads_the_full_cache_and_its_images_get_the_full_runs_teacher_rows(
         synth_cache, tmp_path):
-    from eoid.pipeline.training.distributed import World
+    from eoid.devices import World
     world = synth_cache.parent / "world"
     rows = {}
     for fraction in (1.0, 0.5):
@@ -98,8 +98,8 @@ def test_a_fractional_run_trains_on_the_shared_cache_and_says_how_many_images_it
     import torch
 
     from eoid.config import read_toml
+    from eoid.devices import World
     from eoid.pipeline.run_train import run_train
-    from eoid.pipeline.training.distributed import World
     torch.set_num_threads(1)
     cfg = _train_config(synth_cache.parent / "world", synth_cache, tmp_path / "run", "data.fraction=0.5")
     run = run_train(cfg, World())

@@ -61,8 +61,8 @@ def test_run_train_refuses_before_the_run_folder_exists(tmp_path, monkeypatch):
     out = tmp_path / "run"
     cfg = load_config(TrainConfig, None, ("student.preset=tiny", "student.dropout=0.1"), out=str(out),
                       data__train_annotations=str(tmp_path / "missing.json"))
+    from eoid.devices import World
     from eoid.pipeline.run_train import run_train
-    from eoid.pipeline.training.distributed import World
     with pytest.raises(OutOfMemory):
         run_train(cfg, World())
     assert not out.exists()

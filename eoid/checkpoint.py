@@ -2,6 +2,8 @@
 
 Written to a temporary name, fsynced, then renamed: a kill mid-write never leaves a file that
 looks complete. Loaded with `weights_only=True`: a checkpoint from someone else runs no code.
+A leaf (it needs only config, errors and files): training writes checkpoints, evaluation, predict,
+export and the CLI read them. Building a student from one is eoid/pipeline/data/student_models.py.
 """
 from __future__ import annotations
 
