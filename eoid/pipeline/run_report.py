@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 from eoid.errors import DataError
@@ -38,6 +39,15 @@ def smooth(values: list[float], window: int) -> list[float]:
     return out
 
 
+def final_layer_terms(row: dict) -> list[str]:
+    """The loss terms of the last decoder layer in a metrics row, sorted.
+
+    Earlier layers' terms carry the layer's index (`loss_obj_ce_0`, ...) and are left out, so the
+    plot shows one line per term, not one per term and layer.
+    """
+    return sorted(k for k in row if k.startswith("loss_") and not re.search(r"_\d+$", k))
+
+
 def log_floor(values: list[float]) -> float:
     """The power of ten at or below the smallest positive finite value (1.0 if there is none)."""
     positive = [v for v in values if v > 0 and math.isfinite(v)]
@@ -58,7 +68,7 @@ def run_report(run: Path) -> str:
                   signs=("metrics.jsonl",))
     it = [r["iteration"] for r in steps]
     window = max(1, len(steps) // 50)
-    terms = sorted(k for k in steps[-1] if k.startswith("loss_") and "_aux" not in k)
+    terms = final_layer_terms(steps[-1])
     curves = {"total": smooth([r["loss"] for r in steps], window)}
     curves.update({k: smooth([r.get(k, float("nan")) for r in steps], window) for k in terms})
     fig, ax = plt.subplots(figsize=(8, 5))

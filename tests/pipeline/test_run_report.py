@@ -32,3 +32,11 @@ def test_a_loss_term_that_stays_zero_is_plotted_and_labelled(tmp_path, monkeypat
     assert (tmp_path / "loss.png").is_file()
     assert drawn["loss_verb_distill (0 throughout)"] == [0.0] * 10
     assert drawn["yscale"] == "symlog" and drawn["ymin"] <= 0.0    # 0 lies inside the drawn range
+
+
+def test_the_plot_keeps_the_last_layers_terms_and_leaves_out_the_earlier_layers():
+    from eoid.pipeline.run_report import final_layer_terms
+    # metrics.jsonl names an earlier decoder layer's term with its index: loss_obj_ce_0 is layer 0's
+    row = {"iteration": 3, "loss": 9.0, "loss_obj_ce": 1.0, "loss_obj_ce_0": 1.2, "loss_verb_focal": 2.0,
+           "loss_verb_focal_4": 2.5, "loss_is": 0.5}
+    assert final_layer_terms(row) == ["loss_is", "loss_obj_ce", "loss_verb_focal"]
