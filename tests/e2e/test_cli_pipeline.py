@@ -33,7 +33,7 @@ def test_cache_train_evaluate_predict_report_run_end_to_end(world, tmp_path):
                                   "--setting", "ua", "--out", str(tmp_path / "eval")])
     assert result.exit_code == 0, result.output
     results = json.loads((tmp_path / "eval" / "results.json").read_text())
-    assert set(results["mAP"]) == {"full", "rare", "non_rare", "seen", "unseen"}
+    assert set(results["mAP"]) == {"full", "rare", "non_rare", "seen", "unseen", "hm"}
     assert "Full" in result.output or "full" in result.output
     # no --config: the student is tested at the resolution it was trained for, not at 800 px
     used = (tmp_path / "eval" / "eval_config.toml").read_text()

@@ -32,3 +32,13 @@ def test_a_loss_term_that_stays_zero_is_plotted_and_labelled(tmp_path, monkeypat
     assert (tmp_path / "loss.png").is_file()
     assert drawn["loss_verb_distill (0 throughout)"] == [0.0] * 10
     assert drawn["yscale"] == "symlog" and drawn["ymin"] <= 0.0    # 0 lies inside the drawn range
+
+
+def test_the_report_ends_with_the_runs_test_map_and_its_hm(tmp_path):
+    rows = [{"iteration": i, "epoch": 0, "loss": 1.0 / i} for i in range(1, 4)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert "test mAP" not in run_report(tmp_path)             # no results.json: not evaluated yet
+    # a results.json written before HM was added: 2 * 60 * 20 / 80 = 30
+    (tmp_path / "results.json").write_text(json.dumps({"mAP": {"full": 50.0, "seen": 60.0, "unseen": 20.0}}))
+    assert run_report(tmp_path).splitlines()[-1] == \
+        "test mAP (%): Full 50.00, Seen 60.00, Unseen 20.00, HM 30.00"
