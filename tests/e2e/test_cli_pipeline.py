@@ -34,6 +34,11 @@ def test_cache_train_evaluate_predict_report_run_end_to_end(world, tmp_path):
     assert result.exit_code == 0, result.output
     results = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert set(results["mAP"]) == {"full", "rare", "non_rare", "seen", "unseen", "hm"}
+    # the cost of inference beside the accuracy: each stage in ms per image, the setup stated
+    speed = results["speed"]
+    assert speed["device"] == "cpu" and speed["dtype"] == "float32" and speed["batch_size"] == 2
+    assert speed["ms_per_image"]["student"] > 0 and speed["ms_per_image"]["postprocess"] > 0
+    assert "speed (ms per image; cpu, float32, batch 2" in result.output
     assert "Full" in result.output or "full" in result.output
     # no --config: the student is tested at the resolution it was trained for, not at 800 px
     used = (tmp_path / "eval" / "eval_config.toml").read_text()

@@ -26,6 +26,7 @@ from eoid.pipeline.evaluation.hico_map import (
     detections_from_triplets,
     harmonic_mean,
 )
+from eoid.pipeline.evaluation.speed import format_speed
 
 MAP_GROUPS = ("full", "rare", "non_rare", "seen", "unseen")
 # results.json "mAP" keys: the groups, then the harmonic mean of Seen and Unseen
@@ -188,7 +189,7 @@ def write_results(out_dir: Path, results: Mapping[str, object]) -> Path:
 
 
 def format_table(results: Mapping[str, object]) -> str:
-    """The printed summary of a results.json dict: mAP per group and mode with HM, U-R@K."""
+    """The printed summary of a results.json dict: mAP per group and mode with HM, U-R@K, speed."""
     def cell(x: object) -> str:
         return f"{x:10.2f}" if isinstance(x, (int, float)) else f"{'-':>10}"
     header = f"{'mAP (%)':<14}" + "".join(f"{COLUMN_LABELS[g]:>10}" for g in MAP_COLUMNS)
@@ -209,4 +210,6 @@ def format_table(results: Mapping[str, object]) -> str:
     if "ap_method" in results:
         lines.append(f"AP: {results['ap_method']} (11-point as the official HICO-DET MATLAB code)"
                      if results["ap_method"] == "official" else f"AP: {results['ap_method']}")
+    if "speed" in results:
+        lines.append(format_speed(results["speed"]))
     return "\n".join(lines)
