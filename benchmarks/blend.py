@@ -98,27 +98,30 @@ def train_student(out: Path, seed: int, images: int, extra: tuple[str, ...]) -> 
     return Path(cfg.out) / "checkpoint.pt"
 
 
-def snapshot(out: Path, seed: int, unfinished: bool) -> tuple[Path, float, int] | None:
+def snapshot(out: Path, seed: int, unfinished: bool, external: Path | None = None
+             ) -> tuple[Path, float, int] | None:
     """(checkpoint to score, epochs trained, epochs of the recipe) of seed's student; None when it
     is not trained yet (or still training and `unfinished` is off). Epochs trained: finished epochs,
     plus batches done / 1000 when the run was stopped mid-epoch (2.030: 2 epochs and 30 batches).
-    A run still training is scored from a copy of its latest checkpoint, so that its writer is never raced."""
-    run = out / f"seed{seed}" / "runs" / "eoid"
-    if not (run / "checkpoint.pt").is_file():
+    A run still training is scored from a copy of its latest checkpoint, so that its writer is never
+    raced. `external`: the checkpoint.pt of a run trained elsewhere (e.g. by `eoid quickstart`),
+    scored in place of OUT's own."""
+    path = external or out / f"seed{seed}" / "runs" / "eoid" / "checkpoint.pt"
+    if not path.is_file():
+        if external:
+            raise EoidError(f"{external}: no such checkpoint (--checkpoint {seed}=...). "
+                            "Pass a run's checkpoint.pt.")
         return None
-    finished = (run / "results.json").is_file()
-    if not finished and not unfinished:
-        return None
-    path = run / "checkpoint.pt"
-    if not finished:
-        copy = out / f"seed{seed}" / "snapshot.pt"
-        shutil.copyfile(path, copy)
-        path = copy
-    ckpt = load_checkpoint(path, mmap=True)
+    copy = out / f"seed{seed}" / "snapshot.pt"
+    output_folder(copy.parent)
+    shutil.copyfile(path, copy)
+    ckpt = load_checkpoint(copy, mmap=True)
     epochs = ckpt["config"]["optim"]["epochs"]
     # "epoch" counts the finished epochs; a run stopped mid-epoch also saved its batches done
     done = float(ckpt["epoch"]) + ckpt.get("extra", {}).get("batches_done", 0) / 1000.0
-    return path, (epochs if finished else done), epochs
+    if done < epochs and not unfinished:
+        return None
+    return copy, done, epochs
 
 
 def mode_name(weight: float | None, clip: bool) -> str:
@@ -173,12 +176,13 @@ def done_rows(jsonl: Path) -> list[dict]:
 
 
 def score_seeds(out: Path, seeds: list[int], weights: list[float], unfinished: bool, batch_size: int,
-                held_images: int = HELD_OUT[0], limit: int = 0) -> None:
+                held_images: int = HELD_OUT[0], limit: int = 0, external: dict[int, Path] | None = None
+                ) -> None:
     """Score each trained seed not yet in OUT/results.jsonl (at its current epoch) and append its rows."""
     held = make_world(out / "held_out", held_images, HELD_OUT[1])
     jsonl = out / "results.jsonl"
     for seed in seeds:
-        found = snapshot(out, seed, unfinished)
+        found = snapshot(out, seed, unfinished, (external or {}).get(seed))
         if found is None:
             print(f"seed {seed}: not trained yet, not scored", flush=True)
             continue
@@ -273,6 +277,9 @@ def main() -> None:
                          "(marked by its epoch)")
     ap.add_argument("--weights", type=float, nargs="+", default=[0.25, 0.5, 0.75], help="blend weights w")
     ap.add_argument("--batch-size", type=int, default=2, help="test images per forward (eoid evaluate's 2)")
+    ap.add_argument("--checkpoint", action="append", default=[], metavar="SEED=PATH",
+                    help="score PATH as seed SEED's student instead of training one, e.g. "
+                         "0=qs/runs/eoid/checkpoint.pt of `eoid quickstart --out qs --seed 0` (repeatable)")
     ap.add_argument("--test-limit", type=int, default=0,
                     help="score only the first N held-out test images (0: all 600; a quick look)")
     ap.add_argument("--summary", action="store_true", help="write and print the table of what is done")
@@ -286,13 +293,15 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     command = "python benchmarks/blend.py " + " ".join(sys.argv[1:])
+    external = {int(k): Path(v) for k, v in (c.split("=", 1) for c in args.checkpoint)}
     try:
         if not (args.summary or args.score_only):
             for seed in args.seeds:
-                train_student(args.out, seed, args.images, tuple(args.overrides))
+                if seed not in external:
+                    train_student(args.out, seed, args.images, tuple(args.overrides))
         if not (args.summary or args.train_only):
             score_seeds(args.out, args.seeds, args.weights, args.unfinished, args.batch_size,
-                        args.held_out_images, args.test_limit)
+                        args.held_out_images, args.test_limit, external)
     except EoidError as err:
         raise SystemExit(f"Error: {err}") from None
     if not args.train_only:
