@@ -15,6 +15,7 @@ from eoid.cli_options import (
     saved_on_stop,
     set_option,
     user_errors,
+    verb_options,
     world_from_env,
 )
 from eoid.config import EvalConfig, PredictConfig, TeacherConfig, TrainConfig, load_config
@@ -84,31 +85,23 @@ def train(config_path, cache, out, annotations, images, setting, online_teacher,
 @click.option("--setting", help="Zero-shot setting whose Seen/Unseen split is reported, e.g. ua.")
 @click.option("--mode", type=click.Choice(["default", "known_object"]), help="HICO-DET evaluation mode.")
 @click.option("--out", type=PATH, help="Folder for results.json.")
-@click.option("--verb-classifier", type=click.Choice(["student", "clip"]),
-              default="student", show_default=True,
-              help="clip: keep the student's boxes and objects, score verbs with CLIP "
-                   "on each pair's union crop (Table 2).")
-@click.option("--clip",
-              help="With --verb-classifier clip: open_clip model, e.g. RN50x16-quickgelu (default RN50x16).")
-@click.option("--clip-weights",
-              help="With --verb-classifier clip: pretrained tag or local file, openai|PATH (default openai).")
-@click.option("--prior/--no-prior", default=True, show_default=True,
-              help="With --verb-classifier clip: softmax over the predicted object's HOIs only "
-                   "(the teacher's mask).")
+@verb_options
 @set_option
 @user_errors
 def evaluate(config_path, checkpoint, predictions, annotations, images, dataset, setting, mode, out,
-             verb_classifier, clip, clip_weights, prior, overrides) -> None:
+             verb_classifier, clip, clip_weights, blend_weight, prior, overrides) -> None:
     """Score a student (or saved predictions) with the official HICO-DET protocol."""
     cfg = load_under_checkpoint(EvalConfig, config_path, overrides, checkpoint=as_text(checkpoint),
                                 predictions=as_text(predictions),
                                 data__test_annotations=as_text(annotations),
                                 data__test_images=as_text(images), data__dataset=dataset,
-                                data__setting=setting, mode=mode, out=as_text(out))
-    if verb_classifier == "clip":
+                                data__setting=setting, mode=mode, out=as_text(out),
+                                verbs__classifier=verb_classifier, verbs__blend_weight=blend_weight,
+                                verbs__prior=prior)
+    if cfg.verbs.classifier != "student":
         from eoid.pipeline.run_evaluate_clip import run_clip_classifier
         teacher = load_config(TeacherConfig, None, (), model=clip, weights=clip_weights)
-        click.echo(run_clip_classifier(cfg, teacher, world_from_env(), prior))
+        click.echo(run_clip_classifier(cfg, teacher, world_from_env()))
         return
     from eoid.pipeline.run_evaluate import run_evaluate
     click.echo(run_evaluate(cfg, world_from_env()))
@@ -121,14 +114,21 @@ def evaluate(config_path, checkpoint, predictions, annotations, images, dataset,
 @click.option("--onnx", type=PATH, help="Instead of --checkpoint: model.onnx from `eoid export`.")
 @click.option("--out", type=PATH, help="Folder for predictions.json and drawn PNGs.")
 @click.option("--top-k", type=int, help="Triplets listed and drawn per image (default 10).")
+@verb_options
 @set_option
 @user_errors
-def predict(images, config_path, checkpoint, onnx, out, top_k, overrides) -> None:
-    """Detect HOI triplets in your own images or folders of images (student only, CPU is fine)."""
+def predict(images, config_path, checkpoint, onnx, out, top_k, verb_classifier, clip, clip_weights,
+            blend_weight, prior, overrides) -> None:
+    """Detect HOI triplets in your own images or folders of images (CPU is fine)."""
     cfg = load_under_checkpoint(PredictConfig, config_path, overrides, checkpoint=as_text(checkpoint),
-                                 onnx=as_text(onnx), out=as_text(out), top_k=top_k)
+                                onnx=as_text(onnx), out=as_text(out), top_k=top_k,
+                                verbs__classifier=verb_classifier, verbs__blend_weight=blend_weight,
+                                verbs__prior=prior)
+    teacher = None
+    if cfg.verbs.classifier != "student":
+        teacher = load_config(TeacherConfig, None, (), model=clip, weights=clip_weights)
     from eoid.pipeline.run_predict import run_predict
-    click.echo(run_predict(cfg, list(images), world_from_env()))
+    click.echo(run_predict(cfg, list(images), world_from_env(), teacher))
 
 
 @main.command("import-checkpoint")

@@ -132,6 +132,28 @@ set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALU
                           help="Override one config field, e.g. --set loss.distill=500 (repeatable).")
 
 
+def verb_options(command):
+    """--verb-classifier, --clip, --clip-weights, --blend-weight, --prior: where the verb scores of
+    `evaluate` and `predict` come from (the [verbs] section; the teacher of clip and blend)."""
+    options = [
+        click.option("--verb-classifier", type=click.Choice(["student", "clip", "blend"]),
+                     help="student (default): its own verb scores; clip: CLIP's on each predicted pair's "
+                          "union crop (Table 2); blend: student^(1-w) x CLIP^w (w: --blend-weight)."),
+        click.option("--clip", help="With clip or blend: open_clip model, e.g. RN50x16-quickgelu "
+                                    "(default RN50x16)."),
+        click.option("--clip-weights", help="With clip or blend: pretrained tag or local file, openai|PATH "
+                                            "(default openai)."),
+        click.option("--blend-weight", type=float,
+                     help="With blend: CLIP's share w in [0, 1] (verbs.blend_weight, default 0.5)."),
+        click.option("--prior/--no-prior", default=None,
+                     help="With clip or blend: CLIP's softmax over the predicted object's HOIs only "
+                          "(the teacher's mask; default on)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 def load_under_checkpoint(cls, config_path, overrides, **flags):
     """Load an evaluate/predict config whose [augment] and [post] default to the checkpoint's (or
     exported ONNX file's) training recipe instead of the HICO-DET defaults."""

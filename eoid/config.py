@@ -169,6 +169,15 @@ class PostprocessConfig:
 
 
 @dataclass(frozen=True)
+class VerbsConfig:
+    # verb scores of each predicted pair: "student" (alone), "clip" (the teacher on the pair's union
+    # crop, Table 2) or "blend" (student^(1 - blend_weight) * clip^blend_weight, as HOICLIP adds CLIP)
+    classifier: str = "student"
+    blend_weight: float = 0.5              # blend: CLIP's share w in [0, 1]; 0 = the student, 1 = CLIP
+    prior: bool = True                     # clip, blend: CLIP's softmax over the predicted object's HOIs
+
+
+@dataclass(frozen=True)
 class CacheConfig:
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
@@ -206,6 +215,7 @@ class EvalConfig:
     mode: str = "default"            # "default" or "known_object"
     out: str = ""                    # folder for results.json
     batch_size: int = 2              # images per forward pass
+    verbs: VerbsConfig = field(default_factory=VerbsConfig)  # the student's verb scores, or CLIP's
 
 
 @dataclass(frozen=True)
@@ -218,6 +228,7 @@ class PredictConfig:
     out: str = ""                    # folder for predictions.json and drawn PNGs
     top_k: int = 10                  # triplets drawn and listed per image
     threshold: float = 0.0           # lowest triplet score listed
+    verbs: VerbsConfig = field(default_factory=VerbsConfig)  # the student's verb scores, or CLIP's
 
 
 # ---------------------------------------------------------------- value ranges
@@ -249,6 +260,7 @@ RANGES: dict[type, dict[str, Check]] = {
                   "eval_every": at_least(1), "max_iters": at_least(0)},
     PostprocessConfig: {"top_k": at_least(1), "nms_threshold": between(0, 1), "nms_alpha": at_least(0),
                         "nms_beta": at_least(0)},
+    VerbsConfig: {"classifier": one_of("student", "clip", "blend"), "blend_weight": between(0, 1)},
     CacheConfig: {"part": part_problem, "seed": at_least(0)},
     EvalConfig: {"mode": one_of("default", "known_object"), "batch_size": at_least(1)},
     PredictConfig: {"top_k": at_least(1), "threshold": between(0, 1)},

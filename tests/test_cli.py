@@ -137,3 +137,18 @@ def test_a_mistyped_command_line_is_one_line_naming_the_help_to_read_and_exits_1
 def test_asking_for_help_still_prints_the_help():
     result = CliRunner().invoke(main, ["cache", "merge", "--help"], prog_name="eoid")
     assert result.exit_code == 0 and "Usage: eoid cache merge" in result.output
+
+
+@pytest.mark.parametrize("args, words", [
+    (["evaluate", "--blend-weight", "1.5", "--verb-classifier", "blend"],
+     "verbs.blend_weight = 1.5 must lie in [0, 1]"),
+    (["predict", "x.png", "--set", "verbs.blend_weight=-0.5"],
+     "verbs.blend_weight = -0.5 must lie in [0, 1]"),
+    (["predict", "x.png", "--set", "verbs.classifier=both"],
+     "verbs.classifier = \"both\" must be one of 'student', 'clip', 'blend'"),
+])
+def test_a_bad_verb_classifier_value_is_one_line(args, words):
+    result = CliRunner().invoke(main, args, prog_name="eoid")
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and words in lines[0], result.output

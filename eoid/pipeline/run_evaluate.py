@@ -40,5 +40,6 @@ def run_evaluate(cfg: EvalConfig, world: World) -> str:
         write_results(out, results)
     write_text_atomic(Path(out) / "eval_config.toml", dumps_toml(cfg), "the evaluation config")
     if cfg.mode == "known_object":
-        results = {**results["known_object"], "ap_method": results["ap_method"]}
+        results = {**results["known_object"], "ap_method": results["ap_method"],
+                   **({"speed": results["speed"]} if "speed" in results else {})}
     return format_table(results) + f"\nresults: {Path(out) / 'results.json'}"

@@ -74,10 +74,11 @@ def run_evaluate_vcoco(checkpoint: Path, annotations: Path, images: Path, mappin
     summary["student_vocabulary"] = vocab.name
     write_text_atomic(out / "vcoco_results.json", json.dumps(summary, indent=1), "the V-COCO results")
     lines = [f"V-COCO role mAP ({len(records)} images; {summary['num_seen']} seen, "
-             f"{summary['num_unseen']} unseen verb-roles)", f"{'':12s}{'Full':>8s}{'Seen':>8s}{'Unseen':>8s}"]
+             f"{summary['num_unseen']} unseen verb-roles)",
+             f"{'':12s}{'Full':>8s}{'Seen':>8s}{'Unseen':>8s}{'HM':>8s}"]
     for s in (1, 2):
         row = summary[f"scenario_{s}"]
         cells = "".join(f"{'-' if row[k] is None else format(row[k], '.2f'):>8s}"
-                        for k in ("full", "seen", "unseen"))
+                        for k in ("full", "seen", "unseen", "hm"))
         lines.append(f"{f'scenario {s}':12s}" + cells)
     return "\n".join(lines) + f"\nresults: {out / 'vcoco_results.json'}"

@@ -1,4 +1,7 @@
-"""`eoid predict`: HOI triplets on your own images, as JSON and as drawn PNGs (student only)."""
+"""`eoid predict`: HOI triplets on your own images, as JSON and as drawn PNGs.
+
+The verb scores are the student's, CLIP's or the blend of both (cfg.verbs; evaluation/clip_verbs.py).
+"""
 from __future__ import annotations
 
 import json
@@ -8,12 +11,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from eoid.config import PredictConfig, dumps_toml, require_path
+from eoid.config import PredictConfig, TeacherConfig, dumps_toml, require_path
 from eoid.devices import World
-from eoid.errors import DataError
+from eoid.errors import ConfigError, DataError
 from eoid.files import output_folder, write_text_atomic, writing
 from eoid.pipeline.data.images import load_rgb, unreadable_images
 from eoid.pipeline.data.vocab import Vocabulary
+from eoid.pipeline.evaluation.clip_verbs import load_clip_verbs, predict_with_clip_verbs
 from eoid.pipeline.evaluation.inference import open_student, predict_images
 from eoid.pipeline.evaluation.predictions_io import ImageTriplets
 
@@ -66,11 +70,16 @@ def expand_folders(paths: list[Path]) -> list[Path]:
     return images
 
 
-def run_predict(cfg: PredictConfig, images: list[Path], world: World) -> str:
+def run_predict(cfg: PredictConfig, images: list[Path], world: World, teacher: TeacherConfig | None = None
+                ) -> str:
     """Write OUT/predictions.json (top triplets per image, with names) and OUT/<image>.png.
 
-    `images`: image files and folders of images (see expand_folders)."""
+    `images`: image files and folders of images (see expand_folders). `teacher`: the CLIP of
+    verbs.classifier "clip" and "blend" (the CLI's --clip and --clip-weights)."""
     out = require_path(cfg.out, "output folder", "--out")
+    if cfg.verbs.classifier != "student" and teacher is None:
+        raise ConfigError(f"verbs.classifier = {cfg.verbs.classifier!r} scores verbs with CLIP: pass "
+                          "--clip MODEL --clip-weights WEIGHTS (e.g. eoid-synth-clip and bundled).")
     given, images = list(images), expand_folders(images)
     missing = [str(p) for p in images if not p.is_file()]
     if missing:
@@ -85,7 +94,14 @@ def run_predict(cfg: PredictConfig, images: list[Path], world: World) -> str:
                         "Replace them or leave them out of the command.")
     output_folder(out, "the predictions", inputs=given, owner="predict", signs=("predict_config.toml",))
     model, vocab, device = open_student(cfg.checkpoint, cfg.onnx, cfg.onnx_provider, world.device)
-    triplets, _ = predict_images(model, images, names, vocab, cfg.augment, cfg.post, device, batch_size=1)
+    if cfg.verbs.classifier == "student":
+        triplets, _ = predict_images(model, images, names, vocab, cfg.augment, cfg.post, device, batch_size=1)
+    else:
+        clip = load_clip_verbs(teacher, vocab, world.device, cfg.verbs.prior)
+        blend = cfg.verbs.blend_weight if cfg.verbs.classifier == "blend" else None
+        triplets = predict_with_clip_verbs(model, clip.teacher, clip.text_emb, clip.hoi_table, images, names,
+                                           vocab, cfg.augment, cfg.post, device, clip.gamma, 1,
+                                           teacher.batch_size, blend_weight=blend, precision=clip.precision)
     write_predictions_and_drawings(out, images, names, triplets, vocab, cfg)
     write_text_atomic(out / "predict_config.toml", dumps_toml(cfg), "predict_config.toml")
     return f"{len(images)} image(s): {out / 'predictions.json'} and one PNG each in {out}"

@@ -3,7 +3,8 @@
 Generates the synthetic world, caches the shipped teacher over its training pairs, trains the
 tiny student twice with the same budget under the unseen-verb setting (with distillation,
 and with the teacher weight set to 0), evaluates both on the test split and writes
-OUT/summary.json, a side-by-side table, loss plots and a few predicted images.
+OUT/summary.json (Full / Seen / Unseen mAP and their HM per run), a side-by-side table, loss
+plots and a few predicted images.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from eoid.files import output_folder, write_text_atomic
 from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.data.records import ImageRecord
 from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary
+from eoid.pipeline.evaluation.hico_map import harmonic_mean
 from eoid.pipeline.training.provenance import config_changes, describe_changes
 
 TEACHER = TeacherConfig(model="eoid-synth-clip", weights="bundled", batch_size=128, num_workers=0)
@@ -228,6 +230,7 @@ def run_quickstart(out: Path, seed: int = 0, num_images: int = 600, epochs: int 
         run = Path(cfg.out)
         results = json.loads((run / "results.json").read_text())
         summary[name] = {k: results["mAP"][k] for k in ("full", "seen", "unseen")}
+        summary[name]["hm"] = harmonic_mean(summary[name]["seen"], summary[name]["unseen"])
         run_report(run)
     test_images = sorted(paths.image_dir.glob("test_*.png"))[:4 if predict else 0]
     if test_images:
@@ -245,9 +248,12 @@ def format_summary(summary: dict) -> str:
     """The side-by-side table the quickstart prints."""
     def cell(x):
         return f"{x:8.2f}" if isinstance(x, (int, float)) and np.isfinite(x) else f"{'-':>8}"
-    lines = [f"{'mAP (%)':<22}{'Full':>8}{'Seen':>8}{'Unseen':>8}"]
+    lines = [f"{'mAP (%)':<22}{'Full':>8}{'Seen':>8}{'Unseen':>8}{'HM':>8}"]
     for name, label in (("eoid", "EoID (distilled)"), ("baseline", "baseline (no teacher)")):
-        lines.append(f"{label:<22}" + "".join(cell(summary[name][k]) for k in ("full", "seen", "unseen")))
+        # a summary.json written before HM was added: computed from its Seen and Unseen
+        hm = summary[name].get("hm", harmonic_mean(summary[name]["seen"], summary[name]["unseen"]))
+        lines.append(f"{label:<22}" + "".join(cell(summary[name][k]) for k in ("full", "seen", "unseen"))
+                     + cell(hm))
     lines.append(f"teacher zero-shot verb accuracy on training pairs: "
                  f"{summary['teacher_zero_shot_accuracy']:.1f}% "
                  f"(unseen verbs {summary['teacher_zero_shot_accuracy_unseen_verbs']:.1f}%)")

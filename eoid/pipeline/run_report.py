@@ -1,4 +1,4 @@
-"""`eoid report RUN`: the loss and mAP curves of a run, as PNG files."""
+"""`eoid report RUN`: the loss and mAP curves of a run, as PNG files, and its test mAP with HM."""
 from __future__ import annotations
 
 import json
@@ -8,6 +8,7 @@ from pathlib import Path
 
 from eoid.errors import DataError
 from eoid.files import output_folder, writing
+from eoid.pipeline.evaluation.hico_map import harmonic_mean
 
 
 def read_metrics(run: Path) -> tuple[list[dict], list[dict]]:
@@ -54,8 +55,24 @@ def log_floor(values: list[float]) -> float:
     return 10.0 ** math.floor(math.log10(min(positive))) if positive else 1.0
 
 
+def test_map_line(results_json: Path) -> str | None:
+    """"test mAP (%): Full ..., Seen ..., Unseen ..., HM ..." from a run's results.json (HM computed
+    from Seen and Unseen when the file predates it); None when the run has no readable results.json."""
+    try:
+        mean_ap = json.loads(results_json.read_text())["mAP"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+        return None
+    mean_ap = {**mean_ap, "hm": mean_ap.get("hm", harmonic_mean(mean_ap.get("seen"), mean_ap.get("unseen")))}
+
+    def cell(x: object) -> str:
+        return f"{x:.2f}" if isinstance(x, (int, float)) else "-"
+    labels = {"full": "Full", "seen": "Seen", "unseen": "Unseen", "hm": "HM"}
+    return "test mAP (%): " + ", ".join(f"{label} {cell(mean_ap.get(k))}" for k, label in labels.items())
+
+
 def run_report(run: Path) -> str:
-    """Write RUN/loss.png (total and every term) and RUN/map.png (validation mAP); returns a summary."""
+    """Write RUN/loss.png (total and every term) and RUN/map.png (validation mAP); returns a summary
+    (the files written, and the test mAP with HM when the run has its results.json)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -97,4 +114,6 @@ def run_report(run: Path) -> str:
             fig.savefig(run / "map.png", dpi=100)
         plt.close(fig)
         written.append(run / "map.png")
-    return "wrote " + ", ".join(str(p) for p in written)
+    summary = "wrote " + ", ".join(str(p) for p in written)
+    test_map = test_map_line(run / "results.json")
+    return summary if test_map is None else f"{summary}\n{test_map}"

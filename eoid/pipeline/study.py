@@ -13,7 +13,8 @@ A study is a TOML file (the paper's are in configs/studies/):
     about   = "Table 3 (UA): A_U only x detach"     # title of the table and the plot
     base    = "../hico_ua.toml"      # training recipe every variant starts from (relative to this file)
     seeds   = [42]                   # optim.seed of each run (default [42]); a variant may override
-    metrics = ["full", "seen", "unseen"]   # results.json mAP groups shown (full rare non_rare seen unseen)
+    metrics = ["full", "seen", "unseen"]   # results.json mAP groups shown (full rare non_rare seen unseen
+                                           # hm); with seen and unseen the tables add hm (their HM)
     columns = ["A_U only", "detach"]       # extra text columns, filled from each variant's `columns`
     set     = ["optim.epochs=90"]          # overrides applied to every variant
 
@@ -69,7 +70,7 @@ from eoid.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-METRIC_GROUPS = ("full", "rare", "non_rare", "seen", "unseen")
+METRIC_GROUPS = ("full", "rare", "non_rare", "seen", "unseen", "hm")
 STUDY_KEYS = {"about", "base", "seeds", "metrics", "columns", "set", "caches", "variants"}
 VARIANT_KEYS = {"name", "label", "base", "cache", "seeds", "over", "set", "columns", "paper"}
 CACHE_KEYS = {"recipe", "path", "set", "merge", "weights", "rule", "relabel"}

@@ -33,7 +33,12 @@ def test_cache_train_evaluate_predict_report_run_end_to_end(world, tmp_path):
                                   "--setting", "ua", "--out", str(tmp_path / "eval")])
     assert result.exit_code == 0, result.output
     results = json.loads((tmp_path / "eval" / "results.json").read_text())
-    assert set(results["mAP"]) == {"full", "rare", "non_rare", "seen", "unseen"}
+    assert set(results["mAP"]) == {"full", "rare", "non_rare", "seen", "unseen", "hm"}
+    # the cost of inference beside the accuracy: each stage in ms per image, the setup stated
+    speed = results["speed"]
+    assert speed["device"] == "cpu" and speed["dtype"] == "float32" and speed["batch_size"] == 2
+    assert speed["ms_per_image"]["student"] > 0 and speed["ms_per_image"]["postprocess"] > 0
+    assert "speed (ms per image; cpu, float32, batch 2" in result.output
     assert "Full" in result.output or "full" in result.output
     # no --config: the student is tested at the resolution it was trained for, not at 800 px
     used = (tmp_path / "eval" / "eval_config.toml").read_text()
@@ -70,6 +75,24 @@ def test_cache_train_evaluate_predict_report_run_end_to_end(world, tmp_path):
                                   "--out", str(tmp_path / "pred96"), "--set", "augment.test_size=96"])
     assert result.exit_code == 0, result.output
     assert "test_size = 96" in (tmp_path / "pred96" / "predict_config.toml").read_text()
+
+    # CLIP at inference, blended with the student's verbs, in predict and in evaluate
+    clip = ["--clip", "eoid-synth-clip", "--clip-weights", "bundled"]
+    result = runner.invoke(main, ["predict", *map(str, images), "--checkpoint", str(run / "checkpoint.pt"),
+                                  "--out", str(tmp_path / "pred_blend"), "--verb-classifier", "blend",
+                                  "--blend-weight", "0.3", *clip])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads((tmp_path / "pred_blend" / "predictions.json").read_text())) == 2
+    assert "blend_weight = 0.3" in (tmp_path / "pred_blend" / "predict_config.toml").read_text()
+    result = runner.invoke(main, ["evaluate", "--checkpoint", str(run / "checkpoint.pt"),
+                                  "--annotations", str(paths.test_json), "--images", str(paths.image_dir),
+                                  "--setting", "ua", "--out", str(tmp_path / "eval_blend"),
+                                  "--verb-classifier", "blend", "--blend-weight", "0.3", *clip])
+    assert result.exit_code == 0, result.output
+    blended = json.loads((tmp_path / "eval_blend" / "results.json").read_text())
+    assert blended["meta"]["verb_classifier"] == "blend" and blended["meta"]["blend_weight"] == 0.3
+    assert blended["speed"]["ms_per_image"]["clip"] > 0 and blended["speed"]["clip"] == "eoid-synth-clip"
+    assert "student^0.7 x CLIP^0.3" in result.output
 
     result = runner.invoke(main, ["report", str(run)])
     assert result.exit_code == 0, result.output

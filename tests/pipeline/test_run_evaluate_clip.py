@@ -1,4 +1,5 @@
 """Table 2's CLIP verb classifier: the student's boxes and objects, the teacher's verb distribution."""
+import dataclasses
 import json
 
 import numpy as np
@@ -13,6 +14,7 @@ from eoid.config import (
     StudentConfig,
     TeacherConfig,
     TrainConfig,
+    VerbsConfig,
     load_config,
     to_dict,
 )
@@ -20,13 +22,15 @@ from eoid.devices import World
 from eoid.pipeline.data.images import load_rgb
 from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.data.student_models import build_model
-from eoid.pipeline.evaluation.scoring import score
-from eoid.pipeline.run_evaluate_clip import (
+from eoid.pipeline.evaluation.clip_verbs import (
+    blend_verb_scores,
     classifier_hoi_table,
     predict_with_clip_verbs,
-    run_clip_classifier,
     with_verb_probs,
 )
+from eoid.pipeline.evaluation.inference import predict_images
+from eoid.pipeline.evaluation.scoring import score
+from eoid.pipeline.run_evaluate_clip import run_clip_classifier
 from eoid.pipeline.synth.world import generate_world, synth_vocabulary
 from eoid.student.model import StudentOutput
 from eoid.student.postprocess import postprocess
@@ -155,10 +159,53 @@ def test_clip_classifier_evaluation_writes_full_rare_non_rare_with_and_without_p
         ev = load_config(EvalConfig, None, (), checkpoint=str(ckpt), out=str(out),
                          data__test_annotations=str(world.test_json), data__test_images=str(world.image_dir),
                          augment__test_size=160, augment__max_size=256)
+        ev = dataclasses.replace(ev, verbs=VerbsConfig(classifier="clip", prior=prior))
         teacher_cfg = TeacherConfig(model="eoid-synth-clip", weights="bundled")
-        table = run_clip_classifier(ev, teacher_cfg, World(), prior)
+        table = run_clip_classifier(ev, teacher_cfg, World())
         results = json.loads((out / "results.json").read_text())
         assert {"full", "rare", "non_rare"} <= set(results["mAP"])
         assert results["meta"]["verb_classifier"] == "clip" and results["meta"]["prior"] is prior
         assert ("with the prior" if prior else "without the prior") in table
         assert (out / "predictions.json").is_file()
+
+
+def test_blend_is_the_weighted_geometric_mean_with_the_student_and_clip_at_its_ends():
+    # one query, 4 verbs; CLIP's 0 on a verb outside the object's HOIs included
+    student = torch.tensor([[0.9, 0.5, 0.2, 0.8]])
+    clip = torch.tensor([[0.1, 0.4, 0.5, 0.0]])
+    assert torch.equal(blend_verb_scores(student, clip, 0.0), student)      # 0^0 = 1: the student
+    assert torch.equal(blend_verb_scores(student, clip, 1.0), clip)         # CLIP exactly
+    # w = 0.5: the geometric mean sqrt(s * c), e.g. sqrt(0.9 * 0.1) = 0.3
+    assert blend_verb_scores(student, clip, 0.5) == pytest.approx(torch.sqrt(student * clip))
+    assert blend_verb_scores(student, clip, 0.5)[0, 0].item() == pytest.approx(0.3)
+    # w = 0.25: s^0.75 * c^0.25, e.g. 0.2^0.75 * 0.5^0.25
+    assert blend_verb_scores(student, clip, 0.25)[0, 2].item() == pytest.approx(0.2 ** 0.75 * 0.5 ** 0.25)
+    # a verb CLIP rules out stays out for any w > 0
+    assert blend_verb_scores(student, clip, 0.01)[0, 3].item() == 0.0
+
+
+def _dense(triplets):
+    """Per image: the sorted triplet scores and the sorted (object, verb) pairs, for comparisons."""
+    return {k: (np.sort(t.scores), sorted(zip(t.object_idx.tolist(), t.verb_idx.tolist())))
+            for k, t in triplets.items()}
+
+
+def test_blend_at_0_is_the_student_alone_and_at_1_ranks_as_clip_does(world, teacher):
+    vocab = synth_vocabulary()
+    records = read_annotations(world.test_json, world.image_dir, vocab).records[:4]
+    torch.manual_seed(0)
+    model = build_model(StudentConfig(preset="tiny", num_queries=8), vocab, "cpu")
+    text = teacher.encode_texts(vocab.prompts(TeacherConfig().template))
+    table = classifier_hoi_table(vocab, prior=True)
+    post = PostprocessConfig(use_nms=False)
+    paths, keys = [r.path for r in records], [r.key for r in records]
+
+    def clip_run(weight):
+        return predict_with_clip_verbs(model, teacher, text, table, paths, keys, vocab, AUGMENT, post, "cpu",
+                                       100.0, blend_weight=weight)
+    alone, _ = predict_images(model, paths, keys, vocab, AUGMENT, post, "cpu", progress=False)
+    for got, want in ((clip_run(0.0), alone), (clip_run(1.0), clip_run(None))):
+        got, want = _dense(got), _dense(want)
+        for key in keys:
+            assert got[key][0] == pytest.approx(want[key][0], rel=1e-5, abs=1e-7)
+            assert got[key][1] == want[key][1]

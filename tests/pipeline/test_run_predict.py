@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from eoid.config import PredictConfig
+from eoid.config import PredictConfig, VerbsConfig
 from eoid.devices import World
-from eoid.errors import DataError
+from eoid.errors import ConfigError, DataError
 from eoid.pipeline.run_predict import expand_folders, prediction_names, run_predict
 
 
@@ -53,3 +53,11 @@ def test_a_folder_without_images_is_refused_naming_it(tmp_path):
     with pytest.raises(DataError, match="empty: a folder without image files"):
         run_predict(PredictConfig(checkpoint=str(tmp_path / "c.pt"), out=str(tmp_path / "out")),
                     [tmp_path / "empty"], World())
+
+
+def test_clip_or_blended_verbs_without_a_teacher_are_refused_before_anything_runs(tmp_path):
+    cfg = PredictConfig(checkpoint=str(tmp_path / "c.pt"), out=str(tmp_path / "out"),
+                        verbs=VerbsConfig(classifier="blend"))
+    with pytest.raises(ConfigError, match="--clip MODEL --clip-weights WEIGHTS"):
+        run_predict(cfg, [tmp_path / "a.png"], World())
+    assert not (tmp_path / "out").exists()

@@ -74,8 +74,8 @@ def held_out(quickstart, tmp_path_factory):
 
 def test_summary_has_the_keys_the_issue_lists(summary):
     for run in ("eoid", "baseline"):
-        assert set(summary[run]) == {"full", "seen", "unseen"}
-        assert all(0.0 <= summary[run][k] <= 100.0 for k in ("full", "seen", "unseen"))
+        assert set(summary[run]) == {"full", "seen", "unseen", "hm"}
+        assert all(0.0 <= summary[run][k] <= 100.0 for k in ("full", "seen", "unseen", "hm"))
     assert 0.0 <= summary["teacher_zero_shot_accuracy"] <= 100.0
     assert summary["seconds"] > 0 and math.isfinite(summary["seconds"])
 

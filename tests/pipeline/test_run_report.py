@@ -40,3 +40,13 @@ def test_the_plot_keeps_the_last_layers_terms_and_leaves_out_the_earlier_layers(
     row = {"iteration": 3, "loss": 9.0, "loss_obj_ce": 1.0, "loss_obj_ce_0": 1.2, "loss_verb_focal": 2.0,
            "loss_verb_focal_4": 2.5, "loss_is": 0.5}
     assert final_layer_terms(row) == ["loss_is", "loss_obj_ce", "loss_verb_focal"]
+
+
+def test_the_report_ends_with_the_runs_test_map_and_its_hm(tmp_path):
+    rows = [{"iteration": i, "epoch": 0, "loss": 1.0 / i} for i in range(1, 4)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert "test mAP" not in run_report(tmp_path)             # no results.json: not evaluated yet
+    # a results.json written before HM was added: 2 * 60 * 20 / 80 = 30
+    (tmp_path / "results.json").write_text(json.dumps({"mAP": {"full": 50.0, "seen": 60.0, "unseen": 20.0}}))
+    assert run_report(tmp_path).splitlines()[-1] == \
+        "test mAP (%): Full 50.00, Seen 60.00, Unseen 20.00, HM 30.00"

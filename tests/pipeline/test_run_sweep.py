@@ -113,6 +113,24 @@ def test_table_rows_are_mean_and_std_over_each_variants_runs(tmp_path):
     assert (tmp_path / "table.png").stat().st_size > 1000
 
 
+def test_a_study_showing_seen_and_unseen_adds_hm_averaged_over_its_runs(tmp_path):
+    path = _study(tmp_path, 'seeds = [1, 2]\nmetrics = ["seen", "unseen"]\n[[variants]]\nname = "a"\n')
+    study = studies.read_study(path)
+    runs = studies.plan_study(study, tmp_path / "out")
+    # run 1: Seen 60, Unseen 20 -> HM 30; run 2 (a results.json without "hm"): 40, 40 -> HM 40.
+    # The table shows the mean of the runs' HMs, 35, not the HM of the mean Seen and Unseen (45.0).
+    for r, (seen, unseen) in zip(runs, ((60.0, 20.0), (40.0, 40.0))):
+        r.folder.mkdir(parents=True)
+        hm = {"hm": 30.0} if seen == 60.0 else {}
+        (r.folder / "results.json").write_text(json.dumps({"mAP": {"seen": seen, "unseen": unseen, **hm}}))
+    rows = collect_rows(study, {"a": [r.folder for r in runs]})
+    write_tables(study, rows, tmp_path)
+    (row,) = csv.DictReader(open(tmp_path / "table.csv"))
+    assert float(row["hm_mean"]) == 35.0 and float(row["hm_std"]) == 5.0
+    md = (tmp_path / "table.md").read_text()
+    assert "| Seen | Unseen | HM |" in md and "35.00 ± 5.00" in md
+
+
 def test_a_run_folder_made_by_another_config_is_refused_not_skipped(tmp_path):
     path = _study(tmp_path, '[[variants]]\nname = "v"\n')
     (run,) = studies.plan_study(studies.read_study(path), tmp_path / "out")

@@ -20,9 +20,9 @@ from eoid.config import CacheConfig, DataConfig, PostprocessConfig, TeacherConfi
 from eoid.devices import World
 from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.data.vocab import load_vocabulary
+from eoid.pipeline.evaluation.clip_verbs import classifier_hoi_table, predict_with_clip_verbs
 from eoid.pipeline.run_cache import run_cache
 from eoid.pipeline.run_cache_relabel import run_relabel
-from eoid.pipeline.run_evaluate_clip import classifier_hoi_table, predict_with_clip_verbs
 from eoid.pipeline.run_train import run_train
 from eoid.pipeline.training.dataset import SampleMeta
 from eoid.pipeline.training.teacher_source import OnlineTeacher

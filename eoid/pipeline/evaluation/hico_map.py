@@ -28,6 +28,7 @@ evaluation/VOCevaldet_bboxpair.m), which the HICO-DET benchmark numbers come fro
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Mapping, NamedTuple, Sequence
 
@@ -39,6 +40,20 @@ from eoid.pipeline.data.records import ImageRecord
 from eoid.pipeline.data.vocab import Vocabulary
 
 AP_METHODS = ("official", "voc11", "area")
+
+
+def harmonic_mean(seen: float | None, unseen: float | None) -> float | None:
+    """HM = 2 * S * U / (S + U) of the Seen and Unseen mAP, in their unit (e.g. percent).
+
+    The summary recent zero-shot HOI papers report beside Full: high only when both are. It is 0
+    when both are 0, and None when either is None or NaN (a group without ground truth, e.g.
+    Unseen under the default setting).
+    """
+    if seen is None or unseen is None or not (math.isfinite(seen) and math.isfinite(unseen)):
+        return None
+    if seen + unseen == 0:
+        return 0.0
+    return 2.0 * seen * unseen / (seen + unseen)
 
 # t = 0:0.1:1 as MATLAB's colon operator builds it: the first half as a + k*d, the second
 # half as b - (n-k)*d (MathWorks' colonop), so 0.6 and 0.7 are the doubles nearest to them.

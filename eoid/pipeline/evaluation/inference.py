@@ -6,6 +6,7 @@ what they do with each batch. Boxes leave this module in original-image pixels.
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -24,6 +25,7 @@ from eoid.pipeline.data.transforms import augment_params, augment_test, pad_batc
 from eoid.pipeline.data.vocab import Vocabulary
 from eoid.pipeline.evaluation.onnx_student import OnnxStudent, require_export_packages
 from eoid.pipeline.evaluation.predictions_io import ImageTriplets
+from eoid.pipeline.evaluation.speed import StageClock
 from eoid.pipeline.evaluation.unseen_recall import RankedPairs
 from eoid.student.model import StudentOutput
 from eoid.student.postprocess import postprocess, postprocess_kwargs
@@ -73,14 +75,21 @@ def collate_eval(batch: list[tuple[Tensor, tuple[int, int], str]]
 
 @torch.no_grad()
 def model_outputs(model: Any, paths: list[Path], keys: list[str], augment: AugmentConfig, device: str,
-                  batch_size: int = 2, num_workers: int = 0, desc: str = "predict", progress: bool = True
+                  batch_size: int = 2, num_workers: int = 0, desc: str = "predict", progress: bool = True,
+                  clock: StageClock | None = None
                   ) -> Iterator[tuple[StudentOutput, list[tuple[int, int]], list[str]]]:
-    """(outputs, original (width, height) per image, keys) per batch, the model in eval mode."""
+    """(outputs, original (width, height) per image, keys) per batch, the model in eval mode.
+
+    `clock`: times each forward (with the copy to the device) as its "student" stage; the
+    caller closes each batch (StageClock.end_batch) after its own stages.
+    """
     model.eval()
     with WorkerLoader(EvalDataset(paths, keys, augment), batch_size=batch_size, collate_fn=collate_eval,
                       num_workers=num_workers) as loader:
         for images, masks, sizes, batch_keys in tqdm(loader, desc=desc, disable=not progress, leave=False):
-            yield model(images.to(device), masks.to(device)), sizes, batch_keys
+            with clock.stage("student") if clock else nullcontext():
+                outputs = model(images.to(device), masks.to(device))
+            yield outputs, sizes, batch_keys
 
 
 def sizes_hw(sizes_wh: list[tuple[int, int]]) -> Tensor:
@@ -104,21 +113,26 @@ def image_triplets(pred: Any) -> ImageTriplets:
 
 
 def predict_images(model: Any, paths: list[Path], keys: list[str], vocab: Vocabulary, augment: AugmentConfig,
-                   post: PostprocessConfig, device: str, batch_size: int = 2, progress: bool = True
+                   post: PostprocessConfig, device: str, batch_size: int = 2, progress: bool = True,
+                   clock: StageClock | None = None
                    ) -> tuple[dict[str, ImageTriplets], dict[str, RankedPairs] | None]:
     """Post-processed triplets per image key, and every query's pair ranked by interactive score.
 
     `model` is the student or anything called the same way (`OnnxStudent`). The ranked pairs
     are None when the student has no interactive-score head (is_head "none"): no U-R@K then.
+    `clock`: times the "student" and "postprocess" stages of each batch.
     """
     valid = torch.from_numpy(vocab.valid)
     triplets: dict[str, ImageTriplets] = {}
     ranked: dict[str, RankedPairs] | None = {}
     for outputs, sizes, batch_keys in model_outputs(model, paths, keys, augment, device, batch_size,
-                                                    progress=progress):
-        preds = postprocess(outputs, sizes_hw(sizes), valid_object_verb=valid, **postprocess_kwargs(post))
-        for b, key in enumerate(batch_keys):
-            triplets[key] = image_triplets(preds[b])
+                                                    progress=progress, clock=clock):
+        with clock.stage("postprocess") if clock else nullcontext():
+            preds = postprocess(outputs, sizes_hw(sizes), valid_object_verb=valid, **postprocess_kwargs(post))
+            for b, key in enumerate(batch_keys):
+                triplets[key] = image_triplets(preds[b])
+        if clock:
+            clock.end_batch(len(batch_keys))
         if outputs.interactive_logits is None:
             ranked = None
             continue

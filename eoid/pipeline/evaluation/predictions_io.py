@@ -20,9 +20,19 @@ import numpy as np
 
 from eoid.errors import DataError
 from eoid.files import write_text_atomic
-from eoid.pipeline.evaluation.hico_map import HoiMapResult, ImageDetections, detections_from_triplets
+from eoid.pipeline.evaluation.hico_map import (
+    HoiMapResult,
+    ImageDetections,
+    detections_from_triplets,
+    harmonic_mean,
+)
+from eoid.pipeline.evaluation.speed import format_speed
 
 MAP_GROUPS = ("full", "rare", "non_rare", "seen", "unseen")
+# results.json "mAP" keys: the groups, then the harmonic mean of Seen and Unseen
+MAP_COLUMNS = (*MAP_GROUPS, "hm")
+COLUMN_LABELS = {"full": "Full", "rare": "Rare", "non_rare": "Non-rare", "seen": "Seen", "unseen": "Unseen",
+                 "hm": "HM"}
 
 
 class ImageTriplets(NamedTuple):
@@ -141,7 +151,9 @@ def _percent(x: float) -> float | None:
 
 
 def _map_block(result: HoiMapResult) -> dict:
-    return {"mAP": {g: _percent(result.mean_ap[g]) for g in MAP_GROUPS},
+    mean_ap = {g: _percent(result.mean_ap[g]) for g in MAP_GROUPS}
+    mean_ap["hm"] = harmonic_mean(mean_ap["seen"], mean_ap["unseen"])
+    return {"mAP": mean_ap,
             "mean_max_recall": {g: _percent(result.mean_max_recall[g]) for g in MAP_GROUPS},
             "ap_per_hoi": [_percent(x) for x in result.ap_per_hoi],
             "max_recall_per_hoi": [_percent(x) for x in result.max_recall_per_hoi],
@@ -153,7 +165,8 @@ def results_to_json(default: HoiMapResult, known_object: HoiMapResult | None = N
                     meta: Mapping[str, object] | None = None) -> dict:
     """The results.json content: percentages, null where a group or HOI has no ground truth.
 
-    Top level holds the default mode ("mAP", "ap_per_hoi", ...); "known_object" the same block
+    Top level holds the default mode ("mAP" per group and "hm", the harmonic mean of Seen and
+    Unseen; "ap_per_hoi", ...); "known_object" the same block
     for that mode; "unseen_recall" U-R@K as {"3": ..., "5": ..., "10": ...}; "meta" is copied.
     """
     out = {**_map_block(default), "ap_method": default.ap_method}
@@ -176,16 +189,18 @@ def write_results(out_dir: Path, results: Mapping[str, object]) -> Path:
 
 
 def format_table(results: Mapping[str, object]) -> str:
-    """The printed summary of a results.json dict: mAP per group and mode, U-R@K."""
+    """The printed summary of a results.json dict: mAP per group and mode with HM, U-R@K, speed."""
     def cell(x: object) -> str:
         return f"{x:10.2f}" if isinstance(x, (int, float)) else f"{'-':>10}"
-    header = f"{'mAP (%)':<14}" + "".join(f"{g.replace('_', '-'):>10}" for g in MAP_GROUPS)
+    header = f"{'mAP (%)':<14}" + "".join(f"{COLUMN_LABELS[g]:>10}" for g in MAP_COLUMNS)
     lines = [header]
     rows = [("default", results)]
     if "known_object" in results:
         rows.append(("known object", results["known_object"]))
     for label, block in rows:
-        lines.append(f"{label:<14}" + "".join(cell(block["mAP"][g]) for g in MAP_GROUPS))
+        # a results.json written before HM was added: computed from its Seen and Unseen
+        hm = block["mAP"].get("hm", harmonic_mean(block["mAP"]["seen"], block["mAP"]["unseen"]))
+        lines.append(f"{label:<14}" + "".join(cell(block["mAP"][g]) for g in MAP_GROUPS) + cell(hm))
     recall = results.get("unseen_recall")
     if recall:
         recall_cells = "  ".join(f"U-R@{k} {cell(v).strip()}" for k, v in recall.items())
@@ -195,4 +210,6 @@ def format_table(results: Mapping[str, object]) -> str:
     if "ap_method" in results:
         lines.append(f"AP: {results['ap_method']} (11-point as the official HICO-DET MATLAB code)"
                      if results["ap_method"] == "official" else f"AP: {results['ap_method']}")
+    if "speed" in results:
+        lines.append(format_speed(results["speed"]))
     return "\n".join(lines)

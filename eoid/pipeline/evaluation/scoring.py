@@ -20,6 +20,7 @@ from eoid.pipeline.evaluation.predictions_io import (
     write_predictions,
     write_results,
 )
+from eoid.pipeline.evaluation.speed import StageClock, torch_setup
 from eoid.pipeline.evaluation.unseen_recall import RankedPairs, unseen_pair_recall, unseen_pairs_from_records
 
 NO_IS_HEAD_NOTE = ("skipped: U-R@K ranks pairs by the interactive score, and this student has no "
@@ -62,6 +63,7 @@ def evaluate_checkpoint(checkpoint: Path, data: DataConfig, augment: AugmentConf
                         progress: bool = True, meta: dict | None = None) -> dict:
     """Score a checkpoint on data.test_annotations; writes predictions.json and results.json into `out`.
 
+    results.json "speed": the inference cost per image (see evaluation/speed.py).
     `progress`: draw the progress bar of the images. `meta`: more entries for results.json's meta.
     """
     out = output_folder(Path(out))
@@ -69,10 +71,13 @@ def evaluate_checkpoint(checkpoint: Path, data: DataConfig, augment: AugmentConf
     ann = require_path(data.test_annotations, "test annotation file", "--annotations")
     images = require_path(data.test_images, "test image folder", "--images")
     records = read_annotations(ann, images, vocab, skip_bad=data.skip_bad).records
+    clock = StageClock(device)
     triplets, ranked = predict_images(model, [r.path for r in records], [r.key for r in records],
-                                      vocab, augment, post, device, batch_size, progress=progress)
+                                      vocab, augment, post, device, batch_size, progress=progress,
+                                      clock=clock)
     write_predictions(out / "predictions.json", triplets)
     results = score(triplets, records, vocab, data.setting, ranked,
                     {"checkpoint": str(checkpoint), "annotations": str(ann), **(meta or {})})
+    results["speed"] = clock.report(**torch_setup(model, device, batch_size))
     write_results(out, results)
     return results

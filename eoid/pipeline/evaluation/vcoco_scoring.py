@@ -24,6 +24,7 @@ import numpy as np
 
 from eoid.pipeline.data.records import ImageRecord
 from eoid.pipeline.data.vocab import BUILTIN, Vocabulary
+from eoid.pipeline.evaluation.hico_map import harmonic_mean
 from eoid.pipeline.evaluation.vcoco_map import VcocoImageDetections, VcocoImageGT
 
 
@@ -151,7 +152,8 @@ def vcoco_detections(human_xyxy: np.ndarray, object_xyxy: np.ndarray, verb_score
 
 def role_map_summary(result: dict, structure: VcocoStructure, seen_verbs: Sequence[int],
                      unseen_verbs: Sequence[int], verb_names: Sequence[str]) -> dict:
-    """Role mAP (percent) over the evaluated verb-roles, and over their Seen / Unseen parts, per scenario."""
+    """Role mAP (percent) over the evaluated verb-roles, over their Seen / Unseen parts and the
+    harmonic mean of those two (HM), per scenario."""
     out: dict = {}
     for scenario in (1, 2):
         table = result[f"role_ap_scenario_{scenario}"]
@@ -161,9 +163,10 @@ def role_map_summary(result: dict, structure: VcocoStructure, seen_verbs: Sequen
         def mean(vs) -> float | None:
             vals = [ap[v] for v in vs if v in ap and np.isfinite(ap[v])]
             return round(100 * float(np.mean(vals)), 2) if vals else None
+        seen = mean([v for v in ap if v in set(seen_verbs)])
+        unseen = mean([v for v in ap if v in set(unseen_verbs)])
         out[f"scenario_{scenario}"] = {
-            "full": mean(list(ap)), "seen": mean([v for v in ap if v in set(seen_verbs)]),
-            "unseen": mean([v for v in ap if v in set(unseen_verbs)]),
+            "full": mean(list(ap)), "seen": seen, "unseen": unseen, "hm": harmonic_mean(seen, unseen),
             "per_verb": {verb_names[v]: (round(100 * a, 2) if np.isfinite(a) else None)
                          for v, a in ap.items()}}
     out["num_seen"] = len([v for v in structure.eval_verbs if v in set(seen_verbs)])

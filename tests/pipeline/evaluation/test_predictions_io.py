@@ -99,9 +99,29 @@ def test_results_json_holds_percentages_and_null_for_nan(tmp_path):
                           unseen_recall={3: 0.1, 5: 0.2, 10: float("nan")}, meta={"setting": "ua"})
     path = write_results(tmp_path / "out", res)
     back = json.loads(path.read_text())
-    assert back["mAP"] == {"full": 25.0, "rare": None, "non_rare": 25.0, "seen": 25.0, "unseen": None}
+    # Unseen has no ground truth, so neither has the harmonic mean of Seen and Unseen
+    assert back["mAP"] == {"full": 25.0, "rare": None, "non_rare": 25.0, "seen": 25.0, "unseen": None,
+                           "hm": None}
     assert back["ap_per_hoi"] == [25.0, None] and back["known_object"]["mAP"]["full"] == 50.0
     assert back["unseen_recall"] == {"3": 10.0, "5": 20.0, "10": None} and back["meta"] == {"setting": "ua"}
     table = format_table(back)
     assert "25.00" in table and "50.00" in table and "U-R@5 20.00" in table and "known object" in table
     assert not math.isnan(back["mAP"]["full"])
+
+
+def test_results_json_and_table_carry_the_harmonic_mean_of_seen_and_unseen():
+    nan = float("nan")
+    # Seen 0.6 and Unseen 0.2 -> HM = 2 * 60 * 20 / 80 = 30 (percent)
+    result = HoiMapResult(np.array([0.6, 0.2]), np.array([1.0, 1.0]), np.array([1, 1]),
+                          {"full": 0.4, "rare": nan, "non_rare": 0.4, "seen": 0.6, "unseen": 0.2},
+                          {"full": 1.0, "rare": nan, "non_rare": 1.0, "seen": 1.0, "unseen": 1.0},
+                          "official", False)
+    res = results_to_json(result)
+    assert res["mAP"]["hm"] == pytest.approx(30.0)
+    header, row = format_table(res).splitlines()[:2]
+    assert header.split()[-1] == "HM" and row.split()[-1] == "30.00"
+
+
+def test_table_of_an_older_results_json_computes_its_hm_from_seen_and_unseen():
+    old = {"mAP": {"full": 40.0, "rare": None, "non_rare": 40.0, "seen": 60.0, "unseen": 20.0}}
+    assert format_table(old).splitlines()[1].split()[-1] == "30.00"

@@ -71,4 +71,6 @@ def test_a_perfect_query_scores_100_in_scenario_two_and_splits_seen_and_unseen()
     assert summary["scenario_1"]["seen"] == 100.0 and summary["scenario_1"]["unseen"] == 0.0
     assert summary["scenario_2"]["seen"] == 100.0 and summary["scenario_2"]["unseen"] == 100.0
     assert summary["scenario_1"]["full"] == 50.0
+    # HM: nothing unseen found in scenario 1 -> 0; 100 and 100 in scenario 2 -> 100
+    assert summary["scenario_1"]["hm"] == 0.0 and summary["scenario_2"]["hm"] == 100.0
     assert (summary["num_seen"], summary["num_unseen"]) == (18, 6)
