@@ -205,7 +205,7 @@ def _box_classes(category_ids: Any, num_boxes: int, vocab: Vocabulary, bad) -> n
     if len(ids) != num_boxes:
         bad("bad_format", f"{len(ids)} category ids for {num_boxes} boxes", "give every box a category_id")
         return None
-    index = {cid: i for i, cid in enumerate(vocab.object_ids)}
+    index = vocab.object_index
     out = np.full(len(ids), -1, dtype=np.int64)  # -1: unknown class (already reported)
     for i, cid in enumerate(ids):
         if not isinstance(cid, (int, np.integer)) or isinstance(cid, bool) or int(cid) not in index:
@@ -219,7 +219,7 @@ def _box_classes(category_ids: Any, num_boxes: int, vocab: Vocabulary, bad) -> n
 
 def _labels(labels: Any, num_boxes: int, classes: np.ndarray | None, vocab: Vocabulary,
             drop_objectless: bool, bad) -> np.ndarray:
-    verb_index = {vid: i for i, vid in enumerate(vocab.verb_ids)}
+    verb_index = vocab.verb_index
     valid = vocab.valid
     rows: list[tuple[int, int, int]] = []
     for k, label in enumerate(labels if labels is not None else []):

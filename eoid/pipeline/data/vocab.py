@@ -72,6 +72,16 @@ class Vocabulary:
             mask[o, v] = True
         return mask
 
+    @cached_property
+    def object_index(self) -> dict[int, int]:
+        """Annotation category_id -> object index (built once, asked per record: do not change it)."""
+        return {cid: i for i, cid in enumerate(self.object_ids)}
+
+    @cached_property
+    def verb_index(self) -> dict[int, int]:
+        """Annotation verb category_id -> verb index (built once, asked per record: do not change it)."""
+        return {vid: i for i, vid in enumerate(self.verb_ids)}
+
     @property
     def valid(self) -> np.ndarray:
         """(num_objects, num_verbs) bool: True where (verb, object) is one of the HOIs (a copy)."""
