@@ -17,10 +17,11 @@ Phases (in order; later ones read what earlier ones wrote, in --work):
   teacher_bare      the bare encoder on the crops of the first images: s/pair (for the ratio)
   cache_resume      the same cache-teacher killed (SIGKILL) at half its time, then resumed
   cache_verify      eoid cache verify against the annotations
-  cache_merge       eoid cache merge of the cache and the resumed one
   cache_relabel     eoid cache relabel with the 10 templates of configs/prompts/hoi_templates.txt
+  cache_merge       eoid cache merge of the cache and its relabelled copy (a prompt ensemble)
   loader            the training loader, no model: images/s per worker with and without the lookup
   train             eoid train, CDN-S at 320-352 px, 3 iterations: time to the first iteration
+  train_nocache     the same with loss.distill=0 and no cache (start-up where no cache is built)
   evaluate_pred     eoid evaluate --predictions on the whole test split (100 triplets per image)
   evaluate_ckpt     eoid evaluate --checkpoint (the train phase's) on the first 16 test images
   sweep_plan        a study's planning at full size: read, plan, check every run's cache
@@ -30,6 +31,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -42,8 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 ROWS = RESULTS / "scale_rows.jsonl"
 SIZES = (1000, 4000, 16000, 38118)
-PHASES = ("data_check", "cache_teacher", "teacher_bare", "cache_resume", "cache_verify", "cache_merge",
-          "cache_relabel", "loader", "train", "evaluate_pred", "evaluate_ckpt", "sweep_plan")
+PHASES = ("data_check", "cache_teacher", "teacher_bare", "cache_resume", "cache_verify", "cache_relabel",
+          "cache_merge", "loader", "train", "train_nocache", "evaluate_pred", "evaluate_ckpt", "sweep_plan")
 TEST_PER_TRAIN = 9658 / 38118
 CLIP = ["--clip", "eoid-synth-clip", "--clip-weights", "bundled"]
 EOID = [sys.executable, "-m", "eoid"]
@@ -86,6 +89,17 @@ def measure(cmd: list[str], log: Path, kill_after: float = 0.0, watch: Path | No
     if row["exit"] != 0 and not killed:
         raise RuntimeError(f"{cmd[:4]} failed (exit {row['exit']}); see {log}")
     return row
+
+
+def startup_s(row: dict, log: Path) -> dict:
+    """The start-up alone: the first iteration's time less that iteration's own (tqdm's elapsed
+    time when iteration 1 is done, counted from the loop's start, in the log's last command)."""
+    last_command = log.read_text(errors="replace").split("\n$ ")[-1]
+    found = re.findall(r" 1/\d+ \[(\d+):(\d+)", last_command)
+    if "first_iteration_s" not in row or not found:
+        return row
+    minutes, seconds = found[0]
+    return {**row, "startup_s": row["first_iteration_s"] - (60 * int(minutes) + int(seconds))}
 
 
 def subset(world: Path, work: Path, n: int) -> tuple[Path, Path]:
@@ -137,8 +151,8 @@ def run_phase(phase: str, n: int, world: Path, work: Path) -> dict:
     if phase == "cache_verify":
         return measure(EOID + ["cache", "verify", str(cache), "--annotations", str(train)], log)
     if phase == "cache_merge":
-        out = d / "cache_merged"
-        return measure(EOID + ["cache", "merge", str(cache), str(resumed), "--out", str(out)], log)
+        sources = [str(cache), str(d / "cache_relabel")]
+        return measure(EOID + ["cache", "merge", *sources, "--out", str(d / "cache_merged")], log)
     if phase == "cache_relabel":
         out = d / "cache_relabel"
         return measure(EOID + ["cache", "relabel", str(cache), "--out", str(out), "--templates",
@@ -146,13 +160,22 @@ def run_phase(phase: str, n: int, world: Path, work: Path) -> dict:
     if phase == "loader":
         row = measure(in_process("loader", str(train), images, str(cache), str(d / "loader.json")), log)
         return {**row, **json.loads((d / "loader.json").read_text())}
+    if phase in ("train", "train_nocache"):    # a run folder left by a killed try is started over
+        shutil.rmtree(d / ("run" if phase == "train" else "run_nocache"), ignore_errors=True)
     if phase == "train":
         run = d / "run"
-        return measure(EOID + ["train", *data[2:], "--cache", str(cache), "--out", str(run),
+        return startup_s(measure(EOID + ["train", *data[2:], "--cache", str(cache), "--out", str(run),
                                "--set", "data.dataset=hico-det", "--set", "student.preset=cdn-s",
                                "--set", "optim.max_iters=3", "--set", "optim.batch_size=2",
                                "--set", "optim.num_workers=2", "--set", "data.setting=ua", *SMALL_AUGMENT],
-                       log, watch=run / "metrics.jsonl")
+                       log, watch=run / "metrics.jsonl"), log)
+    if phase == "train_nocache":      # the same without a teacher: start-up at sizes without a cache
+        run = d / "run_nocache"
+        return startup_s(measure(EOID + ["train", *data[2:], "--out", str(run), "--set", "loss.distill=0",
+                               "--set", "data.dataset=hico-det", "--set", "student.preset=cdn-s",
+                               "--set", "optim.max_iters=3", "--set", "optim.batch_size=2",
+                               "--set", "optim.num_workers=2", "--set", "data.setting=ua", *SMALL_AUGMENT],
+                       log, watch=run / "metrics.jsonl"), log)
     if phase == "evaluate_pred":
         preds = d / "predictions.json"
         if not preds.is_file():
