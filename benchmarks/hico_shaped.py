@@ -14,6 +14,7 @@ read with the built-in vocabulary, e.g.
     eoid cache-teacher --dataset hico-det --annotations DIR/train.json --images DIR/images ...
 
 The same seed gives the same annotations and the same bytes, whatever the number of workers.
+Generating the full size (48k images, ~6.5 GB) takes a few minutes on 2 cores (write_images).
 The statistics and where each comes from are in `HICO` below (E = estimated, not from a
 published count). Pixels are smoothed noise with fine grain, tuned so a 640x480 JPEG at
 quality 90 is ~100-170 KB (HICO-DET's hico_20160224_det.tar.gz, ~7.5 GB for 47,776 images,
@@ -22,6 +23,7 @@ is ~155 KB per image); they carry no learnable signal.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 from dataclasses import dataclass
@@ -64,7 +66,10 @@ TEST_SHAPE = Shape(humans=TRAIN_SHAPE.humans, objects=TRAIN_SHAPE.objects,
 # 640x480 landscape, then 640x427 (3:2), portraits, and a spread of other heights/widths.
 SIZES = (((640, 480), 0.50), ((640, 427), 0.15), ((480, 640), 0.10), ((427, 640), 0.05),
          ((640, 360), 0.05), (None, 0.15))   # None: width 640 or less, height drawn 240..640
+_other = np.random.default_rng(640)
+OTHER_SIZES = [(int(w), int(h)) for w, h in zip(_other.integers(320, 641, 48), _other.integers(240, 641, 48))]
 JPEG_QUALITY = 90
+TEXTURES = 16          # distinct noise pictures per image size; each file's bytes differ (a comment)
 
 
 def hoi_frequencies(vocab: Vocabulary, rng: np.random.Generator) -> np.ndarray:
@@ -99,9 +104,7 @@ def _box(rng: np.random.Generator, w: int, h: int, lo: float, hi: float) -> list
 
 def _size(rng: np.random.Generator) -> tuple[int, int]:
     k = int(rng.choice(len(SIZES), p=[p for _, p in SIZES]))
-    if SIZES[k][0] is not None:
-        return SIZES[k][0]
-    return int(rng.integers(320, 641)), int(rng.integers(240, 641))
+    return SIZES[k][0] if SIZES[k][0] is not None else OTHER_SIZES[int(rng.integers(len(OTHER_SIZES)))]
 
 
 def image_record(rng: np.random.Generator, file_name: str, shape: Shape, vocab: Vocabulary,
@@ -149,24 +152,51 @@ def image_record(rng: np.random.Generator, file_name: str, shape: Shape, vocab: 
     }
 
 
-def noise_jpeg(path: Path, width: int, height: int, seed: int) -> int:
-    """Write a smoothed-noise JPEG of the given size (bytes like a photo's); returns its size."""
-    if path.is_file():
-        return path.stat().st_size       # a rerun after a kill: names are written atomically
+def noise_jpeg(width: int, height: int, seed: int) -> bytes:
+    """A smoothed-noise JPEG of the given size whose bytes are like a photo's (~140 KB at 640x480)."""
     rng = np.random.default_rng(seed)
     low = rng.integers(0, 256, (max(2, height // 8), max(2, width // 8), 3), dtype=np.uint8)
     smooth = np.asarray(Image.fromarray(low).resize((width, height), Image.BILINEAR), np.int16)
     grain = int(rng.integers(4, 20))
     pixels = smooth + rng.integers(-grain, grain + 1, (height, width, 1), dtype=np.int16)
-    tmp = path.with_name(path.name + ".part")
-    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(tmp, "JPEG", quality=JPEG_QUALITY)
-    os.replace(tmp, path)
-    return path.stat().st_size
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=JPEG_QUALITY)
+    return buf.getvalue()
 
 
-def _write_one(job: tuple[str, int, int, int]) -> int:
-    path, w, h, seed = job
-    return noise_jpeg(Path(path), w, h, seed)
+def _texture(job: tuple[int, int, int]) -> bytes:
+    return noise_jpeg(*job)
+
+
+def with_comment(jpeg: bytes, text: str) -> bytes:
+    """The JPEG with a COM segment after its SOI marker: same pixels, bytes unique to `text`."""
+    payload = text.encode()
+    return jpeg[:2] + b"\xff\xfe" + (len(payload) + 2).to_bytes(2, "big") + payload + jpeg[2:]
+
+
+def write_images(images: Path, records: list[dict], seed: int, workers: int) -> list[int]:
+    """Write every record's JPEG (an existing file is kept); returns the file sizes in bytes.
+
+    Encoding 48k noise pictures would take most of an hour on 2 cores, so TEXTURES pictures per
+    size are encoded once (in `workers` processes) and each file is one of them with its own
+    name in a JPEG comment: decoding costs and file sizes are a photo's, file bytes all differ.
+    """
+    sizes = sorted({(r["width"], r["height"]) for r in records})
+    jobs = [(w, h, int(np.random.default_rng([seed, 5, w, h, k]).integers(2**62)))
+            for w, h in sizes for k in range(TEXTURES)]
+    with get_context("fork").Pool(workers) as pool:
+        encoded = pool.map(_texture, jobs, chunksize=4)
+    bank = {(w, h): encoded[i * TEXTURES:(i + 1) * TEXTURES] for i, (w, h) in enumerate(sizes)}
+    out = []
+    for i, r in enumerate(records):
+        path = images / r["file_name"]
+        if not path.is_file():
+            data = with_comment(bank[r["width"], r["height"]][i % TEXTURES], r["file_name"])
+            tmp = path.with_name(path.name + ".part")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)       # a kill never leaves a truncated JPEG under the real name
+        out.append(path.stat().st_size)
+    return out
 
 
 def split_records(split: str, count: int, seed: int, vocab: Vocabulary) -> list[dict]:
@@ -201,11 +231,7 @@ def write_hico_shaped(out: Path, num_train: int, num_test: int, seed: int = 0,
     stats = {"seed": seed}
     for split, count in (("train", num_train), ("test", num_test)):
         records = split_records(split, count, seed, vocab)
-        jobs = [(str(images / r["file_name"]), r["width"], r["height"],
-                 int(np.random.default_rng([seed, 2 + (split == "test"), i]).integers(2**62)))
-                for i, r in enumerate(records)]
-        with get_context("fork").Pool(workers) as pool:
-            sizes = pool.map(_write_one, jobs, chunksize=64)
+        sizes = write_images(images, records, seed + (split == "test"), workers)
         stats[split] = summarize(records, sizes)
         for r in records:          # HICO-DET's JSON has no sizes: readers take them from the JPEG
             del r["width"], r["height"]
