@@ -375,10 +375,12 @@ def report(rows: list[dict], tag: str = "scale") -> None:
         lines.append(f"| {phase} | {' | '.join(fmt)} |")
     (RESULTS / f"{tag}.md").write_text("\n".join(lines) + "\n")
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(12, 5))
-    for phase, s in summary.items():
+    colors = plt.get_cmap("tab20").colors
+    for k, (phase, s) in enumerate(summary.items()):     # 13 phases: 20 colours, 3 markers
         ns = [r["n"] for r in s["rows"]]
-        ax_t.plot(ns, [r["wall_s"] for r in s["rows"]], "o-", label=phase)
-        ax_m.plot(ns, [r["peak_rss_mb"] for r in s["rows"]], "o-", label=phase)
+        style = {"color": colors[k % 20], "marker": "osD"[k % 3], "label": phase}
+        ax_t.plot(ns, [r["wall_s"] for r in s["rows"]], "-", **style)
+        ax_m.plot(ns, [r["peak_rss_mb"] for r in s["rows"]], "-", **style)
     for ax, what in ((ax_t, "wall time (s)"), (ax_m, "peak RSS (MB)")):
         ax.set_xscale("log")
         ax.set_yscale("log")
