@@ -15,7 +15,7 @@ Phases (in order; later ones read what earlier ones wrote, in --work):
   data_check        eoid data check (decodes every image)
   cache_teacher     eoid cache-teacher with the shipped eoid-synth-clip; s/pair, store size
   teacher_bare      the bare encoder on the crops of the first images: s/pair (for the ratio)
-  cache_resume      the same cache-teacher killed (SIGKILL) at half its time, then resumed
+  cache_resume      the same cache-teacher killed (SIGKILL) when its bar passes half, then resumed
   cache_verify      eoid cache verify against the annotations
   cache_relabel     eoid cache relabel with the 10 templates of configs/prompts/hoi_templates.txt
   cache_merge       eoid cache merge of the cache and its relabelled copy (a prompt ensemble)
@@ -58,28 +58,39 @@ SMALL_AUGMENT = [x for kv in ("augment.scales=[320,352]", "augment.max_size=480"
                  for x in ("--set", kv)]
 
 
-def measure(cmd: list[str], log: Path, kill_after: float = 0.0, watch: Path | None = None) -> dict:
-    """Run `cmd` to its end (or SIGKILL it after `kill_after` s); wall, CPU and peak RSS of it and
-    its waited-for children. `watch`: a metrics.jsonl whose first row's time is the first iteration."""
+def progress(log: Path, start: int) -> float:
+    """The share done by the last progress bar ('done/total [') written to `log` after byte `start`."""
+    with open(log, "rb") as f:
+        f.seek(start)
+        found = re.findall(rb"(\d+)/(\d+) \[", f.read())
+    return int(found[-1][0]) / max(int(found[-1][1]), 1) if found else 0.0
+
+
+def measure(cmd: list[str], log: Path, kill_at: float = 0.0, watch: Path | None = None) -> dict:
+    """Run `cmd` to its end (or SIGKILL it once its progress bar passes the share `kill_at`); wall,
+    CPU and peak RSS of it and its waited-for children. `watch`: a metrics.jsonl whose first
+    row's time is the first iteration."""
     t0 = time.time()
     with open(log, "a") as out:
         out.write(f"$ {' '.join(cmd)}\n")
         out.flush()
+        start = out.tell()
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         killed = False
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
-            if kill_after and time.time() - t0 > kill_after and not killed:
+            if kill_at and not killed and progress(log, start) >= kill_at:
                 os.killpg(proc.pid, signal.SIGKILL)
                 killed = True
-            time.sleep(0.05)
+                killed_s = time.time() - t0
+            time.sleep(0.5)
     wall = time.time() - t0
     row = {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024,
            "exit": os.waitstatus_to_exitcode(status)}
     if killed:
-        row["killed_at_s"] = kill_after
+        row["killed_at_s"] = killed_s
     if watch is not None and watch.is_file():
         times = [json.loads(line)["time"] for line in watch.read_text().splitlines()
                  if '"iteration"' in line]
@@ -144,8 +155,9 @@ def run_phase(phase: str, n: int, world: Path, work: Path) -> dict:
         return {**row, **json.loads((d / "bare.json").read_text())}
     if phase == "cache_resume":
         full = _row("cache_teacher", n)["wall_s"]
-        first = measure(EOID + ["cache-teacher", *data, *CLIP, "--out", str(resumed)], log,
-                        kill_after=full / 2)
+        first = measure(EOID + ["cache-teacher", *data, *CLIP, "--out", str(resumed)], log, kill_at=0.5)
+        if "killed_at_s" not in first:
+            raise RuntimeError(f"cache-teacher finished before half its pairs were seen; see {log}")
         row = measure(EOID + ["cache-teacher", *data, *CLIP, "--out", str(resumed), "--break-lock"], log)
         return {**row, "killed_at_s": first.get("killed_at_s"), "full_run_s": full}
     if phase == "cache_verify":

@@ -37,3 +37,17 @@ def test_startup_is_the_first_iteration_less_tqdms_time_for_it_in_the_last_comma
     row = scale.startup_s({"first_iteration_s": 65.0}, log)
     assert row["startup_s"] == pytest.approx(13.0)
     assert "startup_s" not in scale.startup_s({}, log)
+
+
+def test_a_command_is_killed_once_its_progress_bar_passes_half_and_not_before(tmp_path):
+    scale = _scale()
+    log = tmp_path / "run.log"
+    log.write_text("$ an earlier command\n 9/10 [00:01]\n")     # an earlier run's bar does not count
+    bar = ("import sys, time\n"
+           "for i in range(11):\n"
+           "    print(f'{i}/10 [00:0{i}]', file=sys.stderr, flush=True)\n"
+           "    time.sleep(0.4)\n")
+    row = scale.measure([sys.executable, "-c", bar], log, kill_at=0.5)
+    assert "killed_at_s" in row
+    seen = [line for line in log.read_text().splitlines() if line.endswith("]")][1:]
+    assert 5 <= len(seen) - 1 <= 8           # killed at 5/10 (the poll may see it a step or two late)
