@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from eoid.errors import DataError
-from eoid.pipeline.data.checks import BOX_TOLERANCE_PX, BadRecord, RawImage, check_raw_image
+from eoid.pipeline.data.checks import (
+    BOX_TOLERANCE_PX,
+    BadRecord,
+    RawImage,
+    check_raw_image,
+    file_name_problem,
+    image_sizes,
+)
 from eoid.pipeline.data.records import ImageRecord
 from eoid.pipeline.data.vocab import Vocabulary
 
@@ -91,11 +98,15 @@ def _check_all(path: Path, images: Path, vocab: Vocabulary, check_images: bool, 
                tolerance_px: float, decode_images: bool = False):
     """Yield (raw, record or None, problems) for every record, duplicates included."""
     raws, drop_objectless = _load(path, vocab, split)
+    sizes = {}
+    if check_images:   # read ahead in threads; a name that is not a file is left to the checks
+        sizes = image_sizes((images / r.file_name for r in raws
+                             if file_name_problem(r.file_name) is None), decode_images)
     seen: dict[str, int] = {}
     for raw in raws:
         record, problems = check_raw_image(raw, path, images, vocab, check_images=check_images,
                                            drop_objectless=drop_objectless, tolerance_px=tolerance_px,
-                                           decode_images=decode_images)
+                                           decode_images=decode_images, known_sizes=sizes)
         if isinstance(raw.file_name, str):
             if raw.file_name in seen:
                 problems = problems + [BadRecord(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 
@@ -62,13 +63,29 @@ class Vocabulary:
     def num_objects(self) -> int:
         return len(self.objects)
 
-    @property
-    def valid(self) -> np.ndarray:
-        """(num_objects, num_verbs) bool: True where (verb, object) is one of the HOIs."""
+    @cached_property
+    def _valid(self) -> np.ndarray:
+        # built once: checks.py asks for it per record (a 600-HOI loop each time was 14 s of the
+        # 38k-image start-up of `eoid train`, issue 25)
         mask = np.zeros((self.num_objects, self.num_verbs), dtype=bool)
         for v, o in self.hois:
             mask[o, v] = True
         return mask
+
+    @cached_property
+    def object_index(self) -> dict[int, int]:
+        """Annotation category_id -> object index (built once, asked per record: do not change it)."""
+        return {cid: i for i, cid in enumerate(self.object_ids)}
+
+    @cached_property
+    def verb_index(self) -> dict[int, int]:
+        """Annotation verb category_id -> verb index (built once, asked per record: do not change it)."""
+        return {vid: i for i, vid in enumerate(self.verb_ids)}
+
+    @property
+    def valid(self) -> np.ndarray:
+        """(num_objects, num_verbs) bool: True where (verb, object) is one of the HOIs (a copy)."""
+        return self._valid.copy()
 
     @property
     def hoi_to_verb(self) -> np.ndarray:

@@ -37,8 +37,7 @@ def prepare_training_set(data: DataConfig, vocab: Vocabulary, seed: int = 0) -> 
     # boxes are cut first, as the original loader cuts them before it reads any label: a label
     # that points past the kept boxes is skipped everywhere, also among the annotated pairs
     records = [_first_boxes(r, data.max_boxes) for r in result.records]
-    annotated = {r.key: np.unique(r.hois[:, :2], axis=0) if len(r.hois) else np.zeros((0, 2), np.int64)
-                 for r in records}
+    annotated = {r.key: annotated_pairs(r.hois) for r in records}
     if data.setting:
         records = apply_setting(records, vocab, data.setting)
     records, val = split_validation(records, data, ann)
@@ -46,6 +45,13 @@ def prepare_training_set(data: DataConfig, vocab: Vocabulary, seed: int = 0) -> 
     bad = [b if isinstance(b, dict) else getattr(b, "__dict__", {"record": str(b)}) for b in result.bad]
     return TrainingSet(records, val, annotated, result.num_skipped, len(result.bad),
                        json.loads(json.dumps(bad, default=str)))
+
+
+def annotated_pairs(hois: np.ndarray) -> np.ndarray:
+    """(K, 2) int64 distinct (human, object) box pairs of (L, 3) labels, sorted: np.unique(axis=0)'s
+    result, without its per-call cost (0.3 ms, 11 s over HICO-DET's 38k images; issue 25)."""
+    pairs = sorted(set(map(tuple, hois[:, :2].tolist())))
+    return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
 
 
 def validation_count(num_records: int, data: DataConfig, where: object) -> int:

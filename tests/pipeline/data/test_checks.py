@@ -202,3 +202,21 @@ def test_file_names_that_could_escape_or_name_no_file_are_refused(name, words):
 def test_relative_file_names_inside_the_folder_are_accepted(name):
     # '..' is refused only as a whole path part, not inside a name
     assert file_name_problem(name) is None
+
+
+def test_image_sizes_read_ahead_gives_each_files_size_or_the_error_it_raised(tmp_path):
+    from eoid.pipeline.data.checks import image_sizes
+    Image.new("RGB", (64, 48)).save(tmp_path / "a.jpg")
+    Image.new("RGB", (30, 70)).save(tmp_path / "b.png")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    sizes = image_sizes([tmp_path / "a.jpg", tmp_path / "b.png", tmp_path / "broken.jpg", tmp_path / "a.jpg"])
+    assert sizes[tmp_path / "a.jpg"] == (64, 48) and sizes[tmp_path / "b.png"] == (30, 70)
+    assert isinstance(sizes[tmp_path / "broken.jpg"], Exception)
+    assert len(sizes) == 3     # a path named twice is read once
+
+
+def test_the_vocabularys_validity_table_is_a_copy_a_caller_may_change():
+    vocab = load_vocabulary("hico-det")
+    table = vocab.valid
+    table[:] = False
+    assert vocab.valid.sum() == len(vocab.hois)   # 600 (verb, object) HOIs, untouched

@@ -78,3 +78,13 @@ def test_an_unknown_unknown_pair_rule_is_refused_with_the_field_name(seventy_box
     with pytest.raises(ConfigError, match="data.unknown_pairs"):
         prepare_training_set(data, load_vocabulary(data.dataset))
 
+
+
+def test_annotated_pairs_are_the_distinct_box_pairs_sorted_as_np_unique_gives_them():
+    from eoid.pipeline.training.training_set import annotated_pairs
+    # (human, object, verb): pair (2, 5) twice with two verbs, (0, 3) once, (2, 1) once
+    hois = np.array([[2, 5, 7], [0, 3, 1], [2, 5, 9], [2, 1, 4]], dtype=np.int64)
+    got = annotated_pairs(hois)
+    assert got.dtype == np.int64 and got.tolist() == [[0, 3], [2, 1], [2, 5]]
+    assert np.array_equal(got, np.unique(hois[:, :2], axis=0))
+    assert annotated_pairs(np.zeros((0, 3), np.int64)).shape == (0, 2)
