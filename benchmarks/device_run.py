@@ -165,16 +165,7 @@ def tower_rows(run: Run) -> list[Row]:
 def hico_world(run: Run) -> tuple[Path, Path, str, str]:
     """(annotations, images, dataset, what it is) of the HICO-shaped world, written once per run."""
     out = run.scratch / "world"
-    try:
-        from hico_shaped import write_hico_shaped
-    except ImportError:
-        if not run.dry_run:
-            raise FileNotFoundError("benchmarks/hico_shaped.py is missing: the 2k-image HICO-shaped "
-                                    "world cannot be written") from None
-        # the dry run before benchmarks/hico_shaped.py is merged: the built-in world, said so
-        from eoid.pipeline.synth.world import generate_world
-        paths = generate_world(out, run.sizes.world_train, seed=0, progress=False)
-        return paths.train_json, paths.image_dir, str(paths.vocabulary), "eoid synth (no hico_shaped.py)"
+    from hico_shaped import write_hico_shaped
     t0 = time.perf_counter()
     write_hico_shaped(out, run.sizes.world_train, max(run.sizes.world_train // 4, 1), 0, WORKERS)
     print(f"HICO-shaped world of {run.sizes.world_train} training images in {time.perf_counter() - t0:.1f} s")

@@ -64,10 +64,7 @@ def test_the_dry_run_prints_every_gpu_row_on_the_cpu(tmp_path):
     assert [r["name"] for r in by_step["e2e"]] == ["cache-teacher end to end", "bare encoder, same crops",
                                                    "cache-teacher / bare encoder"]
     world = by_step["e2e"][0]["detail"]
-    if (ROOT / "benchmarks" / "hico_shaped.py").is_file():
-        assert "20 images" in world and "HICO-shaped" in world
-    else:                                              # before issue 25's generator is merged
-        assert "eoid synth (no hico_shaped.py)" in world
+    assert "20 images" in world and "HICO-shaped" in world
     assert len(by_step["train"]) == 4 and all(r["value"] is not None for r in by_step["train"])
     assert len(by_step["infer"]) == 3                  # torch fp32, bf16 (skipped on CPU), onnxruntime
     tests = by_step["tests"][0]
