@@ -129,6 +129,11 @@ SKIP = {  # command as the docs write it -> why it is not run here (it is still 
     "--out runs/table2_prior":
         "CLIP RN50x16 as verb classifier needs " + WEIGHTS + "; tests/pipeline/test_run_evaluate_clip.py "
         "runs --verb-classifier clip with the shipped teacher",
+    "eoid evaluate --checkpoint runs/hico_ua/checkpoint_best.pt --config configs/eval_hico.toml --setting ua "
+    "--verb-classifier blend --blend-weight 0.5 --clip RN50x16-quickgelu --clip-weights /path/to/RN50x16.pt "
+    "--out runs/hico_ua/test_blend":
+        "CLIP RN50x16 at inference needs " + WEIGHTS + "; tests/pipeline/test_run_evaluate_clip.py and "
+        "tests/e2e/test_cli_pipeline.py run --verb-classifier blend with the shipped teacher",
     'python -c "import open_clip; open_clip.create_model(\'RN50x16-quickgelu\', pretrained=\'openai\')"':
         "downloads " + WEIGHTS,
 }
