@@ -47,7 +47,7 @@ def onnx_unavailable(provider: str) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     """Run the benchmark of `argv` (the command line if None), print it, save its JSON, return it."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="cdn-s")
     ap.add_argument("--height", type=int, default=512, help="input height, px")
     ap.add_argument("--width", type=int, default=512, help="input width, px")

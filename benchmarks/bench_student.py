@@ -54,7 +54,7 @@ def peak_rss_mib() -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="cdn-s")
     ap.add_argument("--size", type=int, default=512, help="square input side, px")
     ap.add_argument("--height", type=int, default=0, help="input height, px (default --size)")
