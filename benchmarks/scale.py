@@ -26,6 +26,7 @@ Phases (in order; later ones read what earlier ones wrote, in --work):
   evaluate_ckpt     eoid evaluate --checkpoint (the train phase's) on the first 16 test images
   sweep_plan        a study's planning at full size: read, plan, check every run's cache
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,37 +46,65 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 ROWS = RESULTS / "scale_rows.jsonl"
 SIZES = (1000, 4000, 16000, 38118)
-PHASES = ("data_check", "cache_teacher", "teacher_bare", "cache_resume", "cache_verify", "cache_relabel",
-          "cache_merge", "loader", "train", "train_nocache", "evaluate_pred", "evaluate_ckpt", "sweep_plan")
+PHASES = (
+    "data_check",
+    "cache_teacher",
+    "teacher_bare",
+    "cache_resume",
+    "cache_verify",
+    "cache_relabel",
+    "cache_merge",
+    "loader",
+    "train",
+    "train_nocache",
+    "evaluate_pred",
+    "evaluate_ckpt",
+    "sweep_plan",
+)
 TEST_PER_TRAIN = 9658 / 38118
 CLIP = ["--clip", "eoid-synth-clip", "--clip-weights", "bundled"]
 EOID = [sys.executable, "-m", "eoid"]
-# train: CDN-S at 320-352 px instead of 800, so that 3 iterations take seconds, not minutes, on
-# a shared 2-core CPU (the start-up and memory of the data side do not depend on it)
-SMALL_AUGMENT = [x for kv in ("augment.scales=[320,352]", "augment.max_size=480",
-                              "augment.crop_scales=[320,352]", "augment.crop_min=256",
-                              "augment.crop_max=352", "augment.test_size=352")
-                 for x in ("--set", kv)]
+# train: CDN-S at 320-352 px instead of 800, so that 3 iterations take seconds, not
+# minutes, on a shared 2-core CPU (the start-up and memory of the data side do not
+# depend on it)
+SMALL_AUGMENT = [
+    x
+    for kv in (
+        "augment.scales=[320,352]",
+        "augment.max_size=480",
+        "augment.crop_scales=[320,352]",
+        "augment.crop_min=256",
+        "augment.crop_max=352",
+        "augment.test_size=352",
+    )
+    for x in ("--set", kv)
+]
 
 
 def progress(log: Path, start: int) -> float:
-    """The share done by the last progress bar ('done/total [') written to `log` after byte `start`."""
+    """The share done by the last progress bar ('done/total [') written to `log` after
+    byte `start`.
+    """
     with open(log, "rb") as f:
         f.seek(start)
         found = re.findall(rb"(\d+)/(\d+) \[", f.read())
     return int(found[-1][0]) / max(int(found[-1][1]), 1) if found else 0.0
 
 
-def measure(cmd: list[str], log: Path, kill_at: float = 0.0, watch: Path | None = None) -> dict:
-    """Run `cmd` to its end (or SIGKILL it once its progress bar passes the share `kill_at`); wall,
-    CPU and peak RSS of it and its waited-for children. `watch`: a metrics.jsonl whose first
-    row's time is the first iteration."""
+def measure(
+    cmd: list[str], log: Path, kill_at: float = 0.0, watch: Path | None = None
+) -> dict:
+    """Run `cmd` to its end (or SIGKILL it once its progress bar passes the share
+    `kill_at`); wall, CPU and peak RSS of it and its waited-for children. `watch`: a
+    metrics.jsonl whose first row's time is the first iteration."""
     t0 = time.time()
     with open(log, "a") as out:
         out.write(f"$ {' '.join(cmd)}\n")
         out.flush()
         start = out.tell()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
         killed = False
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -87,30 +116,43 @@ def measure(cmd: list[str], log: Path, kill_at: float = 0.0, watch: Path | None 
                 killed_s = time.time() - t0
             time.sleep(0.5)
     wall = time.time() - t0
-    row = {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024,
-           "exit": os.waitstatus_to_exitcode(status)}
+    row = {
+        "wall_s": wall,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+        "exit": os.waitstatus_to_exitcode(status),
+    }
     if killed:
         row["killed_at_s"] = killed_s
     if watch is not None and watch.is_file():
-        times = [json.loads(line)["time"] for line in watch.read_text().splitlines()
-                 if '"iteration"' in line]
+        times = [
+            json.loads(line)["time"]
+            for line in watch.read_text().splitlines()
+            if '"iteration"' in line
+        ]
         if times:
             row["first_iteration_s"] = times[0] - t0
-            row["s_per_iteration"] = float(np.median(np.diff(times))) if len(times) > 1 else None
+            row["s_per_iteration"] = (
+                float(np.median(np.diff(times))) if len(times) > 1 else None
+            )
     if row["exit"] != 0 and not killed:
         raise RuntimeError(f"{cmd[:4]} failed (exit {row['exit']}); see {log}")
     return row
 
 
 def startup_s(row: dict, log: Path) -> dict:
-    """The start-up alone: the first iteration's time less that iteration's own (tqdm's elapsed
-    time when iteration 1 is done, counted from the loop's start, in the log's last command)."""
+    """The start-up alone: the first iteration's time less that iteration's own
+    (tqdm's elapsed time when iteration 1 is done, counted from the loop's start, in
+    the log's last command)."""
     last_command = log.read_text(errors="replace").split("\n$ ")[-1]
     found = re.findall(r" 1/\d+ \[(\d+):(\d+)", last_command)
     if "first_iteration_s" not in row or not found:
         return row
     minutes, seconds = found[0]
-    return {**row, "startup_s": row["first_iteration_s"] - (60 * int(minutes) + int(seconds))}
+    return {
+        **row,
+        "startup_s": row["first_iteration_s"] - (60 * int(minutes) + int(seconds)),
+    }
 
 
 def subset(world: Path, work: Path, n: int) -> tuple[Path, Path]:
@@ -118,8 +160,10 @@ def subset(world: Path, work: Path, n: int) -> tuple[Path, Path]:
     work.mkdir(parents=True, exist_ok=True)
     train, test = work / "train.json", work / "test.json"
     if not train.is_file():
-        for src, dst, k in ((world / "train.json", train, n),
-                            (world / "test.json", test, max(1, round(n * TEST_PER_TRAIN)))):
+        for src, dst, k in (
+            (world / "train.json", train, n),
+            (world / "test.json", test, max(1, round(n * TEST_PER_TRAIN))),
+        ):
             records = json.loads(src.read_text())
             if len(records) < k:
                 raise SystemExit(f"{src} has {len(records)} records, fewer than {k}")
@@ -145,70 +189,204 @@ def run_phase(phase: str, n: int, world: Path, work: Path) -> dict:
     cache, resumed = d / "cache", d / "cache_resumed"
     data = ["--dataset", "hico-det", "--annotations", str(train), "--images", images]
     if phase == "data_check":
-        return measure(EOID + ["data", "check", str(train), "--images", images, "--dataset", "hico-det"], log)
+        return measure(
+            EOID
+            + [
+                "data",
+                "check",
+                str(train),
+                "--images",
+                images,
+                "--dataset",
+                "hico-det",
+            ],
+            log,
+        )
     if phase == "cache_teacher":
         row = measure(EOID + ["cache-teacher", *data, *CLIP, "--out", str(cache)], log)
-        pairs = json.loads((cache / "manifest.json").read_text())["fingerprint"]["num_pairs"]
-        return {**row, "pairs": pairs, "s_per_pair": row["wall_s"] / pairs, "store_mb": du(cache) / 1e6}
+        pairs = json.loads((cache / "manifest.json").read_text())["fingerprint"][
+            "num_pairs"
+        ]
+        return {
+            **row,
+            "pairs": pairs,
+            "s_per_pair": row["wall_s"] / pairs,
+            "store_mb": du(cache) / 1e6,
+        }
     if phase == "teacher_bare":
         row = measure(in_process("bare", str(train), images, str(d / "bare.json")), log)
         return {**row, **json.loads((d / "bare.json").read_text())}
     if phase == "cache_resume":
         full = _row("cache_teacher", n)["wall_s"]
-        first = measure(EOID + ["cache-teacher", *data, *CLIP, "--out", str(resumed)], log, kill_at=0.5)
+        first = measure(
+            EOID + ["cache-teacher", *data, *CLIP, "--out", str(resumed)],
+            log,
+            kill_at=0.5,
+        )
         if "killed_at_s" not in first:
-            raise RuntimeError(f"cache-teacher finished before half its pairs were seen; see {log}")
-        row = measure(EOID + ["cache-teacher", *data, *CLIP, "--out", str(resumed), "--break-lock"], log)
+            raise RuntimeError(
+                f"cache-teacher finished before half its pairs were seen; see {log}"
+            )
+        row = measure(
+            EOID
+            + ["cache-teacher", *data, *CLIP, "--out", str(resumed), "--break-lock"],
+            log,
+        )
         return {**row, "killed_at_s": first.get("killed_at_s"), "full_run_s": full}
     if phase == "cache_verify":
-        return measure(EOID + ["cache", "verify", str(cache), "--annotations", str(train)], log)
+        return measure(
+            EOID + ["cache", "verify", str(cache), "--annotations", str(train)], log
+        )
     if phase == "cache_merge":
         sources = [str(cache), str(d / "cache_relabel")]
-        return measure(EOID + ["cache", "merge", *sources, "--out", str(d / "cache_merged")], log)
+        return measure(
+            EOID + ["cache", "merge", *sources, "--out", str(d / "cache_merged")], log
+        )
     if phase == "cache_relabel":
         out = d / "cache_relabel"
-        return measure(EOID + ["cache", "relabel", str(cache), "--out", str(out), "--templates",
-                               str(ROOT / "configs" / "prompts" / "hoi_templates.txt")], log)
+        return measure(
+            EOID
+            + [
+                "cache",
+                "relabel",
+                str(cache),
+                "--out",
+                str(out),
+                "--templates",
+                str(ROOT / "configs" / "prompts" / "hoi_templates.txt"),
+            ],
+            log,
+        )
     if phase == "loader":
-        row = measure(in_process("loader", str(train), images, str(cache), str(d / "loader.json")), log)
+        row = measure(
+            in_process(
+                "loader", str(train), images, str(cache), str(d / "loader.json")
+            ),
+            log,
+        )
         return {**row, **json.loads((d / "loader.json").read_text())}
-    if phase in ("train", "train_nocache"):    # a run folder left by a killed try is started over
-        shutil.rmtree(d / ("run" if phase == "train" else "run_nocache"), ignore_errors=True)
+    # a run folder left by a killed try is started over
+    if phase in ("train", "train_nocache"):
+        shutil.rmtree(
+            d / ("run" if phase == "train" else "run_nocache"), ignore_errors=True
+        )
     if phase == "train":
         run = d / "run"
-        return startup_s(measure(EOID + ["train", *data[2:], "--cache", str(cache), "--out", str(run),
-                               "--set", "data.dataset=hico-det", "--set", "student.preset=cdn-s",
-                               "--set", "optim.max_iters=3", "--set", "optim.batch_size=2",
-                               "--set", "optim.num_workers=2", "--set", "data.setting=ua", *SMALL_AUGMENT],
-                       log, watch=run / "metrics.jsonl"), log)
-    if phase == "train_nocache":      # the same without a teacher: start-up at sizes without a cache
+        return startup_s(
+            measure(
+                EOID
+                + [
+                    "train",
+                    *data[2:],
+                    "--cache",
+                    str(cache),
+                    "--out",
+                    str(run),
+                    "--set",
+                    "data.dataset=hico-det",
+                    "--set",
+                    "student.preset=cdn-s",
+                    "--set",
+                    "optim.max_iters=3",
+                    "--set",
+                    "optim.batch_size=2",
+                    "--set",
+                    "optim.num_workers=2",
+                    "--set",
+                    "data.setting=ua",
+                    *SMALL_AUGMENT,
+                ],
+                log,
+                watch=run / "metrics.jsonl",
+            ),
+            log,
+        )
+    # the same without a teacher: start-up at sizes without a cache
+    if phase == "train_nocache":
         run = d / "run_nocache"
-        return startup_s(measure(EOID + ["train", *data[2:], "--out", str(run), "--set", "loss.distill=0",
-                               "--set", "data.dataset=hico-det", "--set", "student.preset=cdn-s",
-                               "--set", "optim.max_iters=3", "--set", "optim.batch_size=2",
-                               "--set", "optim.num_workers=2", "--set", "data.setting=ua", *SMALL_AUGMENT],
-                       log, watch=run / "metrics.jsonl"), log)
+        return startup_s(
+            measure(
+                EOID
+                + [
+                    "train",
+                    *data[2:],
+                    "--out",
+                    str(run),
+                    "--set",
+                    "loss.distill=0",
+                    "--set",
+                    "data.dataset=hico-det",
+                    "--set",
+                    "student.preset=cdn-s",
+                    "--set",
+                    "optim.max_iters=3",
+                    "--set",
+                    "optim.batch_size=2",
+                    "--set",
+                    "optim.num_workers=2",
+                    "--set",
+                    "data.setting=ua",
+                    *SMALL_AUGMENT,
+                ],
+                log,
+                watch=run / "metrics.jsonl",
+            ),
+            log,
+        )
     if phase == "evaluate_pred":
         preds = d / "predictions.json"
         if not preds.is_file():
             write_predictions(test, preds)
-        return measure(EOID + ["evaluate", "--predictions", str(preds), "--annotations", str(test),
-                               "--vocabulary", "hico-det", "--setting", "ua", "--out", str(d / "eval_pred")],
-                       log)
+        return measure(
+            EOID
+            + [
+                "evaluate",
+                "--predictions",
+                str(preds),
+                "--annotations",
+                str(test),
+                "--vocabulary",
+                "hico-det",
+                "--setting",
+                "ua",
+                "--out",
+                str(d / "eval_pred"),
+            ],
+            log,
+        )
     if phase == "evaluate_ckpt":
         sliced = d / "test_slice.json"
         sliced.write_text(json.dumps(json.loads(test.read_text())[:16]))
-        return measure(EOID + ["evaluate", "--checkpoint", str(d / "run" / "checkpoint.pt"),
-                               "--annotations", str(sliced), "--images", images, "--setting", "ua",
-                               "--out", str(d / "eval_ckpt")], log)
+        return measure(
+            EOID
+            + [
+                "evaluate",
+                "--checkpoint",
+                str(d / "run" / "checkpoint.pt"),
+                "--annotations",
+                str(sliced),
+                "--images",
+                images,
+                "--setting",
+                "ua",
+                "--out",
+                str(d / "eval_ckpt"),
+            ],
+            log,
+        )
     if phase == "sweep_plan":
-        return measure(in_process("plan", str(train), images, str(cache), str(d / "study")), log)
+        return measure(
+            in_process("plan", str(train), images, str(cache), str(d / "study")), log
+        )
     raise SystemExit(f"unknown phase {phase!r}; phases: {', '.join(PHASES)}")
 
 
 def write_predictions(test: Path, out: Path, per_image: int = 100) -> None:
-    """100 triplets per test image: its labelled pairs jittered, then random boxes and verbs."""
+    """100 triplets per test image: its labelled pairs jittered, then random boxes and
+    verbs.
+    """
     from eoid.pipeline.data.vocab import load_vocabulary
+
     vocab = load_vocabulary("hico-det")
     obj_index = {c: i for i, c in enumerate(vocab.object_ids)}
     rng = np.random.default_rng(0)
@@ -219,14 +397,29 @@ def write_predictions(test: Path, out: Path, per_image: int = 100) -> None:
         for k in range(per_image):
             labels = rec["hoi_annotation"]
             h = labels[k % len(labels)] if labels else None
-            hb = np.asarray(boxes[h["subject_id"]] if h else [0, 0, 50, 50], float) + rng.normal(0, 4, 4)
-            ob = np.asarray(boxes[h["object_id"]] if h else [10, 10, 60, 60], float) + rng.normal(0, 4, 4)
-            obj = obj_index[rec["annotations"][h["object_id"]]["category_id"]] if h else 1
-            verb = int(vocab.verb_ids.index(h["category_id"])) if h and k < len(labels) else \
-                int(rng.integers(vocab.num_verbs))
-            triplets.append({"human_box": np.sort(hb.reshape(2, 2), axis=0).ravel().tolist(),
-                             "object_box": np.sort(ob.reshape(2, 2), axis=0).ravel().tolist(),
-                             "object": obj, "verb": verb, "score": float(rng.random())})
+            hb = np.asarray(
+                boxes[h["subject_id"]] if h else [0, 0, 50, 50], float
+            ) + rng.normal(0, 4, 4)
+            ob = np.asarray(
+                boxes[h["object_id"]] if h else [10, 10, 60, 60], float
+            ) + rng.normal(0, 4, 4)
+            obj = (
+                obj_index[rec["annotations"][h["object_id"]]["category_id"]] if h else 1
+            )
+            verb = (
+                int(vocab.verb_ids.index(h["category_id"]))
+                if h and k < len(labels)
+                else int(rng.integers(vocab.num_verbs))
+            )
+            triplets.append(
+                {
+                    "human_box": np.sort(hb.reshape(2, 2), axis=0).ravel().tolist(),
+                    "object_box": np.sort(ob.reshape(2, 2), axis=0).ravel().tolist(),
+                    "object": obj,
+                    "verb": verb,
+                    "score": float(rng.random()),
+                }
+            )
         rows.append({"file_name": rec["file_name"], "triplets": triplets})
     out.write_text(json.dumps(rows))
 
@@ -235,17 +428,27 @@ def _row(phase: str, n: int) -> dict:
     for r in read_rows():
         if (r["phase"], r["n"]) == (phase, n):
             return r
-    raise SystemExit(f"{phase} at N={n} has not run yet; run it first (--phases {phase})")
+    raise SystemExit(
+        f"{phase} at N={n} has not run yet; run it first (--phases {phase})"
+    )
 
 
 def read_rows() -> list[dict]:
-    return [json.loads(line) for line in ROWS.read_text().splitlines()] if ROWS.is_file() else []
+    return (
+        [json.loads(line) for line in ROWS.read_text().splitlines()]
+        if ROWS.is_file()
+        else []
+    )
 
 
-# --- helpers run in their own process (measured from outside like the eoid commands) ---
+# --- helpers run in their own process (measured from outside like the eoid commands)
+# ---
+
 
 def helper_bare(train: str, images: str, out: str, max_pairs: int = 3000) -> None:
-    """Seconds per pair of the bare image encoder on the union crops of the first images."""
+    """Seconds per pair of the bare image encoder on the union crops of the first
+    images.
+    """
     import torch
     from PIL import Image
 
@@ -254,29 +457,44 @@ def helper_bare(train: str, images: str, out: str, max_pairs: int = 3000) -> Non
     from eoid.teacher_cache.crops import union_crops
     from eoid.teacher_cache.plan import build_plan
     from eoid.teacher_cache.teacher import load_teacher, resolve_precision
+
     vocab = load_vocabulary("hico-det")
     records = read_annotations(Path(train), Path(images), vocab).records
     plan = build_plan(records, vocab.human)
-    teacher = load_teacher("eoid-synth-clip", "bundled", torch.device("cpu"),
-                           resolve_precision("auto", "cpu"))
+    teacher = load_teacher(
+        "eoid-synth-clip",
+        "bundled",
+        torch.device("cpu"),
+        resolve_precision("auto", "cpu"),
+    )
     crops, o = [], plan.image_offsets
     for i, r in enumerate(records):
         if o[i] >= max_pairs:
             break
-        crops.append(union_crops(Image.open(r.path).convert("RGB"), plan.human_xyxy[o[i]:o[i + 1]],
-                                 plan.object_xyxy[o[i]:o[i + 1]], teacher.crop_spec))
+        crops.append(
+            union_crops(
+                Image.open(r.path).convert("RGB"),
+                plan.human_xyxy[o[i] : o[i + 1]],
+                plan.object_xyxy[o[i] : o[i + 1]],
+                teacher.crop_spec,
+            )
+        )
     crops = torch.cat(crops)
-    teacher.encode_images(crops[:128])                 # warm-up
+    teacher.encode_images(crops[:128])  # warm-up
     t0 = time.perf_counter()
     for b in range(0, len(crops), 128):
-        teacher.encode_images(crops[b:b + 128])
+        teacher.encode_images(crops[b : b + 128])
     wall = time.perf_counter() - t0
-    Path(out).write_text(json.dumps({"bare_pairs": len(crops), "bare_s_per_pair": wall / len(crops)}))
+    Path(out).write_text(
+        json.dumps({"bare_pairs": len(crops), "bare_s_per_pair": wall / len(crops)})
+    )
 
 
-def helper_loader(train: str, images: str, cache: str, out: str, count: int = 48) -> None:
-    """The training loader without a model: images/s of one worker with and without the lookup,
-    and the lookup's own time per image (timed inside the worker)."""
+def helper_loader(
+    train: str, images: str, cache: str, out: str, count: int = 48
+) -> None:
+    """The training loader without a model: images/s of one worker with and without
+    the lookup, and the lookup's own time per image (timed inside the worker)."""
     import torch
 
     from eoid.config import AugmentConfig, DataConfig
@@ -285,10 +503,18 @@ def helper_loader(train: str, images: str, cache: str, out: str, count: int = 48
     from eoid.pipeline.training.dataset import TrainDataset, collate
     from eoid.pipeline.training.teacher_source import open_cache_for_dataset
     from eoid.pipeline.training.training_set import prepare_training_set
+
     vocab = load_vocabulary("hico-det")
     t0 = time.perf_counter()
-    ts = prepare_training_set(DataConfig(dataset="hico-det", train_annotations=train, train_images=images,
-                                         setting="ua"), vocab)
+    ts = prepare_training_set(
+        DataConfig(
+            dataset="hico-det",
+            train_annotations=train,
+            train_images=images,
+            setting="ua",
+        ),
+        vocab,
+    )
     t_read = time.perf_counter() - t0
     t0 = time.perf_counter()
     reader = open_cache_for_dataset(Path(cache), vocab, Path(train), 0.5)
@@ -302,15 +528,27 @@ def helper_loader(train: str, images: str, cache: str, out: str, count: int = 48
             res = reader.lookup(*a)
             Timed.spent += time.perf_counter() - t
             return res
+
     aug = augment_params(AugmentConfig())
     rng = np.random.default_rng(0)
     pick = rng.choice(len(ts.records), size=min(count, len(ts.records)), replace=False)
     records = [ts.records[i] for i in pick]
     result = {"read_annotations_s": t_read, "open_cache_s": t_open}
     for name, teacher in (("no_lookup", None), ("lookup", Timed())):
-        ds = TrainDataset(records, vocab.num_verbs, vocab.human, vocab.no_interaction, aug, "all",
-                          teacher, seed=0, annotated_pairs=ts.annotated_pairs)
-        loader = torch.utils.data.DataLoader(ds, batch_size=1, num_workers=0, collate_fn=collate)
+        ds = TrainDataset(
+            records,
+            vocab.num_verbs,
+            vocab.human,
+            vocab.no_interaction,
+            aug,
+            "all",
+            teacher,
+            seed=0,
+            annotated_pairs=ts.annotated_pairs,
+        )
+        loader = torch.utils.data.DataLoader(
+            ds, batch_size=1, num_workers=0, collate_fn=collate
+        )
         t0 = time.perf_counter()
         for _ in loader:
             pass
@@ -323,21 +561,29 @@ def helper_loader(train: str, images: str, cache: str, out: str, count: int = 48
 
 
 def helper_plan(train: str, images: str, cache: str, folder: str) -> None:
-    """What `eoid sweep` does before training: read the study, plan every run, check each cache."""
+    """What `eoid sweep` does before training: read the study, plan every run, check
+    each cache.
+    """
     from eoid.pipeline.run_sweep import check_cache_fits
     from eoid.pipeline.study import check_same_config, plan_study, read_study
+
     folder_p = Path(folder)
     folder_p.mkdir(parents=True, exist_ok=True)
     recipe = folder_p / "recipe.toml"
-    recipe.write_text(f'cache = "{cache}"\nout = "{folder_p / "unused"}"\n[data]\ndataset = "hico-det"\n'
-                      f'train_annotations = "{train}"\ntrain_images = "{images}"\n'
-                      f'test_annotations = "{Path(train).parent / "test.json"}"\ntest_images = "{images}"\n'
-                      'setting = "ua"\n')
+    recipe.write_text(
+        f'cache = "{cache}"\nout = "{folder_p / "unused"}"\n[data]\ndataset ='
+        f' "hico-det"\ntrain_annotations = "{train}"\ntrain_images ='
+        f' "{images}"\ntest_annotations ='
+        f' "{Path(train).parent / "test.json"}"\ntest_images = "{images}"\nsetting ='
+        ' "ua"\n'
+    )
     study = folder_p / "study.toml"
-    study.write_text(f'about = "scale"\nbase = "{recipe}"\nseeds = [0, 1, 2]\nmetrics = ["full"]\n'
-                     f'[caches.c]\npath = "{cache}"\n'
-                     '[[variants]]\nname = "eoid"\ncache = "c"\n'
-                     '[[variants]]\nname = "topk5"\ncache = "c"\nset = ["matcher.topk=5"]\n')
+    study.write_text(
+        f'about = "scale"\nbase = "{recipe}"\nseeds = [0, 1, 2]\nmetrics = ["full"]\n'
+        f'[caches.c]\npath = "{cache}"\n'
+        '[[variants]]\nname = "eoid"\ncache = "c"\n'
+        '[[variants]]\nname = "topk5"\ncache = "c"\nset = ["matcher.topk=5"]\n'
+    )
     runs = plan_study(read_study(study), folder_p / "runs")
     check_cache_fits(runs)
     for r in runs:
@@ -346,8 +592,11 @@ def helper_plan(train: str, images: str, cache: str, folder: str) -> None:
 
 # --- the report: exponents, table and plot ---
 
+
 def fit_exponent(ns: list[int], values: list[float]) -> float | None:
-    """Slope of log(value) against log(N) (least squares), None with fewer than 2 usable points."""
+    """Slope of log(value) against log(N) (least squares), None with fewer than 2 usable
+    points.
+    """
     pts = [(n, v) for n, v in zip(ns, values) if v and v > 0]
     if len(pts) < 2:
         return None
@@ -358,8 +607,10 @@ def fit_exponent(ns: list[int], values: list[float]) -> float | None:
 def report(rows: list[dict], tag: str = "scale") -> None:
     """scale.json, scale.md and scale.png in benchmarks/results/ from the rows."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     by_phase: dict[str, list[dict]] = {}
     for r in sorted(rows, key=lambda r: r["n"]):
         by_phase.setdefault(r["phase"], []).append(r)
@@ -367,28 +618,45 @@ def report(rows: list[dict], tag: str = "scale") -> None:
     for phase in [p for p in PHASES if p in by_phase]:
         rs = by_phase[phase]
         ns = [r["n"] for r in rs]
-        summary[phase] = {"time_exponent": fit_exponent(ns, [r["wall_s"] for r in rs]),
-                          "cpu_exponent": fit_exponent(ns, [r["cpu_s"] for r in rs]),
-                          "memory_exponent": fit_exponent(ns, [r["peak_rss_mb"] for r in rs]),
-                          "rows": rs}
+        summary[phase] = {
+            "time_exponent": fit_exponent(ns, [r["wall_s"] for r in rs]),
+            "cpu_exponent": fit_exponent(ns, [r["cpu_s"] for r in rs]),
+            "memory_exponent": fit_exponent(ns, [r["peak_rss_mb"] for r in rs]),
+            "rows": rs,
+        }
     (RESULTS / f"{tag}.json").write_text(json.dumps(summary, indent=1) + "\n")
-    lines = ["| phase | N | wall s | CPU s | peak RSS MB | notes |", "|---|---:|---:|---:|---:|---|"]
+    lines = [
+        "| phase | N | wall s | CPU s | peak RSS MB | notes |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
     skip = {"phase", "n", "wall_s", "cpu_s", "peak_rss_mb", "exit", "date", "commit"}
     for phase, s in summary.items():
         for r in s["rows"]:
-            notes = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                              for k, v in r.items() if k not in skip)
-            lines.append(f"| {phase} | {r['n']} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | "
-                         f"{r['peak_rss_mb']:.0f} | {notes} |")
-    lines += ["", "| phase | time exponent | CPU exponent | memory exponent |", "|---|---:|---:|---:|"]
+            notes = ", ".join(
+                f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                for k, v in r.items()
+                if k not in skip
+            )
+            lines.append(
+                f"| {phase} | {r['n']} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | "
+                f"{r['peak_rss_mb']:.0f} | {notes} |"
+            )
+    lines += [
+        "",
+        "| phase | time exponent | CPU exponent | memory exponent |",
+        "|---|---:|---:|---:|",
+    ]
     for phase, s in summary.items():
-        fmt = [f"{s[k]:.2f}" if s[k] is not None else "-" for k in
-               ("time_exponent", "cpu_exponent", "memory_exponent")]
+        fmt = [
+            f"{s[k]:.2f}" if s[k] is not None else "-"
+            for k in ("time_exponent", "cpu_exponent", "memory_exponent")
+        ]
         lines.append(f"| {phase} | {' | '.join(fmt)} |")
     (RESULTS / f"{tag}.md").write_text("\n".join(lines) + "\n")
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(12, 5))
     colors = plt.get_cmap("tab20").colors
-    for k, (phase, s) in enumerate(summary.items()):     # 13 phases: 20 colours, 3 markers
+    # 13 phases: 20 colours, 3 markers
+    for k, (phase, s) in enumerate(summary.items()):
         ns = [r["n"] for r in s["rows"]]
         style = {"color": colors[k % 20], "marker": "osD"[k % 3], "label": phase}
         ax_t.plot(ns, [r["wall_s"] for r in s["rows"]], "-", **style)
@@ -407,32 +675,59 @@ def report(rows: list[dict], tag: str = "scale") -> None:
 
 def main() -> None:
     global ROWS
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--world", type=Path, help="a folder written by benchmarks/hico_shaped.py (full size)")
-    ap.add_argument("--work", type=Path, help="scratch folder for the subsets, caches and runs")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--world",
+        type=Path,
+        help="a folder written by benchmarks/hico_shaped.py (full size)",
+    )
+    ap.add_argument(
+        "--work", type=Path, help="scratch folder for the subsets, caches and runs"
+    )
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)))
     ap.add_argument("--phases", default=",".join(PHASES))
-    ap.add_argument("--rows", type=Path, default=RESULTS / "scale_rows.jsonl", help="the rows file")
-    ap.add_argument("--report", action="store_true", help="only write the table and plot from the rows")
+    ap.add_argument(
+        "--rows", type=Path, default=RESULTS / "scale_rows.jsonl", help="the rows file"
+    )
+    ap.add_argument(
+        "--report",
+        action="store_true",
+        help="only write the table and plot from the rows",
+    )
     ap.add_argument("--helper", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.helper:
-        {"bare": helper_bare, "loader": helper_loader, "plan": helper_plan}[args.helper[0]](*args.helper[1:])
+        {"bare": helper_bare, "loader": helper_loader, "plan": helper_plan}[
+            args.helper[0]
+        ](*args.helper[1:])
         return
     ROWS = args.rows
     RESULTS.mkdir(parents=True, exist_ok=True)
     if not args.report:
         if args.world is None or args.work is None:
-            raise SystemExit("give --world (benchmarks/hico_shaped.py's folder) and --work")
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True).stdout.strip()
+            raise SystemExit(
+                "give --world (benchmarks/hico_shaped.py's folder) and --work"
+            )
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         for n in map(int, args.sizes.split(",")):
             for phase in args.phases.split(","):
                 if any((r["phase"], r["n"]) == (phase, n) for r in read_rows()):
                     continue
                 print(f"{time.strftime('%H:%M:%S')} {phase} N={n} ...", flush=True)
-                row = {"phase": phase, "n": n, **run_phase(phase, n, args.world, args.work),
-                       "date": time.strftime("%Y-%m-%d %H:%M"), "commit": commit}
+                row = {
+                    "phase": phase,
+                    "n": n,
+                    **run_phase(phase, n, args.world, args.work),
+                    "date": time.strftime("%Y-%m-%d %H:%M"),
+                    "commit": commit,
+                }
                 with open(ROWS, "a") as f:
                     f.write(json.dumps(row) + "\n")
                 print(f"  {json.dumps(row)}", flush=True)

@@ -2,8 +2,10 @@
 
 Frames: `_px` boxes are in pixels of the image named in the docstring (original
 annotation coordinates unless said otherwise); `_norm` boxes are divided by the image
-width and height. `xyxy` = (x1, y1, x2, y2), `cxcywh` = (centre x, centre y, width, height).
+width and height. `xyxy` = (x1, y1, x2, y2), `cxcywh` = (centre x, centre y, width,
+height).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,8 +13,17 @@ import torch
 from torch import Tensor
 from torchvision.ops import box_iou, generalized_box_iou
 
-__all__ = ["box_iou", "generalized_box_iou", "cxcywh_to_xyxy", "xyxy_to_cxcywh", "union_boxes",
-           "pair_iou", "box_iou_np", "pair_iou_np", "box_iou_plus1_np"]
+__all__ = [
+    "box_iou",
+    "generalized_box_iou",
+    "cxcywh_to_xyxy",
+    "xyxy_to_cxcywh",
+    "union_boxes",
+    "pair_iou",
+    "box_iou_np",
+    "pair_iou_np",
+    "box_iou_plus1_np",
+]
 
 
 def cxcywh_to_xyxy(boxes: Tensor) -> Tensor:
@@ -28,9 +39,16 @@ def xyxy_to_cxcywh(boxes: Tensor) -> Tensor:
 
 
 def union_boxes(human_xyxy: Tensor, object_xyxy: Tensor) -> Tensor:
-    """Smallest box holding each human-object pair: (N, 4) xyxy, same frame as the inputs."""
-    return torch.cat([torch.minimum(human_xyxy[:, :2], object_xyxy[:, :2]),
-                      torch.maximum(human_xyxy[:, 2:], object_xyxy[:, 2:])], dim=1)
+    """Smallest box holding each human-object pair: (N, 4) xyxy, same frame as the
+    inputs.
+    """
+    return torch.cat(
+        [
+            torch.minimum(human_xyxy[:, :2], object_xyxy[:, :2]),
+            torch.maximum(human_xyxy[:, 2:], object_xyxy[:, 2:]),
+        ],
+        dim=1,
+    )
 
 
 def pair_iou(h1: Tensor, o1: Tensor, h2: Tensor, o2: Tensor) -> Tensor:
@@ -45,8 +63,12 @@ def box_iou_np(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
     """Plain (continuous) IoU between two box sets: (N, 4), (M, 4) -> (N, M) float64."""
     a = np.asarray(a_xyxy, dtype=np.float64)[:, None, :]
     b = np.asarray(b_xyxy, dtype=np.float64)[None, :, :]
-    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
-    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    iw = np.clip(
+        np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None
+    )
+    ih = np.clip(
+        np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None
+    )
     inter = iw * ih
     area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
     area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
@@ -55,7 +77,8 @@ def box_iou_np(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
 
 
 def box_iou_plus1_np(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
-    """IoU in the inclusive-pixel convention of the official HICO-DET MATLAB code (+1 on sides).
+    """IoU in the inclusive-pixel convention of the official HICO-DET MATLAB code (+1 on
+    sides).
 
     (N, 4), (M, 4) xyxy pixels -> (N, M) float64.
     """
@@ -69,6 +92,8 @@ def box_iou_plus1_np(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
     return inter / (area_a + area_b - inter)
 
 
-def pair_iou_np(h1: np.ndarray, o1: np.ndarray, h2: np.ndarray, o2: np.ndarray) -> np.ndarray:
+def pair_iou_np(
+    h1: np.ndarray, o1: np.ndarray, h2: np.ndarray, o2: np.ndarray
+) -> np.ndarray:
     """min(IoU humans, IoU objects) for pairs: (N, 4) x4 -> (N, M) float64, plain IoU."""
     return np.minimum(box_iou_np(h1, h2), box_iou_np(o1, o2))

@@ -1,8 +1,10 @@
 """Values of config fields: type coercion, range checks, and which input set each value.
 
-The dataclasses in config.py name their ranges with these checks (config.RANGES); `Sources`
-lets every message name the ONE input that set a bad value: a file, a --set, a flag, a recipe.
+The dataclasses in config.py name their ranges with these checks (config.RANGES);
+`Sources` lets every message name the ONE input that set a bad value: a file, a --set, a
+flag, a recipe.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,7 +19,8 @@ from typing import Any, Callable, Mapping, get_args, get_origin
 
 from eoid.errors import ConfigError
 
-Check = Callable[[Any], "str | None"]      # a field's value -> what is wrong with it, or None
+# a field's value -> what is wrong with it, or None
+Check = Callable[[Any], "str | None"]
 
 
 def _number(value: Any) -> bool:
@@ -31,32 +34,54 @@ def described(says: str, check: Check) -> Check:
 
 
 def at_least(low: float) -> Check:
-    return described(f">= {low}", lambda v: f"must be at least {low}" if _number(v) and v < low else None)
+    return described(
+        f">= {low}",
+        lambda v: f"must be at least {low}" if _number(v) and v < low else None,
+    )
 
 
 def above(low: float) -> Check:
-    return described(f"> {low}", lambda v: f"must be above {low}" if _number(v) and not v > low else None)
+    return described(
+        f"> {low}",
+        lambda v: f"must be above {low}" if _number(v) and not v > low else None,
+    )
 
 
 def below(high: float) -> Check:
-    return described(f"< {high}", lambda v: f"must be below {high}" if _number(v) and not v < high else None)
+    return described(
+        f"< {high}",
+        lambda v: f"must be below {high}" if _number(v) and not v < high else None,
+    )
 
 
 def above_up_to(low: float, high: float) -> Check:
     def check(v: Any) -> str | None:
-        return f"must lie in ({low}, {high}]" if _number(v) and not low < v <= high else None
+        return (
+            f"must lie in ({low}, {high}]"
+            if _number(v) and not low < v <= high
+            else None
+        )
+
     return described(f"in ({low}, {high}]", check)
 
 
 def between(low: float, high: float) -> Check:
     def check(v: Any) -> str | None:
-        return f"must lie in [{low}, {high}]" if _number(v) and not low <= v <= high else None
+        return (
+            f"must lie in [{low}, {high}]"
+            if _number(v) and not low <= v <= high
+            else None
+        )
+
     return described(f"in [{low}, {high}]", check)
 
 
 def one_of(*names: str) -> Check:
     listed = ", ".join(map(repr, names))
-    return described(f"one of {listed}", lambda v: f"must be one of {listed}" if v not in names else None)
+    return described(
+        f"one of {listed}",
+        lambda v: f"must be one of {listed}" if v not in names else None,
+    )
 
 
 def sizes(v: Any) -> str | None:
@@ -69,19 +94,29 @@ def sizes(v: Any) -> str | None:
 described("a non-empty list of sizes >= 1 px", sizes)
 
 
-PROMPT_FIELDS = ("verb_ing", "object")     # what vocab.prompts fills into teacher.template
+# what vocab.prompts fills into teacher.template
+PROMPT_FIELDS = ("verb_ing", "object")
 
 
 def template_problem(template: str) -> str | None:
-    """What is wrong with a prompt template (unknown {placeholders}, broken braces), or None."""
+    """What is wrong with a prompt template (unknown {placeholders}, broken braces), or
+    None.
+    """
     try:
-        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+        names = [
+            name
+            for _, name, _, _ in string.Formatter().parse(template)
+            if name is not None
+        ]
     except ValueError as err:
         return f"is not a valid template ({err}); write braces as {{{{ and }}}}"
     unknown = [n for n in names if n not in PROMPT_FIELDS]
     if unknown:
         valid = ", ".join("{" + n + "}" for n in PROMPT_FIELDS)
-        return f"has unknown placeholder(s) {', '.join('{' + n + '}' for n in unknown)}; valid: {valid}"
+        return (
+            f"has unknown placeholder(s) {', '.join('{' + n + '}' for n in unknown)};"
+            f" valid: {valid}"
+        )
     return None
 
 
@@ -103,7 +138,7 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
-        (arm, *_rest) = get_args(hint)
+        arm, *_rest = get_args(hint)
         return tuple(coerce(v, arm, where) for v in value)
     if hint is bool:
         if not isinstance(value, bool):
@@ -125,10 +160,11 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
 
 
 class Sources:
-    """Which one input set each config key: a file, a --set, a flag, a checkpoint's recipe.
+    """Which one input set each config key: a file, a --set, a flag, a checkpoint's
+    recipe.
 
-    Keys are dotted ("optim.lr"); a key nobody set comes from `default` (the dataclass defaults,
-    or a caller's description such as "x.pt [student]").
+    Keys are dotted ("optim.lr"); a key nobody set comes from `default` (the dataclass
+    defaults, or a caller's description such as "x.pt [student]").
     """
 
     def __init__(self, default: str = "defaults"):
@@ -143,7 +179,9 @@ class Sources:
                 self.note(v, source, f"{prefix}{k}.")
 
     def of(self, dotted: str) -> str:
-        """The source of `dotted`, or of the nearest table above it that was set as a whole."""
+        """The source of `dotted`, or of the nearest table above it that was set as a
+        whole.
+        """
         parts = dotted.split(".")
         for n in range(len(parts), 0, -1):
             found = self._by_key.get(".".join(parts[:n]))
@@ -154,24 +192,45 @@ class Sources:
     def where(self, dotted: str) -> str:
         """`source [section]` for messages about a key (a --set names its own key)."""
         source, section = self.of(dotted), dotted.rpartition(".")[0]
-        return f"{source} [{section}]" if section and not source.startswith("--set") else source
+        return (
+            f"{source} [{section}]"
+            if section and not source.startswith("--set")
+            else source
+        )
 
 
-# ---------------------------------------------------------------- configs as plain data and TOML
+# ---------------------------------------------------------------- configs as plain data
+# and TOML
+
 
 def to_dict(cfg: Any) -> dict[str, Any]:
     """A config as plain nested dicts and lists (for TOML, JSON and checkpoints)."""
+
     def plain(v: Any) -> Any:
         return list(v) if isinstance(v, tuple) else v
-    return {k: plain(v) for k, v in dataclasses.asdict(cfg).items()} if not is_dataclass(cfg) else {
-        f.name: (to_dict(getattr(cfg, f.name)) if is_dataclass(getattr(cfg, f.name))
-                 else plain(getattr(cfg, f.name))) for f in fields(cfg)}
+
+    return (
+        {k: plain(v) for k, v in dataclasses.asdict(cfg).items()}
+        if not is_dataclass(cfg)
+        else {
+            f.name: (
+                to_dict(getattr(cfg, f.name))
+                if is_dataclass(getattr(cfg, f.name))
+                else plain(getattr(cfg, f.name))
+            )
+            for f in fields(cfg)
+        }
+    )
 
 
 def merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in over.items():
-        out[k] = merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), dict) else v
+        out[k] = (
+            merge(out[k], v)
+            if isinstance(v, Mapping) and isinstance(out.get(k), dict)
+            else v
+        )
     return out
 
 
@@ -182,7 +241,9 @@ def dumps_toml(cfg: Any) -> str:
     lines = [f"{k} = {_toml_value(v)}" for k, v in top.items()]
     for k, v in d.items():
         if isinstance(v, dict):
-            lines += ["", f"[{k}]"] + [f"{kk} = {_toml_value(vv)}" for kk, vv in v.items()]
+            lines += ["", f"[{k}]"] + [
+                f"{kk} = {_toml_value(vv)}" for kk, vv in v.items()
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -199,25 +260,36 @@ def _toml_value(v: Any) -> str:
 
 
 def shown(value: Any) -> str:
-    return _toml_value(value) if isinstance(value, (bool, int, float, str, tuple, list)) else repr(value)
+    return (
+        _toml_value(value)
+        if isinstance(value, (bool, int, float, str, tuple, list))
+        else repr(value)
+    )
 
 
 # ---------------------------------------------------------------- values given as text
 
+
 def parse_part(text: str, flag: str = "--part") -> tuple[int, int]:
-    """`i/n` (part i of n, 0-based: cluster job arrays) -> (i, n); "" -> (0, 1), the whole job."""
+    """`i/n` (part i of n, 0-based: cluster job arrays) -> (i, n); "" -> (0, 1), the
+    whole job.
+    """
     if not text:
         return 0, 1
     m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
     if not m or int(m[2]) < 1 or int(m[1]) >= int(m[2]):
-        raise ConfigError(f"{flag} {text!r}: expected i/n with 0 <= i < n, e.g. {flag} 0/4")
+        raise ConfigError(
+            f"{flag} {text!r}: expected i/n with 0 <= i < n, e.g. {flag} 0/4"
+        )
     return int(m[1]), int(m[2])
 
 
 def require_path(value: str, what: str, flag: str) -> Path:
     """A required path option; empty is a ConfigError that names the flag."""
     if not value:
-        raise ConfigError(f"no {what} given: pass {flag} (or set it in the --config TOML).")
+        raise ConfigError(
+            f"no {what} given: pass {flag} (or set it in the --config TOML)."
+        )
     return Path(value)
 
 
@@ -235,7 +307,7 @@ described("i/n with 0 <= i < n, or empty", part_problem)
 def gamma_problem(value: Any) -> str | None:
     """teacher.gamma: a scale above 0, or "model" (the weights' own logit_scale.exp())."""
     if isinstance(value, str):
-        return None if value == "model" else "must be a number above 0 or \"model\""
+        return None if value == "model" else 'must be a number above 0 or "model"'
     return above(0)(value)
 
 
@@ -243,9 +315,13 @@ described('> 0, or "model"', gamma_problem)
 
 
 def parse_override(text: str) -> dict[str, Any]:
-    """`section.key=value` (value in TOML syntax, bare words taken as strings) -> nested dict."""
+    """`section.key=value` (value in TOML syntax, bare words taken as strings) -> nested
+    dict.
+    """
     if "=" not in text:
-        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. --set loss.distill=500")
+        raise ConfigError(
+            f"--set {text!r}: expected KEY=VALUE, e.g. --set loss.distill=500"
+        )
     key, value = text.split("=", 1)
     try:
         parsed = tomllib.loads(f"v = {value}")["v"]

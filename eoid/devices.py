@@ -1,12 +1,14 @@
-"""The process world: one frozen value made from torchrun's environment, passed down explicitly.
+"""The process world: one frozen value made from torchrun's environment, passed down
+explicitly.
 
 A leaf: the cache phase, training, evaluation, prediction and the CLI all take a `World`. The
 collectives over it that only training uses (mean over ranks, barrier) sit in
 eoid/pipeline/training/distributed.py.
 
-Launch: `torchrun --nproc_per_node=4 -m eoid.cli train ...` (or the `eoid` script through
-`torchrun --no-python`). Without torchrun variables it is a one-process world.
+Launch: `torchrun --nproc_per_node=4 -m eoid.cli train ...` (or the `eoid` script
+through `torchrun --no-python`). Without torchrun variables it is a one-process world.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,6 +21,7 @@ import torch.distributed as dist
 @dataclass(frozen=True)
 class World:
     """Rank, size and device of this process."""
+
     rank: int = 0
     local_rank: int = 0
     world_size: int = 1

@@ -7,6 +7,7 @@ cannot be checked (shared file systems): it is removed only when the caller pass
 (`--break-lock`).
 
 """
+
 from __future__ import annotations
 
 import errno
@@ -21,7 +22,9 @@ from eoid.errors import LockedError
 from eoid.files import pid_alive, writing
 
 log = logging.getLogger(__name__)
-EMPTY_STALE_S = 5.0   # a lock file still empty this long after creation was left by a killed writer
+# a lock file still empty this long after creation was left by a killed writer
+EMPTY_STALE_S = 5.0
+
 
 def _read_holder(path: Path) -> dict:
     try:
@@ -43,7 +46,9 @@ class FolderLock:
 
     def _acquire(self, break_lock: bool, deadline: float) -> None:
         me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
-        turns = 0   # tries that found no live holder: a stale lock broken, or one released meanwhile
+        # tries that found no live holder: a stale lock broken, or one released
+        # meanwhile
+        turns = 0
         while turns < 100:
             turns += 1
             try:
@@ -52,15 +57,21 @@ class FolderLock:
                 if err.errno != errno.EEXIST:
                     raise
                 holder = self._holder()
-                if holder is None:  # empty for good: its writer died between creating and writing it
+                # empty for good: its writer died between creating and writing it
+                if holder is None:
                     if self._break_stale(None):
-                        log.warning("%s: removing an empty lock file (its writer died before writing "
-                                    "its pid); nobody holds this folder.", self.path)
+                        log.warning(
+                            "%s: removing an empty lock file (its writer died before"
+                            " writing its pid); nobody holds this folder.",
+                            self.path,
+                        )
                     continue
-                if not holder:      # released while we looked
+                if not holder:  # released while we looked
                     continue
                 pid, host = holder.get("pid"), holder.get("host", "?")
-                since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("since", 0)))
+                since = time.strftime(
+                    "%Y-%m-%d %H:%M:%S", time.localtime(holder.get("since", 0))
+                )
                 local = host == socket.gethostname()
                 if local and isinstance(pid, int) and pid_alive(pid):
                     if time.monotonic() < deadline:
@@ -68,37 +79,50 @@ class FolderLock:
                         turns -= 1
                         continue
                     raise LockedError(
-                        f"{self.path.parent}: another writer holds it (pid {pid} on {host}, since "
-                        f"{since}; lock file {self.path}). Wait for it to finish or stop it; two "
-                        "writers on one folder would corrupt it.") from None
+                        f"{self.path.parent}: another writer holds it (pid {pid} on"
+                        f" {host}, since {since}; lock file {self.path}). Wait for it"
+                        " to finish or stop it; two writers on one folder would"
+                        " corrupt it."
+                    ) from None
                 if not (break_lock or local):
                     raise LockedError(
-                        f"{self.path.parent}: lock file {self.path} is held by pid {pid} on another "
-                        f"host {host} (since {since}), which cannot be checked from here. If no "
-                        "process writes there any more, rerun with --break-lock.") from None
+                        f"{self.path.parent}: lock file {self.path} is held by pid"
+                        f" {pid} on another host {host} (since {since}), which cannot"
+                        " be checked from here. If no process writes there any more,"
+                        " rerun with --break-lock."
+                    ) from None
                 if self._break_stale(holder):
-                    log.warning("%s: removing the stale lock of pid %s on %s (since %s)",
-                                self.path, pid, host, since)
+                    log.warning(
+                        "%s: removing the stale lock of pid %s on %s (since %s)",
+                        self.path,
+                        pid,
+                        host,
+                        since,
+                    )
                 continue
             try:
                 with os.fdopen(fd, "w") as f:
                     json.dump(me, f)
                     f.flush()
                     os.fsync(f.fileno())
-            except OSError:   # disk full: no half-written lock stays behind
+            except OSError:  # disk full: no half-written lock stays behind
                 self.path.unlink(missing_ok=True)
                 raise
             self.held = True
             return
-        raise LockedError(f"{self.path}: could not take the lock (other writers kept racing for it).")
+        raise LockedError(
+            f"{self.path}: could not take the lock (other writers kept racing for it)."
+        )
 
     def _break_stale(self, judged: dict | None) -> bool:
-        """Remove the lock file if it still holds `judged` (None: still empty); True if removed.
+        """Remove the lock file if it still holds `judged` (None: still empty); True if
+        removed.
 
-        Two writers may judge one lock stale at once; if both removed it, the slower could remove
-        the lock the faster had just taken. So the removal happens under a second O_EXCL file
-        (NAME.break), after reading the holder again. A .break file older than EMPTY_STALE_S was
-        left by a writer killed while breaking: it is removed.
+        Two writers may judge one lock stale at once; if both removed it, the slower
+        could remove the lock the faster had just taken. So the removal happens under a
+        second O_EXCL file (NAME.break), after reading the holder again. A .break file
+        older than EMPTY_STALE_S was left by a writer killed while breaking: it is
+        removed.
         """
         breaker = self.path.with_name(self.path.name + ".break")
         try:
@@ -114,8 +138,11 @@ class FolderLock:
         try:
             now = _read_holder(self.path)
             try:
-                still = now == judged if judged is not None else \
-                    (not now and self.path.stat().st_size == 0)
+                still = (
+                    now == judged
+                    if judged is not None
+                    else (not now and self.path.stat().st_size == 0)
+                )
             except FileNotFoundError:
                 still = False
             if still:
@@ -125,35 +152,44 @@ class FolderLock:
             breaker.unlink(missing_ok=True)
 
     def _holder(self) -> dict | None:
-        """The holder's pid and host; None for a lock file still empty EMPTY_STALE_S after it was made.
+        """The holder's pid and host; None for a lock file still empty EMPTY_STALE_S
+        after it was made.
 
-        Its owner writes it right after creating it, so an empty file is waited on that long first."""
+        Its owner writes it right after creating it, so an empty file is waited on
+        that long first."""
         while True:
             holder = _read_holder(self.path)
             if holder:
                 return holder
             try:
                 age = time.time() - self.path.stat().st_mtime
-            except FileNotFoundError:   # released meanwhile: an empty holder, the caller tries again
+            # released meanwhile: an empty holder, the caller tries again
+            except FileNotFoundError:
                 return {}
             if age > EMPTY_STALE_S:
                 return None
             time.sleep(0.1)
 
     def release(self) -> None:
-        """Remove the lock file; if that fails (the folder became read-only), warn: the error that
-        stopped the writer is the one to show, and a later run takes this lock over as stale."""
+        """Remove the lock file; if that fails (the folder became read-only), warn:
+        the error that stopped the writer is the one to show, and a later run takes
+        this lock over as stale."""
         if self.held:
             self.held = False
             try:
                 self.path.unlink(missing_ok=True)
             except OSError as err:
-                log.warning("%s: could not remove the lock file (%s); remove it by hand.", self.path,
-                            err.strerror or err)
+                log.warning(
+                    "%s: could not remove the lock file (%s); remove it by hand.",
+                    self.path,
+                    err.strerror or err,
+                )
 
     @classmethod
     def claim(cls, path: Path, break_lock: bool = False) -> "FolderLock | None":
-        """The lock if nobody else holds it now (a stale holder's is broken), else None: no wait."""
+        """The lock if nobody else holds it now (a stale holder's is broken), else None:
+        no wait.
+        """
         try:
             return cls(path, break_lock=break_lock)
         except LockedError:

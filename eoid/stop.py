@@ -1,10 +1,12 @@
-"""Stop signals for long phases: SIGINT/SIGTERM set a flag, the work stops at its next safe point.
+"""Stop signals for long phases: SIGINT/SIGTERM set a flag, the work stops at its next
+safe point.
 
-`eoid train` checks the flag after every batch and saves its position; `eoid cache-teacher`
-checks it after every block of teacher rows. A second signal stops at once (StoppedAtOnce, a
-KeyboardInterrupt naming the signal; the CLI exits 130 or 143): what was saved at the last safe
-point stays as it is.
+`eoid train` checks the flag after every batch and saves its position; `eoid
+cache-teacher` checks it after every block of teacher rows. A second signal stops at
+once (StoppedAtOnce, a KeyboardInterrupt naming the signal; the CLI exits 130 or 143):
+what was saved at the last safe point stays as it is.
 """
+
 from __future__ import annotations
 
 import signal
@@ -14,7 +16,9 @@ from eoid.errors import StoppedAtOnce
 
 
 class StopFlag:
-    """Context manager: while inside, SIGINT and SIGTERM set `raised` to the signal's name."""
+    """Context manager: while inside, SIGINT and SIGTERM set `raised` to the signal's
+    name.
+    """
 
     def __init__(self) -> None:
         self.raised: str | None = None
@@ -42,4 +46,3 @@ class StopFlag:
     def __exit__(self, *exc: object) -> None:
         for sig, old in self._old.items():
             signal.signal(sig, old)
-

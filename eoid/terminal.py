@@ -1,8 +1,10 @@
-"""What the terminal shows: log lines above the progress bars, libraries quiet, a stop's exit code.
+"""What the terminal shows: log lines above the progress bars, libraries quiet, a stop's
+exit code.
 
-A leaf: the CLI sets logging up once per command; the quickstart's child processes use the same
-exit code for a graceful stop.
+A leaf: the CLI sets logging up once per command; the quickstart's child processes use
+the same exit code for a graceful stop.
 """
+
 from __future__ import annotations
 
 import logging
@@ -14,10 +16,13 @@ from eoid.errors import Interrupted
 
 
 class _AboveBars(logging.Handler):
-    """Writes log lines with tqdm.write, above the progress bars instead of through them."""
+    """Writes log lines with tqdm.write, above the progress bars instead of through
+    them.
+    """
 
     def emit(self, record: logging.LogRecord) -> None:
         from tqdm import tqdm
+
         try:
             tqdm.write(self.format(record), file=sys.stderr)
         except Exception:
@@ -25,7 +30,9 @@ class _AboveBars(logging.Handler):
 
 
 class _Format(logging.Formatter):
-    """eoid's own INFO lines read as plain messages; other lines keep their level and logger."""
+    """eoid's own INFO lines read as plain messages; other lines keep their level and
+    logger.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         if record.levelno == logging.INFO and record.name.startswith("eoid"):
@@ -34,10 +41,11 @@ class _Format(logging.Formatter):
 
 
 def configure_logging(verbose: bool) -> None:
-    """eoid's own INFO lines on rank 0; other libraries' only from WARNING up, unless `verbose`.
+    """eoid's own INFO lines on rank 0; other libraries' only from WARNING up, unless
+    `verbose`.
 
-    open_clip logs every model it builds at INFO on the root logger, matplotlib's font manager
-    its font search: the root logger's level keeps them out of the terminal.
+    open_clip logs every model it builds at INFO on the root logger, matplotlib's font
+    manager its font search: the root logger's level keeps them out of the terminal.
     """
     rank = int(os.environ.get("RANK", "0"))
     root = logging.getLogger()
@@ -52,5 +60,7 @@ def configure_logging(verbose: bool) -> None:
 
 
 def stop_exit_code(stop: Interrupted) -> int:
-    """128 + the signal's number (130 SIGINT, 143 SIGTERM), as a shell reports a job a signal ended."""
+    """128 + the signal's number (130 SIGINT, 143 SIGTERM), as a shell reports a job a
+    signal ended.
+    """
     return 128 + int(getattr(signal, stop.signal_name or "", signal.SIGINT))

@@ -1,8 +1,11 @@
-"""Fixtures every test folder shares: the tiny open_clip model of tests/data/tiny-clip.json.
+"""Fixtures every test folder shares: the tiny open_clip model of
+tests/data/tiny-clip.json.
 
-A 32 px ViT, width 64, 2 layers, text context 32: building and encoding take well under a second.
-Tests marked `cuda` (pyproject.toml) are skipped, with the reason, where torch sees no CUDA device.
+A 32 px ViT, width 64, 2 layers, text context 32: building and encoding take well under
+a second. Tests marked `cuda` (pyproject.toml) are skipped, with the reason, where torch
+sees no CUDA device.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,11 +17,17 @@ TINY_CONFIG = Path(__file__).resolve().parent / "data" / "tiny-clip.json"
 
 
 def pytest_collection_modifyitems(config, items) -> None:
-    """Skip the `cuda` tests where there is no CUDA device, saying why (pytest -rs prints it)."""
+    """Skip the `cuda` tests where there is no CUDA device, saying why (pytest -rs
+    prints it).
+    """
     if torch.cuda.is_available():
         return
-    skip = pytest.mark.skip(reason=f"needs a CUDA device: torch {torch.__version__} (CUDA build "
-                                   f"{torch.version.cuda or 'none'}) sees none")
+    skip = pytest.mark.skip(
+        reason=(
+            f"needs a CUDA device: torch {torch.__version__} (CUDA build "
+            f"{torch.version.cuda or 'none'}) sees none"
+        )
+    )
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
@@ -28,6 +37,7 @@ def pytest_collection_modifyitems(config, items) -> None:
 def tiny_weights(tmp_path_factory) -> Path:
     """The tiny model's random weights saved as an ordinary open_clip state-dict file."""
     import open_clip
+
     open_clip.add_model_config(str(TINY_CONFIG))
     torch.manual_seed(0)
     model = open_clip.create_model("tiny-clip", pretrained=None)
@@ -37,30 +47,49 @@ def tiny_weights(tmp_path_factory) -> Path:
 
 
 def world_and_cache(root: Path, images: int, seed: int, **teacher) -> tuple:
-    """A generated world of `images` images under root/world and its shipped-teacher cache in root/cache.
+    """A generated world of `images` images under root/world and its shipped-teacher
+    cache in root/cache.
 
-    `teacher`: TeacherConfig fields beyond the fast defaults (e.g. shard_rows). Returns (paths, cache).
+    `teacher`: TeacherConfig fields beyond the fast defaults (e.g. shard_rows). Returns
+    (paths, cache).
     """
     from eoid.config import CacheConfig, DataConfig, TeacherConfig
     from eoid.devices import World
     from eoid.pipeline.run_cache import run_cache
     from eoid.pipeline.synth.world import generate_world
+
     paths = generate_world(root / "world", images, seed=seed, progress=False)
-    data = DataConfig(dataset=str(paths.vocabulary), train_annotations=str(paths.train_json),
-                      train_images=str(paths.image_dir))
-    teacher_cfg = TeacherConfig(model="eoid-synth-clip", weights="bundled", batch_size=64, num_workers=0,
-                                **teacher)
-    cache = run_cache(CacheConfig(data=data, teacher=teacher_cfg, out=str(root / "cache")), World())
+    data = DataConfig(
+        dataset=str(paths.vocabulary),
+        train_annotations=str(paths.train_json),
+        train_images=str(paths.image_dir),
+    )
+    teacher_cfg = TeacherConfig(
+        model="eoid-synth-clip",
+        weights="bundled",
+        batch_size=64,
+        num_workers=0,
+        **teacher,
+    )
+    cache = run_cache(
+        CacheConfig(data=data, teacher=teacher_cfg, out=str(root / "cache")), World()
+    )
     return paths, Path(cache)
 
 
 @pytest.fixture(scope="session")
 def world_cache_factory():
-    """`world_and_cache` for fixtures of other folders (a conftest's functions are not importable)."""
+    """`world_and_cache` for fixtures of other folders (a conftest's functions are not
+    importable).
+    """
     return world_and_cache
 
 
 @pytest.fixture(scope="session")
 def synth_cache(tmp_path_factory) -> Path:
-    """A finished teacher cache of a 10-image generated world (the shipped teacher), in 16-row shards."""
-    return world_and_cache(tmp_path_factory.mktemp("synth_cache"), 10, 1, shard_rows=16)[1]
+    """A finished teacher cache of a 10-image generated world (the shipped teacher), in
+    16-row shards.
+    """
+    return world_and_cache(
+        tmp_path_factory.mktemp("synth_cache"), 10, 1, shard_rows=16
+    )[1]

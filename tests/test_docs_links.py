@@ -1,4 +1,7 @@
-"""Every relative link and anchor in README.md and docs/ resolves, and every page is reachable."""
+"""Every relative link and anchor in README.md and docs/ resolves, and every page is
+reachable.
+"""
+
 import re
 from pathlib import Path
 
@@ -17,11 +20,16 @@ def prose(text: str) -> str:
 
 
 def anchors(page: Path) -> set[str]:
-    """GitHub's heading anchors of a page: lower case, punctuation dropped, spaces to hyphens."""
+    """GitHub's heading anchors of a page: lower case, punctuation dropped, spaces to
+    hyphens.
+    """
     found, seen = set(), {}
-    for heading in re.findall(r"^#{1,6}\s+(.+?)\s*#*$", without_code_blocks(page.read_text()),
-                              flags=re.M):
-        slug = re.sub(r"[^\w\- ]", "", heading.replace("`", "").lower()).replace(" ", "-")
+    for heading in re.findall(
+        r"^#{1,6}\s+(.+?)\s*#*$", without_code_blocks(page.read_text()), flags=re.M
+    ):
+        slug = re.sub(r"[^\w\- ]", "", heading.replace("`", "").lower()).replace(
+            " ", "-"
+        )
         count = seen.get(slug, 0)
         seen[slug] = count + 1
         found.add(slug if count == 0 else f"{slug}-{count}")
@@ -29,13 +37,19 @@ def anchors(page: Path) -> set[str]:
 
 
 def relative_links(page: Path) -> list[str]:
-    return [t for t in LINK.findall(prose(page.read_text())) if not re.match(r"[a-z]+:", t)]
+    return [
+        t for t in LINK.findall(prose(page.read_text())) if not re.match(r"[a-z]+:", t)
+    ]
 
 
 def test_anchors_follow_githubs_rule_on_a_hand_built_heading(tmp_path):
-    # "## Studies: `eoid sweep`" -> "studies-eoid-sweep"; the second "## Notes" gets "-1"
+    # "## Studies: `eoid sweep`" -> "studies-eoid-sweep"; the second "## Notes" gets
+    # "-1"
     page = tmp_path / "p.md"
-    page.write_text("## Studies: `eoid sweep`\n\n## Notes\n\n## Notes\n\n```\n# not a heading\n```\n")
+    page.write_text(
+        "## Studies: `eoid sweep`\n\n## Notes\n\n## Notes\n\n```\n# not a"
+        " heading\n```\n"
+    )
     assert anchors(page) == {"studies-eoid-sweep", "notes", "notes-1"}
 
 
@@ -48,11 +62,16 @@ def test_every_relative_link_and_anchor_resolves():
             if not file.exists():
                 broken.append(f"{page.relative_to(ROOT)}: {target}: no such file")
             elif anchor and (file.suffix != ".md" or anchor not in anchors(file)):
-                broken.append(f"{page.relative_to(ROOT)}: {target}: no heading #{anchor}")
+                broken.append(
+                    f"{page.relative_to(ROOT)}: {target}: no heading #{anchor}"
+                )
     assert not broken, "\n".join(broken)
 
 
 def test_every_docs_page_is_linked_from_the_readme():
-    linked = {(ROOT / t.partition("#")[0]).resolve() for t in relative_links(ROOT / "README.md")}
+    linked = {
+        (ROOT / t.partition("#")[0]).resolve()
+        for t in relative_links(ROOT / "README.md")
+    }
     missing = [p.name for p in PAGES[1:] if p.resolve() not in linked]
     assert not missing, f"README.md's table of docs pages lacks {missing}"

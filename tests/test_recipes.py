@@ -1,4 +1,7 @@
-"""The shipped recipes: what they choose where eoid offers the original's behaviour or another."""
+"""The shipped recipes: what they choose where eoid offers the original's behaviour or
+another.
+"""
+
 from pathlib import Path
 
 import pytest
@@ -7,9 +10,13 @@ from eoid.config import TrainConfig, load_config
 from eoid.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
-HICO_TRAIN = sorted(p for p in (ROOT / "configs").rglob("*.toml")
-                    if "studies" not in p.parts and "phase: train" in p.read_text().splitlines()[0]
-                    and "hico" in load_config(TrainConfig, p).data.train_annotations)
+HICO_TRAIN = sorted(
+    p
+    for p in (ROOT / "configs").rglob("*.toml")
+    if "studies" not in p.parts
+    and "phase: train" in p.read_text().splitlines()[0]
+    and "hico" in load_config(TrainConfig, p).data.train_annotations
+)
 
 
 def test_there_are_hico_training_recipes():
@@ -22,7 +29,12 @@ def test_every_hico_recipe_sets_the_original_is_targets(path):
 
 
 def test_the_quickstart_and_the_defaults_use_the_original_is_targets_too():
-    assert load_config(TrainConfig, ROOT / "eoid" / "data" / "quickstart.toml").loss.is_positives == "overlap"
+    assert (
+        load_config(
+            TrainConfig, ROOT / "eoid" / "data" / "quickstart.toml"
+        ).loss.is_positives
+        == "overlap"
+    )
     assert TrainConfig().loss.is_positives == "overlap"
 
 
@@ -40,30 +52,60 @@ def test_the_supervised_recipe_is_a_cdn_without_teacher_stage_two_or_is_loss():
     cfg = load_config(TrainConfig, SUPERVISED)
     assert cfg.cache == "" and not cfg.online_teacher and cfg.loss.distill == 0
     assert cfg.data.setting == "" and cfg.data.unknown_pairs == "none"
-    assert cfg.loss.interactive == 0 and cfg.loss.verb_focal == 2.0 and not cfg.student.detach
+    assert (
+        cfg.loss.interactive == 0
+        and cfg.loss.verb_focal == 2.0
+        and not cfg.student.detach
+    )
 
 
-def test_the_supervised_recipe_trains_without_a_cache_and_with_no_teacher_or_is_term(tmp_path):
-    # the tiny student on a small synthetic world, two iterations, from the recipe as shipped
+def test_the_supervised_recipe_trains_without_a_cache_and_with_no_teacher_or_is_term(
+    tmp_path,
+):
+    # the tiny student on a small synthetic world, two iterations, from the recipe as
+    # shipped
     import json
 
     from eoid.devices import World
     from eoid.pipeline.run_train import run_train
     from eoid.pipeline.synth.world import generate_world
+
     world = generate_world(tmp_path / "world", 12, 0, image_size=96, progress=False)
-    cfg = load_config(TrainConfig, SUPERVISED, (
-        f"data.dataset={json.dumps(str(world.vocabulary))}", "data.val_images=0", "student.detr_init=''",
-        "student.preset=tiny", "student.num_queries=8", "optim.batch_size=4", "optim.num_workers=0",
-        "optim.epochs=1", "optim.max_iters=2", "augment.scales=[96]", "augment.max_size=128",
-        "augment.crop_scales=[96]", "augment.crop_min=64", "augment.crop_max=96", "augment.test_size=96"),
-        out=str(tmp_path / "run"), data__train_annotations=str(world.train_json),
-        data__train_images=str(world.image_dir), data__test_annotations="")
+    cfg = load_config(
+        TrainConfig,
+        SUPERVISED,
+        (
+            f"data.dataset={json.dumps(str(world.vocabulary))}",
+            "data.val_images=0",
+            "student.detr_init=''",
+            "student.preset=tiny",
+            "student.num_queries=8",
+            "optim.batch_size=4",
+            "optim.num_workers=0",
+            "optim.epochs=1",
+            "optim.max_iters=2",
+            "augment.scales=[96]",
+            "augment.max_size=128",
+            "augment.crop_scales=[96]",
+            "augment.crop_min=64",
+            "augment.crop_max=96",
+            "augment.test_size=96",
+        ),
+        out=str(tmp_path / "run"),
+        data__train_annotations=str(world.train_json),
+        data__train_images=str(world.image_dir),
+        data__test_annotations="",
+    )
     run = run_train(cfg, World())
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
+    ]
     steps = [r for r in rows if "iteration" in r]
     assert len(steps) == 2
     for row in steps:
         terms = [k for k in row if k.startswith("loss_")]
         assert "loss_verb_focal" in terms and "loss_verb_focal_0" in terms
-        assert not [k for k in terms if "distill" in k or k.startswith("loss_is")]   # not computed
-        assert row["num_unknown_assigned"] == 0 and row["num_labelled_matched"] > 0   # stage 1 only
+        # not computed
+        assert not [k for k in terms if "distill" in k or k.startswith("loss_is")]
+        # stage 1 only
+        assert row["num_unknown_assigned"] == 0 and row["num_labelled_matched"] > 0

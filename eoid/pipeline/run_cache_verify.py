@@ -1,4 +1,5 @@
 """`eoid cache verify`: a cache's integrity, and that it was built from a given dataset."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,16 +16,26 @@ from eoid.teacher_cache.plan import build_plan
 from eoid.teacher_cache.stats import cache_stats
 
 
-def run_verify(cache: Path, annotations: Path | None = None, images: Path | None = None,
-               dataset: str | None = None, skip_bad: bool = False) -> dict[str, Any]:
-    """Check a cache's integrity and, given a dataset, that it was built from that dataset.
+def run_verify(
+    cache: Path,
+    annotations: Path | None = None,
+    images: Path | None = None,
+    dataset: str | None = None,
+    skip_bad: bool = False,
+) -> dict[str, Any]:
+    """Check a cache's integrity and, given a dataset, that it was built from that
+    dataset.
 
-    Integrity: every file against the checksums in manifest.json, the counts, and every row a
-    teacher distribution (CacheReader). `images` defaults to the folder the cache was built from
-    (its manifest). Returns a report; a problem raises CacheMismatchError listing all of them.
+    Integrity: every file against the checksums in manifest.json, the counts, and every
+    row a teacher distribution (CacheReader). `images` defaults to the folder the cache
+    was built from (its manifest). Returns a report; a problem raises CacheMismatchError
+    listing all of them.
     """
     if images is not None and annotations is None:
-        raise ConfigError("cache verify --images DIR checks the dataset and needs --annotations FILE too.")
+        raise ConfigError(
+            "cache verify --images DIR checks the dataset and needs --annotations FILE"
+            " too."
+        )
     reader = CacheReader(cache, verify_all=True)
     fp, problems = reader.fingerprint, []
     vocab = vocabulary_from_json(reader.vocabulary, f"{cache}/meta.json")
@@ -32,20 +43,41 @@ def run_verify(cache: Path, annotations: Path | None = None, images: Path | None
         problems.append("image offsets are not increasing from 0")
     if annotations is not None:
         if file_sha256(Path(annotations)) != fp["annotations_sha256"]:
-            problems.append(f"annotation file {annotations} differs from the one the cache was built from")
-        if dataset is not None and load_vocabulary(dataset).fingerprint() != fp["vocabulary"]:
+            problems.append(
+                f"annotation file {annotations} differs from the one the cache was"
+                " built from"
+            )
+        if (
+            dataset is not None
+            and load_vocabulary(dataset).fingerprint() != fp["vocabulary"]
+        ):
             problems.append(f"vocabulary {dataset} differs from the cache's")
-        images = images or reader.manifest.get("config", {}).get("data", {}).get("train_images")
+        images = images or reader.manifest.get("config", {}).get("data", {}).get(
+            "train_images"
+        )
         if not images or not Path(images).is_dir():
-            raise ConfigError(f"cache verify --annotations FILE also needs the images the cache was built "
-                              f"from: the manifest's folder {images!r} is not here. Pass --images DIR.")
-        records = read_annotations(Path(annotations), Path(images), vocab, skip_bad=skip_bad).records
+            raise ConfigError(
+                "cache verify --annotations FILE also needs the images the cache was"
+                f" built from: the manifest's folder {images!r} is not here. Pass"
+                " --images DIR."
+            )
+        records = read_annotations(
+            Path(annotations), Path(images), vocab, skip_bad=skip_bad
+        ).records
         plan = build_plan(records, vocab.human)
-        if plan.image_keys != reader.image_keys or not np.array_equal(plan.image_offsets, reader.offsets) \
-                or not np.array_equal(plan.human_xyxy, reader.human_xyxy) \
-                or not np.array_equal(plan.object_class, reader.object_class):
-            problems.append("the dataset's images or candidate pairs differ from the cache rows")
+        if (
+            plan.image_keys != reader.image_keys
+            or not np.array_equal(plan.image_offsets, reader.offsets)
+            or not np.array_equal(plan.human_xyxy, reader.human_xyxy)
+            or not np.array_equal(plan.object_class, reader.object_class)
+        ):
+            problems.append(
+                "the dataset's images or candidate pairs differ from the cache rows"
+            )
     if problems:
-        raise CacheMismatchError(f"{cache}: verify failed: " + "; ".join(problems) +
-                                 ". Rebuild it with `eoid cache-teacher`.")
+        raise CacheMismatchError(
+            f"{cache}: verify failed: "
+            + "; ".join(problems)
+            + ". Rebuild it with `eoid cache-teacher`."
+        )
     return {"ok": True, **cache_stats(reader)}

@@ -1,11 +1,13 @@
-"""`eoid quickstart`: the whole pipeline on the built-in world, EoID against a no-teacher baseline.
+"""`eoid quickstart`: the whole pipeline on the built-in world, EoID against a
+no-teacher baseline.
 
-Generates the synthetic world, caches the shipped teacher over its training pairs, trains the
-tiny student twice with the same budget under the unseen-verb setting (with distillation,
-and with the teacher weight set to 0), evaluates both on the test split and writes
-OUT/summary.json (Full / Seen / Unseen mAP and their HM per run), a side-by-side table, loss
-plots and a few predicted images.
+Generates the synthetic world, caches the shipped teacher over its training pairs,
+trains the tiny student twice with the same budget under the unseen-verb setting (with
+distillation, and with the teacher weight set to 0), evaluates both on the test split
+and writes OUT/summary.json (Full / Seen / Unseen mAP and their HM per run), a
+side-by-side table, loss plots and a few predicted images.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,7 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from eoid.config import CacheConfig, DataConfig, TeacherConfig, TrainConfig, load_config, to_dict
+from eoid.config import (
+    CacheConfig,
+    DataConfig,
+    TeacherConfig,
+    TrainConfig,
+    load_config,
+    to_dict,
+)
 from eoid.devices import World
 from eoid.errors import ConfigError, EoidError
 from eoid.files import output_folder, write_text_atomic
@@ -29,7 +38,9 @@ from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary
 from eoid.pipeline.evaluation.hico_map import harmonic_mean
 from eoid.pipeline.training.provenance import config_changes, describe_changes
 
-TEACHER = TeacherConfig(model="eoid-synth-clip", weights="bundled", batch_size=128, num_workers=0)
+TEACHER = TeacherConfig(
+    model="eoid-synth-clip", weights="bundled", batch_size=128, num_workers=0
+)
 
 
 def recipe_path() -> Path:
@@ -38,66 +49,97 @@ def recipe_path() -> Path:
 
 
 # where the quickstart puts its world and cache: the folder's place, not the recipe
-OWN_PATHS = ("cache", "data.dataset", "data.train_annotations", "data.train_images",
-             "data.test_annotations", "data.test_images")
+OWN_PATHS = (
+    "cache",
+    "data.dataset",
+    "data.train_annotations",
+    "data.train_images",
+    "data.test_annotations",
+    "data.test_images",
+)
 
 
-# what the quickstart decides itself for both runs: a --set of these would be silently overridden
+# what the quickstart decides itself for both runs: a --set of these would be silently
+# overridden
 OWN_KEYS = (*OWN_PATHS, "out", "resume", "allow_changes", "break_lock", "teacher")
 
 
 def require_settable(overrides: tuple[str, ...]) -> None:
-    """Refuse a --set of a key the quickstart sets itself (its place, its teacher), naming it."""
+    """Refuse a --set of a key the quickstart sets itself (its place, its teacher),
+    naming it.
+    """
     for item in overrides:
         key = item.split("=", 1)[0].strip()
         if key in OWN_KEYS or key.split(".", 1)[0] == "teacher":
-            raise ConfigError(f"--set {item}: the quickstart sets {key!r} itself (its world, cache, "
-                              "teacher and run folders live under --out), so this value would be ignored. "
-                              "Use --out DIR and --seed S; --set changes the training recipe "
-                              "(eoid/data/quickstart.toml), e.g. --set optim.epochs=5.")
+            raise ConfigError(
+                f"--set {item}: the quickstart sets {key!r} itself (its world, cache,"
+                " teacher and run folders live under --out), so this value would be"
+                " ignored. Use --out DIR and --seed S; --set changes the training"
+                " recipe (eoid/data/quickstart.toml), e.g. --set optim.epochs=5."
+            )
 
 
 def require_same_recipe(runs) -> None:
-    """Refuse to reuse or resume a run of OUT started with other values (another --set or
-    --seed, another eoid's recipe): its results would be reported as this quickstart's."""
+    """Refuse to reuse or resume a run of OUT started with other values (another
+    --set or --seed, another eoid's recipe): its results would be reported as this
+    quickstart's."""
     for cfg in runs:
         saved = Path(cfg.out) / "config.toml"
         if not saved.is_file():
             continue
-        changes = {k: v for k, v in config_changes(to_dict(load_config(TrainConfig, saved)), cfg,
-                                                   str(saved)).items() if k not in OWN_PATHS}
+        changes = {
+            k: v
+            for k, v in config_changes(
+                to_dict(load_config(TrainConfig, saved)), cfg, str(saved)
+            ).items()
+            if k not in OWN_PATHS
+        }
         if changes:
-            raise ConfigError(f"{saved.parent} holds a run started with other values "
-                              f"({describe_changes(changes)}); "
-                              "rerun with that run's --seed and --set, or choose a new --out.")
+            raise ConfigError(
+                f"{saved.parent} holds a run started with other values "
+                f"({describe_changes(changes)}); "
+                "rerun with that run's --seed and --set, or choose a new --out."
+            )
 
 
-def teacher_accuracy(reader, records: list[ImageRecord], vocab: Vocabulary, verbs: list[int] | None = None
-                     ) -> float:
-    """Share of labelled pairs (one interacting verb) whose cached teacher argmax is that verb."""
+def teacher_accuracy(
+    reader,
+    records: list[ImageRecord],
+    vocab: Vocabulary,
+    verbs: list[int] | None = None,
+) -> float:
+    """Share of labelled pairs (one interacting verb) whose cached teacher argmax is
+    that verb.
+    """
     correct = total = 0
     for rec in records:
         for h, o, v in rec.hois.tolist():
             if v == vocab.no_interaction or (verbs is not None and v not in verbs):
                 continue
-            probs, hit = reader.lookup(rec.key, rec.boxes_xyxy_px[[h]], rec.boxes_xyxy_px[[o]],
-                                       rec.box_classes[[o]])
+            probs, hit = reader.lookup(
+                rec.key,
+                rec.boxes_xyxy_px[[h]],
+                rec.boxes_xyxy_px[[o]],
+                rec.box_classes[[o]],
+            )
             correct += int(hit[0] and probs[0].argmax() == v)
             total += 1
     return correct / total if total else float("nan")
 
 
 def _train_one(cfg: TrainConfig, threads: int, rows: Any, index: int) -> None:
-    """Child-process body of `train_in_parallel`: one CPU training with `threads` torch threads.
+    """Child-process body of `train_in_parallel`: one CPU training with `threads` torch
+    threads.
 
-    Its metrics rows go to the parent over `rows` (the parent draws the progress); a graceful stop
-    exits 128 + the signal's number without a traceback, its run saved.
+    Its metrics rows go to the parent over `rows` (the parent draws the progress); a
+    graceful stop exits 128 + the signal's number without a traceback, its run saved.
     """
     import torch
 
     from eoid.errors import Interrupted
     from eoid.pipeline.run_train import run_train
     from eoid.terminal import stop_exit_code
+
     torch.set_num_threads(threads)
     try:
         run_train(cfg, World(), on_row=lambda row: rows.put((index, row)))
@@ -110,9 +152,19 @@ class RunBars:
 
     def __init__(self, names: list[str]):
         from tqdm import tqdm
+
         width = max(len(n) for n in names)
-        self.bars = [tqdm(total=1, desc=f"{n:<{width}}", position=i, leave=True, unit="it",
-                          dynamic_ncols=True) for i, n in enumerate(names)]
+        self.bars = [
+            tqdm(
+                total=1,
+                desc=f"{n:<{width}}",
+                position=i,
+                leave=True,
+                unit="it",
+                dynamic_ncols=True,
+            )
+            for i, n in enumerate(names)
+        ]
         self.val_map: list[str] = [""] * len(names)
 
     def update(self, index: int, row: dict) -> None:
@@ -124,8 +176,11 @@ class RunBars:
             self.val_map[index] = f", val mAP {row['val_map_full']:.1f}"
         elif "iteration" in row:
             bar.n = row["iteration"]
-            bar.set_postfix_str(f"epoch {row['epoch'] + 1}, loss {row['loss']:.3f}{self.val_map[index]}",
-                                refresh=False)
+            bar.set_postfix_str(
+                f"epoch {row['epoch'] + 1}, loss"
+                f" {row['loss']:.3f}{self.val_map[index]}",
+                refresh=False,
+            )
         bar.refresh()
 
     def close(self) -> None:
@@ -133,22 +188,29 @@ class RunBars:
             bar.close()
 
 
-def train_in_parallel(configs: list[TrainConfig], names: list[str] | None = None) -> None:
-    """Train the runs side by side, one spawned process each, the CPU cores split between them.
+def train_in_parallel(
+    configs: list[TrainConfig], names: list[str] | None = None
+) -> None:
+    """Train the runs side by side, one spawned process each, the CPU cores split
+    between them.
 
-    The runs are small (one image batch keeps a core busy), so two single-thread runs take
-    about the time of one two-thread run. The children draw nothing: this process shows one
-    progress line per run. A failed child raises an EoidError naming its run; a stop signal
-    (Ctrl-C reaches every process) stops both at their next batch, saved.
+    The runs are small (one image batch keeps a core busy), so two single-thread runs
+    take about the time of one two-thread run. The children draw nothing: this process
+    shows one progress line per run. A failed child raises an EoidError naming its run;
+    a stop signal (Ctrl-C reaches every process) stops both at their next batch, saved.
     """
     from queue import Empty
 
     from eoid.errors import Interrupted
     from eoid.stop import StopFlag
+
     threads = max(1, (os.cpu_count() or 1) // len(configs))
     ctx = multiprocessing.get_context("spawn")
     rows = ctx.Queue()
-    procs = [ctx.Process(target=_train_one, args=(cfg, threads, rows, i)) for i, cfg in enumerate(configs)]
+    procs = [
+        ctx.Process(target=_train_one, args=(cfg, threads, rows, i))
+        for i, cfg in enumerate(configs)
+    ]
     bars = RunBars(names or [Path(cfg.out).name for cfg in configs])
     with StopFlag() as stop:
         for proc in procs:
@@ -161,24 +223,39 @@ def train_in_parallel(configs: list[TrainConfig], names: list[str] | None = None
         for proc in procs:
             proc.join()
     bars.close()
-    stopped = [cfg.out for cfg, proc in zip(configs, procs) if proc.exitcode in (130, 143)]
+    stopped = [
+        cfg.out for cfg, proc in zip(configs, procs) if proc.exitcode in (130, 143)
+    ]
     if stop.requested or stopped:
-        raise Interrupted(f"quickstart stopped by {stop.raised or 'a signal'}; the runs are saved in "
-                          f"{[str(c.out) for c in configs]}", "Run the same command again to resume.",
-                          stop.raised)
+        raise Interrupted(
+            f"quickstart stopped by {stop.raised or 'a signal'}; the runs are saved in "
+            f"{[str(c.out) for c in configs]}",
+            "Run the same command again to resume.",
+            stop.raised,
+        )
     failed = [cfg.out for cfg, proc in zip(configs, procs) if proc.exitcode != 0]
     if failed:
-        raise EoidError(f"quickstart training failed in {failed}; see the traceback above. "
-                        "Rerun `eoid quickstart` with the same --out to resume.")
+        raise EoidError(
+            f"quickstart training failed in {failed}; see the traceback above. "
+            "Rerun `eoid quickstart` with the same --out to resume."
+        )
 
 
-def run_quickstart(out: Path, seed: int = 0, num_images: int = 600, epochs: int | None = None,
-                   overrides: tuple[str, ...] = (), predict: bool = True, parallel: bool = True) -> str:
+def run_quickstart(
+    out: Path,
+    seed: int = 0,
+    num_images: int = 600,
+    epochs: int | None = None,
+    overrides: tuple[str, ...] = (),
+    predict: bool = True,
+    parallel: bool = True,
+) -> str:
     """Run it all; returns the printed table.
 
-    `epochs` shortens the runs and `overrides` (`section.key=value`, as `--set`) change the
-    recipe of both runs alike (tests); `predict=False` skips the drawn predictions;
-    `parallel` trains the two runs side by side in two processes (on a machine with 2+ cores).
+    `epochs` shortens the runs and `overrides` (`section.key=value`, as `--set`) change
+    the recipe of both runs alike (tests); `predict=False` skips the drawn predictions;
+    `parallel` trains the two runs side by side in two processes (on a machine with 2+
+    cores).
     """
     from eoid.config import PredictConfig
     from eoid.pipeline.run_cache import run_cache
@@ -192,34 +269,72 @@ def run_quickstart(out: Path, seed: int = 0, num_images: int = 600, epochs: int 
     require_settable(overrides)
     # the recipe first: a bad --set is refused before anything is written
     recipe = load_config(TrainConfig, recipe_path(), (f"optim.seed={seed}", *overrides))
-    out = output_folder(Path(out), "the quickstart", owner="quickstart", signs=("summary.json", "world"))
+    out = output_folder(
+        Path(out), "the quickstart", owner="quickstart", signs=("summary.json", "world")
+    )
     world = World()
     paths = generate_world(out / "world", num_images, seed, layout=QUICKSTART)
-    data = DataConfig(dataset=str(paths.vocabulary), train_annotations=str(paths.train_json),
-                      train_images=str(paths.image_dir), test_annotations=str(paths.test_json),
-                      test_images=str(paths.image_dir), setting="ua")
-    cache = run_cache(CacheConfig(data=data, teacher=TEACHER, out=str(out / "teacher_cache")), world)
+    data = DataConfig(
+        dataset=str(paths.vocabulary),
+        train_annotations=str(paths.train_json),
+        train_images=str(paths.image_dir),
+        test_annotations=str(paths.test_json),
+        test_images=str(paths.image_dir),
+        setting="ua",
+    )
+    cache = run_cache(
+        CacheConfig(data=data, teacher=TEACHER, out=str(out / "teacher_cache")), world
+    )
     vocab = load_vocabulary(paths.vocabulary)
     train_records = read_annotations(paths.train_json, paths.image_dir, vocab).records
     reader = CacheReader(cache)
     accuracy = teacher_accuracy(reader, train_records, vocab)
-    unseen_accuracy = teacher_accuracy(reader, train_records, vocab, vocab.unseen_verbs("ua"))
+    unseen_accuracy = teacher_accuracy(
+        reader, train_records, vocab, vocab.unseen_verbs("ua")
+    )
 
-    base = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, **{
-        k: getattr(data, k) for k in ("dataset", "train_annotations", "train_images",
-                                      "test_annotations", "test_images")}), teacher=TEACHER)
+    base = dataclasses.replace(
+        recipe,
+        data=dataclasses.replace(
+            recipe.data,
+            **{
+                k: getattr(data, k)
+                for k in (
+                    "dataset",
+                    "train_annotations",
+                    "train_images",
+                    "test_annotations",
+                    "test_images",
+                )
+            },
+        ),
+        teacher=TEACHER,
+    )
     if epochs is not None:
-        base = dataclasses.replace(base, optim=dataclasses.replace(base.optim, epochs=epochs))
+        base = dataclasses.replace(
+            base, optim=dataclasses.replace(base.optim, epochs=epochs)
+        )
     runs = {
-        "eoid": dataclasses.replace(base, cache=str(cache), out=str(out / "runs" / "eoid")),
-        "baseline": dataclasses.replace(base, cache="", out=str(out / "runs" / "baseline"),
-                                        loss=dataclasses.replace(base.loss, distill=0.0)),
+        "eoid": dataclasses.replace(
+            base, cache=str(cache), out=str(out / "runs" / "eoid")
+        ),
+        "baseline": dataclasses.replace(
+            base,
+            cache="",
+            out=str(out / "runs" / "baseline"),
+            loss=dataclasses.replace(base.loss, distill=0.0),
+        ),
     }
     require_same_recipe(runs.values())
-    # finished runs are kept; a run with a checkpoint resumes, the others start (no --resume
-    # warning for a quickstart's new run folders)
-    todo = {name: dataclasses.replace(cfg, resume=(Path(cfg.out) / "checkpoint.pt").is_file())
-            for name, cfg in runs.items() if not (Path(cfg.out) / "results.json").exists()}
+    # finished runs are kept; a run with a checkpoint resumes, the others start (no
+    # --resume warning for a quickstart's new run folders)
+    todo = {
+        name: dataclasses.replace(
+            cfg, resume=(Path(cfg.out) / "checkpoint.pt").is_file()
+        )
+        for name, cfg in runs.items()
+        if not (Path(cfg.out) / "results.json").exists()
+    }
     if len(todo) > 1 and parallel and (os.cpu_count() or 1) > 1:
         train_in_parallel(list(todo.values()), list(todo))
     else:
@@ -230,32 +345,60 @@ def run_quickstart(out: Path, seed: int = 0, num_images: int = 600, epochs: int 
         run = Path(cfg.out)
         results = json.loads((run / "results.json").read_text())
         summary[name] = {k: results["mAP"][k] for k in ("full", "seen", "unseen")}
-        summary[name]["hm"] = harmonic_mean(summary[name]["seen"], summary[name]["unseen"])
+        summary[name]["hm"] = harmonic_mean(
+            summary[name]["seen"], summary[name]["unseen"]
+        )
         run_report(run)
-    test_images = sorted(paths.image_dir.glob("test_*.png"))[:4 if predict else 0]
+    test_images = sorted(paths.image_dir.glob("test_*.png"))[: 4 if predict else 0]
     if test_images:
         checkpoint = str(out / "runs" / "eoid" / "checkpoint.pt")
-        run_predict(PredictConfig(augment=base.augment, checkpoint=checkpoint,
-                                  out=str(out / "predictions"), top_k=5), test_images, world)
+        run_predict(
+            PredictConfig(
+                augment=base.augment,
+                checkpoint=checkpoint,
+                out=str(out / "predictions"),
+                top_k=5,
+            ),
+            test_images,
+            world,
+        )
     summary["teacher_zero_shot_accuracy"] = 100.0 * accuracy
     summary["teacher_zero_shot_accuracy_unseen_verbs"] = 100.0 * unseen_accuracy
     summary["seconds"] = round(time.time() - start, 1)
-    write_text_atomic(out / "summary.json", json.dumps(summary, indent=1), "the summary")
+    write_text_atomic(
+        out / "summary.json", json.dumps(summary, indent=1), "the summary"
+    )
     return format_summary(summary) + f"\nsummary: {out / 'summary.json'}"
 
 
 def format_summary(summary: dict) -> str:
     """The side-by-side table the quickstart prints."""
+
     def cell(x):
-        return f"{x:8.2f}" if isinstance(x, (int, float)) and np.isfinite(x) else f"{'-':>8}"
+        return (
+            f"{x:8.2f}"
+            if isinstance(x, (int, float)) and np.isfinite(x)
+            else f"{'-':>8}"
+        )
+
     lines = [f"{'mAP (%)':<22}{'Full':>8}{'Seen':>8}{'Unseen':>8}{'HM':>8}"]
-    for name, label in (("eoid", "EoID (distilled)"), ("baseline", "baseline (no teacher)")):
+    for name, label in (
+        ("eoid", "EoID (distilled)"),
+        ("baseline", "baseline (no teacher)"),
+    ):
         # a summary.json written before HM was added: computed from its Seen and Unseen
-        hm = summary[name].get("hm", harmonic_mean(summary[name]["seen"], summary[name]["unseen"]))
-        lines.append(f"{label:<22}" + "".join(cell(summary[name][k]) for k in ("full", "seen", "unseen"))
-                     + cell(hm))
-    lines.append(f"teacher zero-shot verb accuracy on training pairs: "
-                 f"{summary['teacher_zero_shot_accuracy']:.1f}% "
-                 f"(unseen verbs {summary['teacher_zero_shot_accuracy_unseen_verbs']:.1f}%)")
+        hm = summary[name].get(
+            "hm", harmonic_mean(summary[name]["seen"], summary[name]["unseen"])
+        )
+        lines.append(
+            f"{label:<22}"
+            + "".join(cell(summary[name][k]) for k in ("full", "seen", "unseen"))
+            + cell(hm)
+        )
+    lines.append(
+        "teacher zero-shot verb accuracy on training pairs: "
+        f"{summary['teacher_zero_shot_accuracy']:.1f}% "
+        f"(unseen verbs {summary['teacher_zero_shot_accuracy_unseen_verbs']:.1f}%)"
+    )
     lines.append(f"time: {summary['seconds']:.0f} s")
     return "\n".join(lines)

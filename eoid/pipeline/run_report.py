@@ -1,4 +1,7 @@
-"""`eoid report RUN`: the loss and mAP curves of a run, as PNG files, and its test mAP with HM."""
+"""`eoid report RUN`: the loss and mAP curves of a run, as PNG files, and its test mAP
+with HM.
+"""
+
 from __future__ import annotations
 
 import json
@@ -15,7 +18,9 @@ def read_metrics(run: Path) -> tuple[list[dict], list[dict]]:
     """(per-iteration rows, per-validation rows) of RUN/metrics.jsonl."""
     path = Path(run) / "metrics.jsonl"
     if not path.is_file():
-        raise DataError(f"{path}: no metrics file. Pass a run folder written by `eoid train`.")
+        raise DataError(
+            f"{path}: no metrics file. Pass a run folder written by `eoid train`."
+        )
     steps, evals = [], []
     for i, line in enumerate(path.read_text().splitlines()):
         if not line.strip():
@@ -23,8 +28,10 @@ def read_metrics(run: Path) -> tuple[list[dict], list[dict]]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
-            raise DataError(f"{path}: line {i + 1} is not JSON (a run killed mid-write?). "
-                            "Delete that line and rerun.") from None
+            raise DataError(
+                f"{path}: line {i + 1} is not JSON (a run killed mid-write?). "
+                "Delete that line and rerun."
+            ) from None
         (evals if "val_map_full" in row else steps).append(row)
     return steps, evals
 
@@ -43,37 +50,52 @@ def smooth(values: list[float], window: int) -> list[float]:
 def final_layer_terms(row: dict) -> list[str]:
     """The loss terms of the last decoder layer in a metrics row, sorted.
 
-    Earlier layers' terms carry the layer's index (`loss_obj_ce_0`, ...) and are left out, so the
-    plot shows one line per term, not one per term and layer.
+    Earlier layers' terms carry the layer's index (`loss_obj_ce_0`, ...) and are left
+    out, so the plot shows one line per term, not one per term and layer.
     """
-    return sorted(k for k in row if k.startswith("loss_") and not re.search(r"_\d+$", k))
+    return sorted(
+        k for k in row if k.startswith("loss_") and not re.search(r"_\d+$", k)
+    )
 
 
 def log_floor(values: list[float]) -> float:
-    """The power of ten at or below the smallest positive finite value (1.0 if there is none)."""
+    """The power of ten at or below the smallest positive finite value (1.0 if there is
+    none).
+    """
     positive = [v for v in values if v > 0 and math.isfinite(v)]
     return 10.0 ** math.floor(math.log10(min(positive))) if positive else 1.0
 
 
 def test_map_line(results_json: Path) -> str | None:
-    """"test mAP (%): Full ..., Seen ..., Unseen ..., HM ..." from a run's results.json (HM computed
-    from Seen and Unseen when the file predates it); None when the run has no readable results.json."""
+    """ "test mAP (%): Full ..., Seen ..., Unseen ..., HM ..." from a run's
+    results.json (HM computed from Seen and Unseen when the file predates it); None
+    when the run has no readable results.json."""
     try:
         mean_ap = json.loads(results_json.read_text())["mAP"]
     except (OSError, json.JSONDecodeError, KeyError, TypeError):
         return None
-    mean_ap = {**mean_ap, "hm": mean_ap.get("hm", harmonic_mean(mean_ap.get("seen"), mean_ap.get("unseen")))}
+    mean_ap = {
+        **mean_ap,
+        "hm": mean_ap.get(
+            "hm", harmonic_mean(mean_ap.get("seen"), mean_ap.get("unseen"))
+        ),
+    }
 
     def cell(x: object) -> str:
         return f"{x:.2f}" if isinstance(x, (int, float)) else "-"
+
     labels = {"full": "Full", "seen": "Seen", "unseen": "Unseen", "hm": "HM"}
-    return "test mAP (%): " + ", ".join(f"{label} {cell(mean_ap.get(k))}" for k, label in labels.items())
+    return "test mAP (%): " + ", ".join(
+        f"{label} {cell(mean_ap.get(k))}" for k, label in labels.items()
+    )
 
 
 def run_report(run: Path) -> str:
-    """Write RUN/loss.png (total and every term) and RUN/map.png (validation mAP); returns a summary
-    (the files written, and the test mAP with HM when the run has its results.json)."""
+    """Write RUN/loss.png (total and every term) and RUN/map.png (validation mAP);
+    returns a summary (the files written, and the test mAP with HM when the run has
+    its results.json)."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -81,23 +103,38 @@ def run_report(run: Path) -> str:
     steps, evals = read_metrics(run)
     if not steps:
         raise DataError(f"{run}/metrics.jsonl has no training steps yet.")
-    output_folder(run, "the plots into the run folder", owner="report", fills=("train",),
-                  signs=("metrics.jsonl",))
+    output_folder(
+        run,
+        "the plots into the run folder",
+        owner="report",
+        fills=("train",),
+        signs=("metrics.jsonl",),
+    )
     it = [r["iteration"] for r in steps]
     window = max(1, len(steps) // 50)
     terms = final_layer_terms(steps[-1])
     curves = {"total": smooth([r["loss"] for r in steps], window)}
-    curves.update({k: smooth([r.get(k, float("nan")) for r in steps], window) for k in terms})
+    curves.update(
+        {k: smooth([r.get(k, float("nan")) for r in steps], window) for k in terms}
+    )
     fig, ax = plt.subplots(figsize=(8, 5))
     for name, values in curves.items():
-        zero = all(v == 0 for v in values)  # e.g. the distillation term of a no-teacher run
-        ax.plot(it, values, label=f"{name} (0 throughout)" if zero else name,
-                linewidth=2 if name == "total" else 1, linestyle=":" if zero else "-")
+        # e.g. the distillation term of a no-teacher run
+        zero = all(v == 0 for v in values)
+        ax.plot(
+            it,
+            values,
+            label=f"{name} (0 throughout)" if zero else name,
+            linewidth=2 if name == "total" else 1,
+            linestyle=":" if zero else "-",
+        )
     ax.set_xlabel("iteration")
     ax.set_ylabel("loss (unweighted terms, smoothed)")
-    # symmetric log: logarithmic above the smallest positive value, linear below, so a term that
-    # stays 0 is drawn at the bottom instead of vanishing from a log axis
-    ax.set_yscale("symlog", linthresh=log_floor([v for values in curves.values() for v in values]))
+    # symmetric log: logarithmic above the smallest positive value, linear below, so a
+    # term that stays 0 is drawn at the bottom instead of vanishing from a log axis
+    ax.set_yscale(
+        "symlog", linthresh=log_floor([v for values in curves.values() for v in values])
+    )
     ax.legend(fontsize=7)
     fig.tight_layout()
     with writing(run / "loss.png", "the loss plot"):
@@ -106,7 +143,11 @@ def run_report(run: Path) -> str:
     written = [run / "loss.png"]
     if evals:
         fig, ax = plt.subplots(figsize=(6, 4))
-        ax.plot([r["epoch"] + 1 for r in evals], [r["val_map_full"] for r in evals], marker="o")
+        ax.plot(
+            [r["epoch"] + 1 for r in evals],
+            [r["val_map_full"] for r in evals],
+            marker="o",
+        )
         ax.set_xlabel("epoch")
         ax.set_ylabel("validation mAP, Full (%)")
         fig.tight_layout()

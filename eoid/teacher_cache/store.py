@@ -3,34 +3,42 @@
 Layout (ENVIRONMENT_FACTS §4: flat ragged table + per-image offsets, sharded, zstd):
 
     CACHE/zarr.json, image_offsets (N+1,) int64: image i = rows offsets[i]:offsets[i+1]
-    per pair (P rows): one array per column of schema.py, each (P,) or (P, width) in its dtype:
-        the plan columns (PLAN_COLUMNS: pair_image, pair_box_idx, boxes, object_class, labelled)
-        and the teacher columns (TEACHER_COLUMNS: image_emb (P,D) float16, verb_probs (P,V) float32)
+    per pair (P rows): one array per column of schema.py, each (P,) or (P, width) in its
+    dtype:
+        the plan columns (PLAN_COLUMNS: pair_image, pair_box_idx, boxes, object_class,
+        labelled) and the teacher columns (TEACHER_COLUMNS: image_emb (P,D) float16,
+        verb_probs (P,V) float32)
     text_emb (H,D) float32; meta.json: image keys and sizes, prompts, vocabulary
-    plan.json: fingerprint + layout, written when the folder is created (its presence marks
-        creation done; a folder without it holds a half-created store, removed and made again)
-    .recipe.json: manifest.json to be (without checksums), from creation until manifest.json: a
+    plan.json: fingerprint + layout, written when the folder is created (its presence
+    marks
+        creation done; a folder without it holds a half-created store, removed and made
+        again)
+    .recipe.json: manifest.json to be (without checksums), from creation until
+    manifest.json: a
         part or rerun with another recipe is refused before it writes anything
-    progress/shard-NNNNN.done: a teacher shard is written and fsynced; holds its files' sha256
-    partial/shard-NNNNN/block-NNNNN.npz: finished blocks of an unfinished shard (resume)
-    progress/.shard-NNNNN.lock: the claim of the one process computing that shard (O_EXCL)
-    manifest.json: written last; its presence marks a complete cache
+    progress/shard-NNNNN.done: a teacher shard is written and fsynced; holds its files'
+    sha256 partial/shard-NNNNN/block-NNNNN.npz: finished blocks of an unfinished shard
+    (resume) progress/.shard-NNNNN.lock: the claim of the one process computing that
+    shard (O_EXCL) manifest.json: written last; its presence marks a complete cache
 
-Checksums: plan.json records the sha256 of every file written at creation (metadata, plan
-arrays, meta.json), each shard's done marker those of its shard files, and manifest.json all of
-them (`collect_checksums`). A reader checks the files it loads against them (`verify_files`), so
-a flipped byte, an emptied or swapped chunk file or an edited meta.json is refused, not read.
+Checksums: plan.json records the sha256 of every file written at creation (metadata,
+plan arrays, meta.json), each shard's done marker those of its shard files, and
+manifest.json all of them (`collect_checksums`). A reader checks the files it loads
+against them (`verify_files`), so a flipped byte, an emptied or swapped chunk file or an
+edited meta.json is refused, not read.
 
-Only the teacher columns are written after creation, one whole shard at a time by the one
-writer that owns the shard (two writers in one zarr shard silently lose rows).
+Only the teacher columns are written after creation, one whole shard at a time by the
+one writer that owns the shard (two writers in one zarr shard silently lose rows).
 
-Every shard file is written, even one that holds only zeros (zarr would skip it and read a
-missing file back as zeros): so a reader can tell a deleted or lost shard from real data.
-A failed write (disk full) is an EoidError; the files written before it stay valid. A kill at
-any instant leaves files that the rerun either keeps (finished shards, blocks, plan.json) or
-removes (a half-created store, a half-written shard, temporaries of dead writers): the rerun
-ends with the bytes of an uninterrupted run. Each durable step calls files.fault_point.
+Every shard file is written, even one that holds only zeros (zarr would skip it and read
+a missing file back as zeros): so a reader can tell a deleted or lost shard from real
+data. A failed write (disk full) is an EoidError; the files written before it stay
+valid. A kill at any instant leaves files that the rerun either keeps (finished shards,
+blocks, plan.json) or removes (a half-created store, a half-written shard, temporaries
+of dead writers): the rerun ends with the bytes of an uninterrupted run. Each durable
+step calls files.fault_point.
 """
+
 from __future__ import annotations
 
 import io
@@ -64,30 +72,57 @@ from eoid.teacher_cache.schema import (
     stored_rows,
 )
 
-MARKER = ".eoid-teacher-cache"   # from the first file of creation until plan.json: "ours, half made"
+# from the first file of creation until plan.json: "ours, half made"
+MARKER = ".eoid-teacher-cache"
 RECIPE = ".recipe.json"
 # what creation writes at the top of the folder: a half-created store is exactly these
-CREATED = ("zarr.json", *PLAN_NAMES, *TEACHER_NAMES, "image_offsets", "text_emb", "meta.json",
-           "progress", "partial", RECIPE)
+CREATED = (
+    "zarr.json",
+    *PLAN_NAMES,
+    *TEACHER_NAMES,
+    "image_offsets",
+    "text_emb",
+    "meta.json",
+    "progress",
+    "partial",
+    RECIPE,
+)
 
 
 @contextmanager
 def _every_chunk_written():
-    """zarr writes chunks equal to the fill value too (a missing shard file is then always an error)."""
+    """zarr writes chunks equal to the fill value too (a missing shard file is then
+    always an error).
+    """
     import zarr
+
     with zarr.config.set({"array.write_empty_chunks": True}):
         yield
 
 
 # ---------------------------------------------------------------- creation
 
-def _create(group: Any, name: str, data: np.ndarray | None, shape: tuple[int, ...], dtype: str,
-            shard_rows: int) -> Any:
+
+def _create(
+    group: Any,
+    name: str,
+    data: np.ndarray | None,
+    shape: tuple[int, ...],
+    dtype: str,
+    shard_rows: int,
+) -> Any:
     import zarr
+
     chunk = 1024 if shard_rows % 1024 == 0 else shard_rows
-    arr = group.create_array(name, shape=shape, dtype=dtype, chunks=(chunk,) + shape[1:],
-                             shards=(shard_rows,) + shape[1:],
-                             compressors=zarr.codecs.ZstdCodec(level=1), fill_value=0)
+    arr = group.create_array(
+        name,
+        shape=shape,
+        dtype=dtype,
+        chunks=(chunk,) + shape[1:],
+        shards=(shard_rows,) + shape[1:],
+        compressors=zarr.codecs.ZstdCodec(level=1),
+        fill_value=0,
+    )
     if data is not None and shape[0]:
         arr[...] = data
     fault_point(f"array {name} created")
@@ -95,16 +130,22 @@ def _create(group: Any, name: str, data: np.ndarray | None, shape: tuple[int, ..
 
 
 def is_half_created(path: Path) -> bool:
-    """Whether `path` holds a store whose creation a kill cut short: zarr.json beside nothing but
-    the store's own files and dot-files, and no plan.json (creation writes it last)."""
+    """Whether `path` holds a store whose creation a kill cut short: zarr.json beside
+    nothing but the store's own files and dot-files, and no plan.json (creation
+    writes it last)."""
     names = {p.name for p in path.iterdir()}
-    return ("zarr.json" in names and "plan.json" not in names
-            and all(n in CREATED or n.startswith(".") or n.endswith(".partial") for n in names))
+    return (
+        "zarr.json" in names
+        and "plan.json" not in names
+        and all(
+            n in CREATED or n.startswith(".") or n.endswith(".partial") for n in names
+        )
+    )
 
 
 def remove_half_created(path: Path) -> None:
-    """Remove what a killed creation wrote (CREATED, zarr's *.partial temporaries), nothing else:
-    locks, the marker and files of other writers stay."""
+    """Remove what a killed creation wrote (CREATED, zarr's *.partial temporaries),
+    nothing else: locks, the marker and files of other writers stay."""
     for name in CREATED:
         target = path / name
         if target.is_dir():
@@ -115,50 +156,92 @@ def remove_half_created(path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def create_store(path: Path, plan: CachePlan, layout: ShardLayout, text_emb: np.ndarray,
-                 meta: dict, plan_json: dict, recipe: dict | None = None) -> None:
-    """Write the plan columns, text embeddings, metadata and recipe; plan.json last marks creation done.
+def create_store(
+    path: Path,
+    plan: CachePlan,
+    layout: ShardLayout,
+    text_emb: np.ndarray,
+    meta: dict,
+    plan_json: dict,
+    recipe: dict | None = None,
+) -> None:
+    """Write the plan columns, text embeddings, metadata and recipe; plan.json last
+    marks creation done.
 
-    A half-created store (a killed creation) is removed first; the caller holds the init lock.
-    recipe: manifest.json to be, without checksums (RECIPE; None writes none).
+    A half-created store (a killed creation) is removed first; the caller holds the init
+    lock. recipe: manifest.json to be, without checksums (RECIPE; None writes none).
     """
     with writing(path, "the cache's plan arrays"), _every_chunk_written():
         _create_store(path, plan, layout, text_emb, meta, plan_json, recipe)
 
 
-def _create_store(path: Path, plan: CachePlan, layout: ShardLayout, text_emb: np.ndarray,
-                  meta: dict, plan_json: dict, recipe: dict | None) -> None:
+def _create_store(
+    path: Path,
+    plan: CachePlan,
+    layout: ShardLayout,
+    text_emb: np.ndarray,
+    meta: dict,
+    plan_json: dict,
+    recipe: dict | None,
+) -> None:
     import zarr
+
     remove_half_created(path)
-    # mode "a" creates the group without emptying the folder ("w" would delete the locks in it)
+    # mode "a" creates the group without emptying the folder ("w" would delete the locks
+    # in it)
     group = zarr.open_group(str(path), mode="a", zarr_format=3)
     fault_point("group created")
     D = text_emb.shape[1]
     sizes = {"embed_dim": D, "num_verbs": len(meta["vocabulary"]["verbs"])}
-    for column in PLAN_COLUMNS:       # written now, from the plan
+    for column in PLAN_COLUMNS:  # written now, from the plan
         data = np.asarray(getattr(plan, column.name)).astype(column.dtype, copy=False)
-        _create(group, column.name, data, column.shape(plan.num_pairs, sizes), column.dtype,
-                layout.shard_rows)
-    for column in TEACHER_COLUMNS:    # written shard by shard (write_shard)
-        _create(group, column.name, None, column.shape(plan.num_pairs, sizes), column.dtype,
-                layout.shard_rows)
-    group.create_array("image_offsets", data=plan.image_offsets.astype(np.int64),
-                       chunks=(len(plan.image_offsets),))
-    group.create_array("text_emb", data=np.asarray(text_emb, np.float32), chunks=text_emb.shape
-                       if text_emb.size else (1, max(1, D)))
+        _create(
+            group,
+            column.name,
+            data,
+            column.shape(plan.num_pairs, sizes),
+            column.dtype,
+            layout.shard_rows,
+        )
+    for column in TEACHER_COLUMNS:  # written shard by shard (write_shard)
+        _create(
+            group,
+            column.name,
+            None,
+            column.shape(plan.num_pairs, sizes),
+            column.dtype,
+            layout.shard_rows,
+        )
+    group.create_array(
+        "image_offsets",
+        data=plan.image_offsets.astype(np.int64),
+        chunks=(len(plan.image_offsets),),
+    )
+    group.create_array(
+        "text_emb",
+        data=np.asarray(text_emb, np.float32),
+        chunks=text_emb.shape if text_emb.size else (1, max(1, D)),
+    )
     fault_point("arrays image_offsets, text_emb created")
     write_json_atomic(path / "meta.json", meta, "a cache file")
     (path / "progress").mkdir(exist_ok=True)
     (path / "partial").mkdir(exist_ok=True)
     if recipe is not None:
         write_json_atomic(path / RECIPE, recipe, "a cache file")
-    created = [p for p in sorted(path.rglob("*")) if p.is_file() and _is_data_file(path, p)]
-    write_json_atomic(path / "plan.json", {**plan_json, "checksums": file_checksums(path, created)},
-                      "a cache file")
-    (path / MARKER).unlink(missing_ok=True)   # plan.json says it now
+    created = [
+        p for p in sorted(path.rglob("*")) if p.is_file() and _is_data_file(path, p)
+    ]
+    write_json_atomic(
+        path / "plan.json",
+        {**plan_json, "checksums": file_checksums(path, created)},
+        "a cache file",
+    )
+    (path / MARKER).unlink(missing_ok=True)  # plan.json says it now
 
 
-# ---------------------------------------------------------------- shards, blocks, progress
+# ---------------------------------------------------------------- shards, blocks,
+# progress
+
 
 def shard_done_path(path: Path, shard: int) -> Path:
     return path / "progress" / f"shard-{shard:05d}.done"
@@ -170,9 +253,9 @@ def shard_claim_path(path: Path, shard: int) -> Path:
 
 
 def remove_leftovers(path: Path, layout: ShardLayout) -> None:
-    """Remove what killed writers left that a finished cache must not hold: temporaries of dead
-    writers, the blocks and claims of done shards, the creation marker once plan.json exists, and
-    the recipe once manifest.json exists."""
+    """Remove what killed writers left that a finished cache must not hold:
+    temporaries of dead writers, the blocks and claims of done shards, the creation
+    marker once plan.json exists, and the recipe once manifest.json exists."""
     remove_dead_temporaries(path)
     if (path / "plan.json").is_file():
         (path / MARKER).unlink(missing_ok=True)
@@ -184,10 +267,15 @@ def remove_leftovers(path: Path, layout: ShardLayout) -> None:
 
 
 def _is_data_file(root: Path, file: Path) -> bool:
-    """A file of the store itself (not progress, partial blocks, locks, plan.json or manifest.json)."""
+    """A file of the store itself (not progress, partial blocks, locks, plan.json or
+    manifest.json).
+    """
     rel = file.relative_to(root)
-    return (rel.parts[0] not in ("progress", "partial") and not rel.name.startswith(".")
-            and str(rel) not in ("plan.json", "manifest.json"))
+    return (
+        rel.parts[0] not in ("progress", "partial")
+        and not rel.name.startswith(".")
+        and str(rel) not in ("plan.json", "manifest.json")
+    )
 
 
 def file_checksums(root: Path, files: list[Path]) -> dict[str, str]:
@@ -196,31 +284,49 @@ def file_checksums(root: Path, files: list[Path]) -> dict[str, str]:
 
 
 def collect_checksums(path: Path, layout: ShardLayout) -> dict[str, str]:
-    """Every file's sha256, from plan.json and the shards' done markers (for manifest.json)."""
+    """Every file's sha256, from plan.json and the shards' done markers (for
+    manifest.json).
+    """
     found = dict(read_json(path / "plan.json", CacheMismatchError).get("checksums", {}))
     for shard in range(layout.num_shards):
-        marker = read_json(shard_done_path(path, shard), CacheMismatchError,
-                           "Delete that file and rerun `eoid cache-teacher` to write the shard again.")
+        marker = read_json(
+            shard_done_path(path, shard),
+            CacheMismatchError,
+            "Delete that file and rerun `eoid cache-teacher` to write the shard again.",
+        )
         found.update(marker["checksums"])
     return dict(sorted(found.items()))
 
 
-def verify_files(path: Path, checksums: dict[str, str], arrays: tuple[str, ...] | None = None) -> None:
-    """Refuse (CacheMismatchError) a cache whose files differ from `checksums` (manifest.json's).
+def verify_files(
+    path: Path, checksums: dict[str, str], arrays: tuple[str, ...] | None = None
+) -> None:
+    """Refuse (CacheMismatchError) a cache whose files differ from `checksums`
+    (manifest.json's).
 
     arrays: check only these arrays' files (and the metadata); None checks every file.
     """
-    chosen = {rel: digest for rel, digest in checksums.items()
-              if arrays is None or "/" not in rel or rel.split("/", 1)[0] in arrays}
-    bad = [rel for rel, digest in chosen.items()
-           if not (path / rel).is_file() or file_sha256(path / rel) != digest]
+    chosen = {
+        rel: digest
+        for rel, digest in checksums.items()
+        if arrays is None or "/" not in rel or rel.split("/", 1)[0] in arrays
+    }
+    bad = [
+        rel
+        for rel, digest in chosen.items()
+        if not (path / rel).is_file() or file_sha256(path / rel) != digest
+    ]
     if bad:
-        shown = ", ".join(f"{rel} ({'changed' if (path / rel).is_file() else 'missing'})"
-                          for rel in bad[:3])
-        raise CacheMismatchError(f"{path}: {len(bad)} file(s) differ from the checksums recorded when the "
-                                 f"cache was written: {shown}{' ...' if len(bad) > 3 else ''}; it was "
-                                 "damaged or edited since. Copy it again, or rebuild it with "
-                                 "`eoid cache-teacher`.")
+        shown = ", ".join(
+            f"{rel} ({'changed' if (path / rel).is_file() else 'missing'})"
+            for rel in bad[:3]
+        )
+        raise CacheMismatchError(
+            f"{path}: {len(bad)} file(s) differ from the checksums recorded when the "
+            f"cache was written: {shown}{' ...' if len(bad) > 3 else ''}; it was "
+            "damaged or edited since. Copy it again, or rebuild it with "
+            "`eoid cache-teacher`."
+        )
 
 
 def done_shards(path: Path) -> set[int]:
@@ -245,8 +351,8 @@ def save_block(path: Path, shard: int, block_lo: int, rows: TeacherRows) -> None
 
 
 def load_block(path: Path, shard: int, block_lo: int, rows: int) -> TeacherRows | None:
-    """A saved block of `rows` rows, or None if absent, unreadable or short of a teacher column
-    (then it is recomputed)."""
+    """A saved block of `rows` rows, or None if absent, unreadable or short of a
+    teacher column (then it is recomputed)."""
     target = block_path(path, shard, block_lo)
     try:
         with np.load(target, allow_pickle=False) as z:
@@ -257,26 +363,34 @@ def load_block(path: Path, shard: int, block_lo: int, rows: int) -> TeacherRows 
 
 
 def write_shard(path: Path, layout: ShardLayout, shard: int, rows: TeacherRows) -> None:
-    """Write one whole teacher shard (every teacher column), fsync it, then mark it done and drop
-    its blocks."""
+    """Write one whole teacher shard (every teacher column), fsync it, then mark it
+    done and drop its blocks."""
     import zarr
+
     lo, hi = layout.shard_range(shard)
     written: list[Path] = []
-    with writing(path, f"teacher shard {shard} (rows {lo}:{hi})"), _every_chunk_written():
+    with (
+        writing(path, f"teacher shard {shard} (rows {lo}:{hi})"),
+        _every_chunk_written(),
+    ):
         group = zarr.open_group(str(path), mode="r+")
         for name, data in stored_rows(rows).items():
             shard_file = path / name / "c" / str(shard)
-            # a kill may have left this shard half written: start it afresh, or zarr would merge
-            # the new rows into the old file and the bytes would depend on where the kill fell
+            # a kill may have left this shard half written: start it afresh, or zarr
+            # would merge the new rows into the old file and the bytes would depend on
+            # where the kill fell
             if shard_file.is_dir():
                 shutil.rmtree(shard_file)
             else:
                 shard_file.unlink(missing_ok=True)
-            for tmp in shard_file.parent.glob(f"{shard}.*.partial"):   # zarr's, of a killed write
+            # zarr's, of a killed write
+            for tmp in shard_file.parent.glob(f"{shard}.*.partial"):
                 tmp.unlink(missing_ok=True)
             group[name][lo:hi] = data
             fault_point(f"{name} shard {shard} written")
-            for f in ([shard_file] if shard_file.is_file() else sorted(shard_file.rglob("*"))):
+            for f in (
+                [shard_file] if shard_file.is_file() else sorted(shard_file.rglob("*"))
+            ):
                 if f.is_file():
                     with open(f, "rb") as fh:
                         os.fsync(fh.fileno())
@@ -290,6 +404,7 @@ def write_shard(path: Path, layout: ShardLayout, shard: int, rows: TeacherRows) 
 def load_arrays(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Whole arrays into RAM (one read each: ~0.3 s for a HICO-size cache)."""
     import zarr
+
     group = zarr.open_group(str(path), mode="r")
     for n in names:
         _require_shard_files(path, n, group[n])
@@ -302,16 +417,19 @@ def _read_whole(path: Path, name: str, array: Any) -> np.ndarray:
         return np.asarray(array[...])
     except (RuntimeError, ValueError, OSError) as err:
         _settle_other_reads()
-        raise CacheMismatchError(f"{path}: cache array {name!r} is unreadable, a chunk is damaged "
-                                 f"({type(err).__name__}: {err}). "
-                                 "Copy the cache again or rebuild it with `eoid cache-teacher`.") from None
+        raise CacheMismatchError(
+            f"{path}: cache array {name!r} is unreadable, a chunk is damaged "
+            f"({type(err).__name__}: {err}). "
+            "Copy the cache again or rebuild it with `eoid cache-teacher`."
+        ) from None
 
 
 def _settle_other_reads() -> None:
     """Let zarr's other chunk reads of a failed read finish (their results are dropped).
 
-    zarr decodes chunks as concurrent tasks on its own event loop; when one fails the others
-    are still pending, and at exit asyncio logs each as "Task was destroyed but it is pending".
+    zarr decodes chunks as concurrent tasks on its own event loop; when one fails the
+    others are still pending, and at exit asyncio logs each as "Task was destroyed but
+    it is pending".
     """
     import asyncio
 
@@ -320,6 +438,7 @@ def _settle_other_reads() -> None:
     async def settle() -> None:
         others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         await asyncio.gather(*others, return_exceptions=True)
+
     sync(settle())
 
 
@@ -328,8 +447,14 @@ def _require_shard_files(path: Path, name: str, array: Any) -> None:
     rows = array.shape[0]
     step = (array.shards or array.chunks)[0]
     tail = "/0" * (len(array.shape) - 1)
-    missing = [k for k in range(-(-rows // step)) if not (path / name / "c" / f"{k}{tail}").is_file()]
+    missing = [
+        k
+        for k in range(-(-rows // step))
+        if not (path / name / "c" / f"{k}{tail}").is_file()
+    ]
     if missing:
-        raise CacheMismatchError(f"{path}: array {name!r} lacks {len(missing)} shard file(s) (rows "
-                                 f"{missing[0] * step}.. are gone, e.g. {name}/c/{missing[0]}{tail}); the "
-                                 "cache is damaged or was copied in part. Copy it again or rebuild it.")
+        raise CacheMismatchError(
+            f"{path}: array {name!r} lacks {len(missing)} shard file(s) (rows "
+            f"{missing[0] * step}.. are gone, e.g. {name}/c/{missing[0]}{tail}); the "
+            "cache is damaged or was copied in part. Copy it again or rebuild it."
+        )

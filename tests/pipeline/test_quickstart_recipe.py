@@ -1,5 +1,7 @@
-"""`eoid quickstart --set`: the recipe's values are checked before any work, and a run folder
-started with other values is never reused or resumed as if it were this quickstart's."""
+"""`eoid quickstart --set`: the recipe's values are checked before any work, and a
+run folder started with other values is never reused or resumed as if it were this
+quickstart's."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -10,15 +12,23 @@ from click.testing import CliRunner
 from eoid.cli import main
 from eoid.config import TrainConfig, dumps_toml, load_config
 from eoid.errors import ConfigError
-from eoid.pipeline.run_quickstart import recipe_path, require_same_recipe, require_settable
+from eoid.pipeline.run_quickstart import (
+    recipe_path,
+    require_same_recipe,
+    require_settable,
+)
 
 
 def test_a_misspelled_set_key_is_one_line_before_anything_is_written(tmp_path):
     out = tmp_path / "qs"
-    result = CliRunner().invoke(main, ["quickstart", "--out", str(out), "--set", "loss.is_positive=matched"])
+    result = CliRunner().invoke(
+        main, ["quickstart", "--out", str(out), "--set", "loss.is_positive=matched"]
+    )
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
-        "Error: --set loss.is_positive=matched: unknown key 'is_positive'; did you mean 'is_positives'?"]
+        "Error: --set loss.is_positive=matched: unknown key 'is_positive'; did you mean"
+        " 'is_positives'?"
+    ]
     assert not out.exists()
 
 
@@ -33,14 +43,26 @@ def test_a_run_started_under_other_values_is_refused_with_what_differs(tmp_path)
     (tmp_path / "runs" / "eoid" / "config.toml").write_text(dumps_toml(started))
     with pytest.raises(ConfigError, match=r"loss\.distill 31\.0 -> 54\.0.*--set"):
         require_same_recipe([_run(tmp_path)])
-    require_same_recipe([started])                              # the same values: resumed or reused
-    moved = dataclasses.replace(started, cache=str(tmp_path / "elsewhere" / "teacher_cache"))
-    require_same_recipe([moved])                                # the folder's place is not the recipe
+    # the same values: resumed or reused
+    require_same_recipe([started])
+    moved = dataclasses.replace(
+        started, cache=str(tmp_path / "elsewhere" / "teacher_cache")
+    )
+    # the folder's place is not the recipe
+    require_same_recipe([moved])
 
 
-
-@pytest.mark.parametrize("item", ["out=elsewhere", "cache=c", "resume=false", "data.train_images=x",
-                                  "teacher.model=RN50", " out = x"])
+@pytest.mark.parametrize(
+    "item",
+    [
+        "out=elsewhere",
+        "cache=c",
+        "resume=false",
+        "data.train_images=x",
+        "teacher.model=RN50",
+        " out = x",
+    ],
+)
 def test_a_set_of_a_key_the_quickstart_sets_itself_is_refused_naming_it(item):
     with pytest.raises(ConfigError, match="the quickstart sets") as err:
         require_settable(("optim.epochs=2", item))

@@ -1,11 +1,12 @@
-"""Run `eoid cache-teacher` jobs as real concurrent processes, cheaply: one Python process imports
-torch and eoid once, then forks one child per job (a part, a killed run, a rerun).
+"""Run `eoid cache-teacher` jobs as real concurrent processes, cheaply: one Python
+process imports torch and eoid once, then forks one child per job (a part, a killed run,
+a rerun).
 
     python tests/reliability/cache_jobs.py SPEC.json RESULT.json
 
-SPEC: {"synth": DIR, "weights": FILE, "root": DIR, "shard_rows": 16, "scenarios": [...]}; each
-scenario writes the cache ROOT/NAME and reports its exit codes, every file's sha256 and what it
-left that a finished cache must not hold. Kinds:
+SPEC: {"synth": DIR, "weights": FILE, "root": DIR, "shard_rows": 16, "scenarios":
+[...]}; each scenario writes the cache ROOT/NAME and reports its exit codes, every
+file's sha256 and what it left that a finished cache must not hold. Kinds:
   parts:  {"parts": ["0/2", "1/2"], "delays": [0, 0.2]}: parts started together or staggered.
   killed: {"parts": [...], "kill": 1, "after_done": 1}: SIGKILL part `kill` once `after_done`
           shards are done (or once it claimed one), then rerun it alone.
@@ -13,9 +14,10 @@ left that a finished cache must not hold. Kinds:
           step (EOID_FAULT_AT=N), then the same run again; digests per N.
   count:  a one-process run listing its durable file steps (EOID_FAULT_LOG).
   random: {"delays": [...]}: SIGKILL a one-process run after each delay (s), then rerun it.
-Exit codes of children: 0 done, 1 an EoidError (its line in ROOT/NAME.err-PART), 137 killed,
-2 anything else (traceback on stderr).
+Exit codes of children: 0 done, 1 an EoidError (its line in ROOT/NAME.err-PART), 137
+killed, 2 anything else (traceback on stderr).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -41,14 +43,25 @@ TINY_CLIP = Path(__file__).resolve().parents[1] / "data" / "tiny-clip.json"
 
 
 def config(spec: dict, out: Path, part: str = "", **teacher) -> CacheConfig:
-    t = dict(model=str(TINY_CLIP), weights=spec["weights"], batch_size=16, num_workers=0,
-             shard_rows=spec.get("shard_rows", 16))
+    t = dict(
+        model=str(TINY_CLIP),
+        weights=spec["weights"],
+        batch_size=16,
+        num_workers=0,
+        shard_rows=spec.get("shard_rows", 16),
+    )
     t.update(teacher)
     synth = Path(spec["synth"])
-    return CacheConfig(data=DataConfig(dataset=str(synth / "vocabulary.json"),
-                                       train_annotations=str(synth / "train.json"),
-                                       train_images=str(synth / "images")),
-                       teacher=TeacherConfig(**t), out=str(out), part=part)
+    return CacheConfig(
+        data=DataConfig(
+            dataset=str(synth / "vocabulary.json"),
+            train_annotations=str(synth / "train.json"),
+            train_images=str(synth / "images"),
+        ),
+        teacher=TeacherConfig(**t),
+        out=str(out),
+        part=part,
+    )
 
 
 def start(spec: dict, out: Path, part: str = "", env: dict | None = None) -> int:
@@ -77,19 +90,35 @@ def wait(pid: int) -> int:
 
 
 def digests(out: Path) -> dict[str, str]:
-    return {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(out.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(out.rglob("*"))
+        if p.is_file()
+    }
 
 
 def leftovers(out: Path) -> list[str]:
-    """Files a finished cache must not hold: temporaries, locks, claims, blocks, the recipe."""
-    return sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
-                  if p.is_file() and (p.name.startswith(".") or p.name.endswith(".partial")
-                                      or "partial/" in p.relative_to(out).as_posix()))
+    """Files a finished cache must not hold: temporaries, locks, claims, blocks, the
+    recipe.
+    """
+    return sorted(
+        p.relative_to(out).as_posix()
+        for p in out.rglob("*")
+        if p.is_file()
+        and (
+            p.name.startswith(".")
+            or p.name.endswith(".partial")
+            or "partial/" in p.relative_to(out).as_posix()
+        )
+    )
 
 
 def done_count(out: Path) -> int:
-    return len(list((out / "progress").glob("shard-*.done"))) if (out / "progress").is_dir() else 0
+    return (
+        len(list((out / "progress").glob("shard-*.done")))
+        if (out / "progress").is_dir()
+        else 0
+    )
 
 
 def run_scenario(spec: dict, sc: dict) -> dict:
@@ -107,8 +136,11 @@ def run_scenario(spec: dict, sc: dict) -> dict:
         victim = pids[sc["kill"]]
         mine = f".shard-{int(sc['parts'][sc['kill']].split('/')[0]):05d}.lock"
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and done_count(out) < sc["after_done"] and \
-                not (out / "progress" / mine).exists():
+        while (
+            time.monotonic() < deadline
+            and done_count(out) < sc["after_done"]
+            and not (out / "progress" / mine).exists()
+        ):
             time.sleep(0.005)
         os.kill(victim, signal.SIGKILL)
         result["rcs"] = [wait(p) for p in pids]
@@ -124,8 +156,11 @@ def run_scenario(spec: dict, sc: dict) -> dict:
             target = out / f"step{n:03d}"
             killed = wait(start(spec, target, env={FAULT_AT: str(n)}))
             rerun = wait(start(spec, target))
-            result["per_step"][n] = {"rcs": [killed, rerun], "digests": digests(target),
-                                     "leftovers": leftovers(target)}
+            result["per_step"][n] = {
+                "rcs": [killed, rerun],
+                "digests": digests(target),
+                "leftovers": leftovers(target),
+            }
         return result
     elif kind == "random":
         result["per_kill"] = []
@@ -136,10 +171,17 @@ def run_scenario(spec: dict, sc: dict) -> dict:
             os.kill(pid, signal.SIGKILL)
             killed = wait(pid)
             rerun = wait(start(spec, target))
-            result["per_kill"].append({"rcs": [killed, rerun], "digests": digests(target),
-                                       "leftovers": leftovers(target)})
+            result["per_kill"].append(
+                {
+                    "rcs": [killed, rerun],
+                    "digests": digests(target),
+                    "leftovers": leftovers(target),
+                }
+            )
         return result
-    result["errors"] = {p.name: p.read_text() for p in out.parent.glob(f"{out.name}.err-*")}
+    result["errors"] = {
+        p.name: p.read_text() for p in out.parent.glob(f"{out.name}.err-*")
+    }
     result["digests"] = digests(out) if out.is_dir() else {}
     result["leftovers"] = leftovers(out) if out.is_dir() else []
     return result

@@ -1,5 +1,7 @@
-"""A value out of range is refused when the config is loaded: one line naming the key and the ONE
-source that set it (the --config file, a --set, a flag, a checkpoint's recipe), before any work."""
+"""A value out of range is refused when the config is loaded: one line naming the key
+and the ONE source that set it (the --config file, a --set, a flag, a checkpoint's
+recipe), before any work."""
+
 from __future__ import annotations
 
 import time
@@ -18,11 +20,12 @@ BAD_VALUES = [
     (TrainConfig, "augment.scales=[]", "augment.scales"),
     (TrainConfig, "augment.scales=[512, 0]", "augment.scales"),
     (TrainConfig, "augment.test_size=0", "augment.test_size"),
-    (TrainConfig, "augment.crop_min=700", "augment.crop_min"),     # above crop_max 600
+    (TrainConfig, "augment.crop_min=700", "augment.crop_min"),  # above crop_max 600
     (TrainConfig, "data.val_images=-1", "data.val_images"),
     (TrainConfig, "data.max_boxes=0", "data.max_boxes"),
     (TrainConfig, "data.unknown_pairs=some", "data.unknown_pairs"),
-    (TrainConfig, "data.fraction=0", "data.fraction"),           # (0, 1]: no images is no run
+    # (0, 1]: no images is no run
+    (TrainConfig, "data.fraction=0", "data.fraction"),
     (TrainConfig, "data.fraction=1.5", "data.fraction"),
     (TrainConfig, "data.fraction=-0.1", "data.fraction"),
     (TrainConfig, "optim.num_workers=-1", "optim.num_workers"),
@@ -63,7 +66,9 @@ BAD_VALUES = [
 
 
 @pytest.mark.parametrize("cls,override,key", BAD_VALUES, ids=[b[1] for b in BAD_VALUES])
-def test_an_out_of_range_value_is_refused_in_one_line_naming_the_key_and_the_set(cls, override, key):
+def test_an_out_of_range_value_is_refused_in_one_line_naming_the_key_and_the_set(
+    cls, override, key
+):
     with pytest.raises(ConfigError) as err:
         load_config(cls, None, (override,))
     msg = str(err.value)
@@ -71,11 +76,17 @@ def test_an_out_of_range_value_is_refused_in_one_line_naming_the_key_and_the_set
     assert key in msg and f"--set {override}" in msg
 
 
-def test_the_message_names_the_file_that_set_the_value_not_every_source_merged(tmp_path):
+def test_the_message_names_the_file_that_set_the_value_not_every_source_merged(
+    tmp_path,
+):
     recipe = tmp_path / "recipe.toml"
     recipe.write_text("[optim]\nlr = -1.0\n")
     with pytest.raises(ConfigError) as err:
-        load_config(TrainConfig, recipe, ("optim.epochs=3", "loss.distill=5", "student.num_queries=8"))
+        load_config(
+            TrainConfig,
+            recipe,
+            ("optim.epochs=3", "loss.distill=5", "student.num_queries=8"),
+        )
     msg = str(err.value)
     assert msg.startswith(f"{recipe}") and "optim.lr" in msg and "--set" not in msg
 
@@ -85,7 +96,9 @@ def test_a_value_set_in_a_base_recipe_names_the_base_file(tmp_path):
     (tmp_path / "child.toml").write_text("base = 'base.toml'\n[optim]\nepochs = 3\n")
     with pytest.raises(ConfigError) as err:
         load_config(TrainConfig, tmp_path / "child.toml")
-    assert str(err.value).startswith(str(tmp_path / "base.toml")) and "matcher.topk" in str(err.value)
+    assert str(err.value).startswith(
+        str(tmp_path / "base.toml")
+    ) and "matcher.topk" in str(err.value)
 
 
 def test_a_bad_value_from_a_flag_names_the_flag_field():
@@ -100,17 +113,24 @@ def test_a_later_set_that_fixes_an_earlier_one_is_accepted():
 
 
 def test_a_misspelled_key_from_a_set_names_that_set():
-    with pytest.raises(ConfigError, match=r"^--set matcher\.top_k=3.*did you mean 'topk'"):
+    with pytest.raises(
+        ConfigError, match=r"^--set matcher\.top_k=3.*did you mean 'topk'"
+    ):
         load_config(TrainConfig, None, ("optim.epochs=3", "matcher.top_k=3"))
 
 
-@pytest.mark.parametrize("args", [
-    ["train", "--out", "x", "--set", "optim.batch_size=0"],
-    ["train", "--out", "x", "--set", "optim.lr=nan"],
-    ["cache-teacher", "--out", "x", "--set", "teacher.precision=fp8"],
-    ["evaluate", "--predictions", "p.json", "--out", "x", "--set", "post.top_k=-5"],
-])
-def test_the_cli_refuses_a_bad_value_within_a_second_with_exit_1_and_one_line(tmp_path, args):
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "--out", "x", "--set", "optim.batch_size=0"],
+        ["train", "--out", "x", "--set", "optim.lr=nan"],
+        ["cache-teacher", "--out", "x", "--set", "teacher.precision=fp8"],
+        ["evaluate", "--predictions", "p.json", "--out", "x", "--set", "post.top_k=-5"],
+    ],
+)
+def test_the_cli_refuses_a_bad_value_within_a_second_with_exit_1_and_one_line(
+    tmp_path, args
+):
     start = time.monotonic()
     result = CliRunner().invoke(main, args)
     assert time.monotonic() - start < 1.0
@@ -120,5 +140,8 @@ def test_the_cli_refuses_a_bad_value_within_a_second_with_exit_1_and_one_line(tm
 
 def test_a_prompt_template_with_an_unknown_placeholder_names_the_valid_ones():
     from eoid.pipeline.data.vocab import load_vocabulary
-    with pytest.raises(ConfigError, match=r"teacher\.template.*\{bogus\}.*\{verb_ing\}.*\{object\}"):
+
+    with pytest.raises(
+        ConfigError, match=r"teacher\.template.*\{bogus\}.*\{verb_ing\}.*\{object\}"
+    ):
         load_vocabulary("hico-det").prompts("a {bogus} thing")

@@ -1,5 +1,6 @@
-"""Corrupt or hostile CLIP weight files and edited eoid checkpoints: one line naming the file, and
-nothing in them ever runs (weights_only=True, never a pickle)."""
+"""Corrupt or hostile CLIP weight files and edited eoid checkpoints: one line naming
+the file, and nothing in them ever runs (weights_only=True, never a pickle)."""
+
 from __future__ import annotations
 
 import os
@@ -39,17 +40,22 @@ def _pickle_with_code(good: Path, bad: Path, marker: Path) -> None:
 
 def _safetensors(good: Path) -> bytes:
     from safetensors.torch import save
-    return save({k: v.contiguous() for k, v in torch.load(good, weights_only=True).items()})
+
+    return save(
+        {k: v.contiguous() for k, v in torch.load(good, weights_only=True).items()}
+    )
 
 
 def _safetensors_bad_header(good: Path, bad: Path, marker: Path) -> None:
     data = _safetensors(good)
-    bad.write_bytes(struct.pack("<Q", 1 << 40) + data[8:])       # header length past the file end
+    # header length past the file end
+    bad.write_bytes(struct.pack("<Q", 1 << 40) + data[8:])
 
 
 def _safetensors_garbled_header(good: Path, bad: Path, marker: Path) -> None:
     data = bytearray(_safetensors(good))
-    data[8:40] = b"#" * 32                                       # the JSON header is no longer JSON
+    # the JSON header is no longer JSON
+    data[8:40] = b"#" * 32
     bad.write_bytes(bytes(data))
 
 
@@ -64,22 +70,29 @@ def _empty(good: Path, bad: Path, marker: Path) -> None:
 
 def _other_architecture(good: Path, bad: Path, marker: Path) -> None:
     state = torch.load(good, weights_only=True)
-    state["visual.proj"] = torch.zeros(3, 3)                     # a width this model does not have
+    # a width this model does not have
+    state["visual.proj"] = torch.zeros(3, 3)
     torch.save(state, bad)
 
 
-HOSTILE = {"garbage bytes": (_garbage, ".pt"), "truncated zip": (_truncated_zip, ".pt"),
-           "pickle that runs a command": (_pickle_with_code, ".pt"),
-           "safetensors header length past the end": (_safetensors_bad_header, ".safetensors"),
-           "safetensors header not JSON": (_safetensors_garbled_header, ".safetensors"),
-           "truncated safetensors": (_safetensors_truncated, ".safetensors"),
-           "empty file": (_empty, ".bin"),
-           "weights of another architecture": (_other_architecture, ".pt")}
+HOSTILE = {
+    "garbage bytes": (_garbage, ".pt"),
+    "truncated zip": (_truncated_zip, ".pt"),
+    "pickle that runs a command": (_pickle_with_code, ".pt"),
+    "safetensors header length past the end": (_safetensors_bad_header, ".safetensors"),
+    "safetensors header not JSON": (_safetensors_garbled_header, ".safetensors"),
+    "truncated safetensors": (_safetensors_truncated, ".safetensors"),
+    "empty file": (_empty, ".bin"),
+    "weights of another architecture": (_other_architecture, ".pt"),
+}
 
 
 @pytest.mark.parametrize("kind", sorted(HOSTILE))
-def test_a_corrupt_or_hostile_clip_weights_file_is_one_line_naming_it(clip_weights, tmp_path, kind):
+def test_a_corrupt_or_hostile_clip_weights_file_is_one_line_naming_it(
+    clip_weights, tmp_path, kind
+):
     from eoid.teacher_cache.teacher import load_teacher
+
     make, suffix = HOSTILE[kind]
     bad, marker = tmp_path / f"weights{suffix}", tmp_path / "pwned"
     make(clip_weights, bad, marker)
@@ -90,7 +103,9 @@ def test_a_corrupt_or_hostile_clip_weights_file_is_one_line_naming_it(clip_weigh
     assert not marker.exists()
 
 
-# ------------------------------------------------------------------------ eoid checkpoints
+# ------------------------------------------------------------------------ eoid
+# checkpoints
+
 
 def _edited(run: Path, to: Path, edit) -> Path:
     ckpt = load_checkpoint(run / "checkpoint.pt")
@@ -104,15 +119,20 @@ def _wrong_shape(ckpt: dict) -> None:
     ckpt["model"][name] = torch.zeros(3, 3)
 
 
-EDITS = {"without 'vocabulary'": lambda c: c.pop("vocabulary"),
-         "without 'config'": lambda c: c.pop("config"),
-         "without 'model'": lambda c: c.pop("model"),
-         "with a weight of the wrong shape": _wrong_shape}
+EDITS = {
+    "without 'vocabulary'": lambda c: c.pop("vocabulary"),
+    "without 'config'": lambda c: c.pop("config"),
+    "without 'model'": lambda c: c.pop("model"),
+    "with a weight of the wrong shape": _wrong_shape,
+}
 
 
 @pytest.mark.parametrize("edit", sorted(EDITS))
-def test_an_edited_checkpoint_is_one_line_naming_it_when_evaluating(trained_run, tmp_path, edit):
+def test_an_edited_checkpoint_is_one_line_naming_it_when_evaluating(
+    trained_run, tmp_path, edit
+):
     from eoid.pipeline.data.student_models import model_from_checkpoint
+
     path = _edited(trained_run, tmp_path / "edited.pt", EDITS[edit])
     with pytest.raises(CheckpointError) as err:
         model_from_checkpoint(path, "cpu")
@@ -120,7 +140,9 @@ def test_an_edited_checkpoint_is_one_line_naming_it_when_evaluating(trained_run,
 
 
 @pytest.mark.parametrize("edit", sorted(EDITS))
-def test_an_edited_checkpoint_is_one_line_naming_it_when_resuming(synth, trained_run, tmp_path, edit):
+def test_an_edited_checkpoint_is_one_line_naming_it_when_resuming(
+    synth, trained_run, tmp_path, edit
+):
     out = tmp_path / "run"
     shutil.copytree(trained_run, out, ignore=shutil.ignore_patterns(".lock"))
     _edited(trained_run, out / "checkpoint.pt", EDITS[edit])

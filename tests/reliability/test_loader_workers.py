@@ -1,9 +1,12 @@
-"""An error in a DataLoader worker ends the command at once: the worker's own one-line message, exit 1.
+"""An error in a DataLoader worker ends the command at once: the worker's own one-line
+message, exit 1.
 
-Before: `eoid train` with 2 loader workers on a truncated PNG printed the worker's 10-line
-traceback and then hung forever at exit (multiprocessing joins its daemon workers after a
-SIGTERM, which training workers ignore so that a stop signal reaches the main process only).
+Before: `eoid train` with 2 loader workers on a truncated PNG printed the worker's
+10-line traceback and then hung forever at exit (multiprocessing joins its daemon
+workers after a SIGTERM, which training workers ignore so that a stop signal reaches the
+main process only).
 """
+
 from __future__ import annotations
 
 import json
@@ -26,7 +29,9 @@ BROKEN = 5
 
 
 def _truncated_world(synth: Path, tmp: Path) -> tuple[Path, str]:
-    """A copy of the world whose record BROKEN's PNG keeps a valid header but only half its bytes."""
+    """A copy of the world whose record BROKEN's PNG keeps a valid header but only half
+    its bytes.
+    """
     world = tmp / "world"
     shutil.copytree(synth, world)
     name = json.loads((world / "train.json").read_text())[BROKEN]["file_name"]
@@ -54,19 +59,33 @@ def _describe(pids: set[int]) -> list[str]:
         proc = Path("/proc") / str(pid)
         try:
             state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cmdline = (
+                (proc / "cmdline")
+                .read_bytes()
+                .replace(b"\0", b" ")
+                .decode(errors="replace")
+            )
         except OSError:
             continue
         found.append(f"{pid} {state} {cmdline.strip()}")
     return found
 
 
-def test_train_with_two_loader_workers_and_a_truncated_png_ends_in_seconds_with_one_line(synth, tmp_path):
+def test_train_with_two_loader_workers_and_a_truncated_png_ends_in_seconds_with_one_line(
+    synth, tmp_path
+):
     world, name = _truncated_world(synth, tmp_path)
     cmd = train_command(world, tmp_path / "run", 1, "optim.num_workers=2")
     start = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=subprocess_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         _, stderr = proc.communicate(timeout=90)
     except subprocess.TimeoutExpired:
@@ -85,9 +104,11 @@ def test_a_worker_error_in_training_leaves_no_worker_process_behind(synth, tmp_p
     from eoid.pipeline.run_train import run_train
 
     from tiny_train import train_config
+
     world, name = _truncated_world(synth, tmp_path)
     cfg = train_config(world, tmp_path / "run", 1, "optim.num_workers=2")
-    before = set(_children(os.getpid()))   # processes of earlier tests in this pytest are not ours
+    # processes of earlier tests in this pytest are not ours
+    before = set(_children(os.getpid()))
     with pytest.raises(DataError) as err:
         run_train(cfg, WORLD)
     assert "\n" not in str(err.value) and name in str(err.value)
@@ -97,9 +118,11 @@ def test_a_worker_error_in_training_leaves_no_worker_process_behind(synth, tmp_p
     assert _describe(set(_children(os.getpid())) - before) == []
 
 
-def test_cache_teacher_with_crop_workers_reports_a_truncated_image_in_one_line(synth, clip_weights,
-                                                                               tmp_path):
+def test_cache_teacher_with_crop_workers_reports_a_truncated_image_in_one_line(
+    synth, clip_weights, tmp_path
+):
     from eoid.pipeline.run_cache import run_cache
+
     world, name = _truncated_world(synth, tmp_path)
     cfg = cache_config(world, clip_weights, tmp_path / "cache", num_workers=2)
     with pytest.raises(DataError) as err:
@@ -109,9 +132,12 @@ def test_cache_teacher_with_crop_workers_reports_a_truncated_image_in_one_line(s
     assert not msg.startswith("Caught")
 
 
-def test_inference_with_loader_workers_reports_a_truncated_image_in_one_line(synth, tmp_path):
+def test_inference_with_loader_workers_reports_a_truncated_image_in_one_line(
+    synth, tmp_path
+):
     from eoid.config import AugmentConfig
     from eoid.pipeline.evaluation.inference import model_outputs
+
     world, name = _truncated_world(synth, tmp_path)
     names = [r["file_name"] for r in json.loads((world / "train.json").read_text())][:8]
     paths = [world / "images" / n for n in names]
@@ -119,16 +145,35 @@ def test_inference_with_loader_workers_reports_a_truncated_image_in_one_line(syn
     class Mean(torch.nn.Module):
         def forward(self, images, masks):
             return images.mean()
+
     with pytest.raises(DataError) as err:
-        for _ in model_outputs(Mean(), paths, names, AugmentConfig(test_size=96, max_size=128), "cpu",
-                               batch_size=2, num_workers=2, progress=False):
+        for _ in model_outputs(
+            Mean(),
+            paths,
+            names,
+            AugmentConfig(test_size=96, max_size=128),
+            "cpu",
+            batch_size=2,
+            num_workers=2,
+            progress=False,
+        ):
             pass
     assert "\n" not in str(err.value) and name in str(err.value)
 
 
 def test_data_check_reports_a_truncated_image_whose_header_is_fine(synth, tmp_path):
     world, name = _truncated_world(synth, tmp_path)
-    result = CliRunner().invoke(main, ["data", "check", str(world / "train.json"), "--images",
-                                       str(world / "images"), "--dataset", str(world / "vocabulary.json")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "data",
+            "check",
+            str(world / "train.json"),
+            "--images",
+            str(world / "images"),
+            "--dataset",
+            str(world / "vocabulary.json"),
+        ],
+    )
     assert result.exit_code == 1, result.output
     assert "unreadable_image: 1" in result.output and name in result.output

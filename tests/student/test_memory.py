@@ -1,5 +1,7 @@
-"""The encoder-attention estimate: token counts equal the backbones' maps, a hand-computed case,
-and the estimate against the peak memory a real forward + backward takes on this CPU."""
+"""The encoder-attention estimate: token counts equal the backbones' maps, a
+hand-computed case, and the estimate against the peak memory a real forward +
+backward takes on this CPU."""
+
 import dataclasses
 import json
 import subprocess
@@ -25,19 +27,23 @@ def test_every_preset_backbone_has_a_stride():
 def test_feature_cells_equal_the_backbones_feature_map(name, height, width):
     preset = dataclasses.replace(get_preset("tiny"), backbone=name)
     with torch.no_grad():
-        features, _ = Backbone(name)(torch.zeros(1, 3, height, width),
-                                     torch.zeros(1, height, width, dtype=torch.bool))
-    assert feature_cells(preset, height, width) == features.shape[-2] * features.shape[-1]
+        features, _ = Backbone(name)(
+            torch.zeros(1, 3, height, width),
+            torch.zeros(1, height, width, dtype=torch.bool),
+        )
+    assert (
+        feature_cells(preset, height, width) == features.shape[-2] * features.shape[-1]
+    )
 
 
 def test_the_tiny_preset_at_hico_sizes_is_the_issues_case_by_hand():
     # tiny: stride 8, 4 heads, 1 encoder layer. A 1333 x 800 px batch of 4 gives
-    # ceil(1333/8) * ceil(800/8) = 167 * 100 = 16,700 tokens, so one attention matrix holds
-    # 4 * 4 * 16,700^2 = 4,462,240,000 values: 17.8 GB in float32, 8.9 GB in bf16 (the issue's
-    # figure). Training with dropout keeps 3 float32 copies + a 1-byte mask per layer and one more
-    # at the peak: 3 * 4 + 1 + 4 = 17 bytes per value.
+    # ceil(1333/8) * ceil(800/8) = 167 * 100 = 16,700 tokens, so one attention matrix
+    # holds 4 * 4 * 16,700^2 = 4,462,240,000 values: 17.8 GB in float32, 8.9 GB in bf16
+    # (the issue's figure). Training with dropout keeps 3 float32 copies + a 1-byte mask
+    # per layer and one more at the peak: 3 * 4 + 1 + 4 = 17 bytes per value.
     tiny = get_preset("tiny")
-    values = 4 * 4 * 16_700 ** 2
+    values = 4 * 4 * 16_700**2
     assert feature_cells(tiny, 1333, 800) == 16_700
     assert encoder_attention_bytes(tiny, 1333, 800, 4, 4, dropout=0.1) == values * 17
     # bf16 autocast: 3 * 2 + 1 + 2 = 9 bytes per value, about half
@@ -77,18 +83,28 @@ for dropout in (0.1, 0.0):
 
 
 def _peak_bytes(batch: int, tokens: int, layers: int) -> list[int]:
-    """Peak RSS growth (bytes) of one forward + backward of an encoder with dropout 0.1, then 0."""
-    done = subprocess.run([sys.executable, "-c", MEASURE, json.dumps([batch, tokens, layers])],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT,
-                          env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PATH": ""})
+    """Peak RSS growth (bytes) of one forward + backward of an encoder with dropout 0.1,
+    then 0.
+    """
+    done = subprocess.run(
+        [sys.executable, "-c", MEASURE, json.dumps([batch, tokens, layers])],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PATH": ""},
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return [int(n) for n in done.stdout.split()[-2:]]
 
 
-@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="peak RSS reset is Linux-only")
+@pytest.mark.skipif(
+    not Path("/proc/self/clear_refs").exists(), reason="peak RSS reset is Linux-only"
+)
 def test_the_estimate_matches_the_peak_memory_of_a_real_forward_and_backward():
-    # a 2-layer, 4-head, stride-8 encoder on a 256 x 384 px batch of 1: 32 * 48 = 1,536 tokens,
-    # one float32 matrix 4 * 1536^2 * 4 B = 37.7 MB, estimate 7.5 of them = 283 MB
+    # a 2-layer, 4-head, stride-8 encoder on a 256 x 384 px batch of 1: 32 * 48 = 1,536
+    # tokens, one float32 matrix 4 * 1536^2 * 4 B = 37.7 MB, estimate 7.5 of them = 283
+    # MB
     preset = dataclasses.replace(get_preset("tiny"), enc_layers=2)
     tokens = feature_cells(preset, 256, 384)
     estimate = encoder_attention_bytes(preset, 256, 384, 1, 4, dropout=0.1)

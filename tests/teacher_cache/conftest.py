@@ -1,4 +1,7 @@
-"""Fixtures of the teacher tests: the tiny open_clip model (weights from tests/conftest.py) as a Teacher."""
+"""Fixtures of the teacher tests: the tiny open_clip model (weights from
+tests/conftest.py) as a Teacher.
+"""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,4 +19,5 @@ def tiny_config() -> Path:
 @pytest.fixture(scope="session")
 def tiny_teacher(tiny_weights):
     from eoid.teacher_cache.teacher import load_teacher
+
     return load_teacher(str(TINY_CONFIG), str(tiny_weights), "cpu")

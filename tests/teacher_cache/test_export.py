@@ -1,4 +1,7 @@
-"""`eoid cache export`: the HDF5 file holds exactly the cache; unfinished caches refused; atomic writes."""
+"""`eoid cache export`: the HDF5 file holds exactly the cache; unfinished caches
+refused; atomic writes.
+"""
+
 from __future__ import annotations
 
 import json
@@ -18,11 +21,11 @@ h5py = pytest.importorskip("h5py")
 
 @pytest.fixture
 def cache(synth_cache) -> Path:
-    return synth_cache   # several 16-row shards: the export joins them
+    return synth_cache  # several 16-row shards: the export joins them
 
 
 def test_the_export_read_back_with_h5py_alone_equals_the_cache(cache, tmp_path):
-    out = export_hdf5(cache, tmp_path / "sub" / "cache.h5")   # the folder is created
+    out = export_hdf5(cache, tmp_path / "sub" / "cache.h5")  # the folder is created
     reader = CacheReader(cache, load_embeddings=True)
     extra = store.load_arrays(cache, ("text_emb", "pair_image"))
     meta = json.loads((cache / "meta.json").read_text())
@@ -33,12 +36,21 @@ def test_the_export_read_back_with_h5py_alone_equals_the_cache(cache, tmp_path):
         assert list(f["images/keys"].asstr()[:]) == reader.image_keys
         assert f["images/sizes"][:].tolist() == meta["image_sizes"]
         assert list(f["prompts/text"].asstr()[:]) == reader.prompts
-        assert list(f["vocabulary/verbs"].asstr()[:]) == [v["name"] for v in reader.vocabulary["verbs"]]
-        same = {"images/offsets": reader.offsets, "pairs/human_xyxy": reader.human_xyxy,
-                "pairs/object_xyxy": reader.object_xyxy, "pairs/object_class": reader.object_class,
-                "pairs/labelled": reader.labelled, "pairs/box_idx": reader.pair_box_idx,
-                "pairs/image": extra["pair_image"], "pairs/image_emb": reader.image_emb,
-                "pairs/verb_probs": reader.verb_probs, "prompts/text_emb": extra["text_emb"]}
+        assert list(f["vocabulary/verbs"].asstr()[:]) == [
+            v["name"] for v in reader.vocabulary["verbs"]
+        ]
+        same = {
+            "images/offsets": reader.offsets,
+            "pairs/human_xyxy": reader.human_xyxy,
+            "pairs/object_xyxy": reader.object_xyxy,
+            "pairs/object_class": reader.object_class,
+            "pairs/labelled": reader.labelled,
+            "pairs/box_idx": reader.pair_box_idx,
+            "pairs/image": extra["pair_image"],
+            "pairs/image_emb": reader.image_emb,
+            "pairs/verb_probs": reader.verb_probs,
+            "prompts/text_emb": extra["text_emb"],
+        }
         for name, expected in same.items():
             got = f[name][:]
             assert got.shape == expected.shape and np.array_equal(got, expected), name
@@ -46,7 +58,10 @@ def test_the_export_read_back_with_h5py_alone_equals_the_cache(cache, tmp_path):
         assert f["pairs/verb_probs"].dtype == reader.verb_probs.dtype
         # offsets index the pair rows: every pair of image i points back at image i
         offsets, image = f["images/offsets"][:], f["pairs/image"][:]
-        assert all((image[offsets[i]:offsets[i + 1]] == i).all() for i in range(len(offsets) - 1))
+        assert all(
+            (image[offsets[i] : offsets[i + 1]] == i).all()
+            for i in range(len(offsets) - 1)
+        )
 
 
 def test_an_unfinished_cache_is_refused_and_nothing_is_written(cache, tmp_path):
@@ -58,20 +73,26 @@ def test_an_unfinished_cache_is_refused_and_nothing_is_written(cache, tmp_path):
     assert not (tmp_path / "out.h5").exists()
 
 
-def test_a_failed_export_leaves_no_file_and_no_temporary_file(cache, tmp_path, monkeypatch):
+def test_a_failed_export_leaves_no_file_and_no_temporary_file(
+    cache, tmp_path, monkeypatch
+):
     import eoid.teacher_cache.export as export
+
     target = tmp_path / "cache.h5"
 
     def disk_full(f, tables, attrs):
         f.write(b"half a file")
         raise OSError(28, "No space left on device")
+
     monkeypatch.setattr(export, "_write_file", disk_full)
     with pytest.raises(EoidError, match="No space left"):
         export_hdf5(cache, target)
     assert os.listdir(tmp_path) == []
 
 
-def test_an_existing_file_and_a_file_inside_the_cache_are_refused_and_kept(cache, tmp_path):
+def test_an_existing_file_and_a_file_inside_the_cache_are_refused_and_kept(
+    cache, tmp_path
+):
     target = tmp_path / "cache.h5"
     target.write_bytes(b"someone's file")
     with pytest.raises(EoidError, match="already exists"):

@@ -1,4 +1,7 @@
-"""The schema's law: the store, its blocks and the export hold exactly the schema's columns."""
+"""The schema's law: the store, its blocks and the export hold exactly the schema's
+columns.
+"""
+
 from __future__ import annotations
 
 import json
@@ -22,21 +25,32 @@ COLUMNS = (*PLAN_COLUMNS, *TEACHER_COLUMNS)
 def _sizes(cache) -> dict[str, int]:
     manifest = json.loads((cache / "manifest.json").read_text())
     meta = json.loads((cache / "meta.json").read_text())
-    return {"embed_dim": manifest["embed_dim"], "num_verbs": len(meta["vocabulary"]["verbs"])}
+    return {
+        "embed_dim": manifest["embed_dim"],
+        "num_verbs": len(meta["vocabulary"]["verbs"]),
+    }
 
 
 def test_column_names_are_unique_and_widths_name_a_size_of_the_store():
     assert len({c.name for c in COLUMNS}) == len(COLUMNS)
-    assert all(c.width is None or isinstance(c.width, int) or c.width in SIZES for c in COLUMNS)
+    assert all(
+        c.width is None or isinstance(c.width, int) or c.width in SIZES for c in COLUMNS
+    )
     assert all(c.meaning for c in COLUMNS)
 
 
-def test_a_written_store_holds_every_column_with_its_dtype_and_width_and_no_other(synth_cache):
-    # besides the per-pair columns the store holds only the offsets and the prompt embeddings
+def test_a_written_store_holds_every_column_with_its_dtype_and_width_and_no_other(
+    synth_cache,
+):
+    # besides the per-pair columns the store holds only the offsets and the prompt
+    # embeddings
     arrays_on_disk = {p.parent.name for p in synth_cache.glob("*/zarr.json")}
     assert arrays_on_disk == {*PLAN_NAMES, *TEACHER_NAMES, "image_offsets", "text_emb"}
-    num_pairs = json.loads((synth_cache / "manifest.json").read_text())["fingerprint"]["num_pairs"]
-    arrays = store.load_arrays(synth_cache, (*PLAN_NAMES, *TEACHER_NAMES))   # every shard file present
+    num_pairs = json.loads((synth_cache / "manifest.json").read_text())["fingerprint"][
+        "num_pairs"
+    ]
+    # every shard file present
+    arrays = store.load_arrays(synth_cache, (*PLAN_NAMES, *TEACHER_NAMES))
     for column in COLUMNS:
         data = arrays[column.name]
         assert data.dtype == np.dtype(column.dtype), column.name
@@ -44,7 +58,8 @@ def test_a_written_store_holds_every_column_with_its_dtype_and_width_and_no_othe
 
 
 def test_a_block_round_trips_every_teacher_column_in_the_stores_dtype(tmp_path):
-    # float64 in: the block keeps each column in the store's dtype, exactly as a shard would
+    # float64 in: the block keeps each column in the store's dtype, exactly as a shard
+    # would
     sizes = {"embed_dim": 5, "num_verbs": 3}
     rng = np.random.default_rng(0)
     rows = {c.name: rng.random(c.shape(4, sizes)) for c in TEACHER_COLUMNS}
@@ -72,11 +87,16 @@ def test_teacher_rows_without_every_column_or_with_an_unknown_one_are_refused():
         stored_rows({**rows, "object_emb": np.zeros((1, 1))})
 
 
-def test_the_export_holds_every_column_as_a_pairs_dataset_in_its_dtype(synth_cache, tmp_path):
+def test_the_export_holds_every_column_as_a_pairs_dataset_in_its_dtype(
+    synth_cache, tmp_path
+):
     h5py = pytest.importorskip("h5py")
     from eoid.teacher_cache.export import export_hdf5
+
     out = export_hdf5(synth_cache, tmp_path / "cache.h5")
     with h5py.File(out, "r") as f:
         assert set(f["pairs"]) == {c.name.removeprefix("pair_") for c in COLUMNS}
         for column in COLUMNS:
-            assert f[f"pairs/{column.name.removeprefix('pair_')}"].dtype == np.dtype(column.dtype)
+            assert f[f"pairs/{column.name.removeprefix('pair_')}"].dtype == np.dtype(
+                column.dtype
+            )

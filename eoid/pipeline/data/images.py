@@ -1,4 +1,7 @@
-"""Reading images: every decode of a user's image goes through here, so a bad file is one clear error."""
+"""Reading images: every decode of a user's image goes through here, so a bad file is
+one clear error.
+"""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,13 +17,17 @@ def load_rgb(path: Path, key: str) -> Image.Image:
         with Image.open(path) as im:
             return im.convert("RGB")
     except (OSError, ValueError, Image.DecompressionBombError) as err:
-        raise DataError(f"{path}: cannot read image of record {key!r} ({err}). "
-                        "Restore or replace the file; `eoid data check` lists every unreadable image, "
-                        "and train and cache-teacher can skip them with --skip-bad.") from None
+        raise DataError(
+            f"{path}: cannot read image of record {key!r} ({err}). Restore or replace"
+            " the file; `eoid data check` lists every unreadable image, and train and"
+            " cache-teacher can skip them with --skip-bad."
+        ) from None
 
 
 def unreadable_images(paths: list[Path]) -> list[str]:
-    """'path (why)' for each image that does not decode, so a command can refuse before it starts."""
+    """'path (why)' for each image that does not decode, so a command can refuse before
+    it starts.
+    """
     problems = []
     for path in paths:
         try:

@@ -1,18 +1,22 @@
-"""The built-in synthetic HOI world: generated images in HICO-DET's JSON format, with a vocabulary.
+"""The built-in synthetic HOI world: generated images in HICO-DET's JSON format, with a
+vocabulary.
 
 `generate_world(out, num_images, seed)` writes
 
     out/images/{train,test}_NNNNNN.png      one image folder for both splits
-    out/train.json, out/test.json           PPDM/CDN HICO-DET format (file_name, annotations, hoi_annotation)
+    out/train.json, out/test.json           PPDM/CDN HICO-DET format
+                                            (file_name, annotations, hoi_annotation)
     out/vocabulary.json                     eoid's vocabulary format (see pipeline/data/vocab.py)
 
-Each image holds 1-3 drawn people, each with one object it interacts with through one verb
-(the visible rules are in pipeline/synth/draw.py), and sometimes a loose object nobody
-touches, so that cross pairs are left unlabelled as in HICO-DET. Verbs are named like
-HICO-DET's and several verbs share each object, so the object class alone never tells the verb.
-Zero-shot settings: `ua` hides two verbs (kind "verb"), `uc` four verb-object combinations
-whose verbs stay seen with other objects (kind "hoi"). The same seed gives the same bytes.
+Each image holds 1-3 drawn people, each with one object it interacts with through one
+verb (the visible rules are in pipeline/synth/draw.py), and sometimes a loose object
+nobody touches, so that cross pairs are left unlabelled as in HICO-DET. Verbs are named
+like HICO-DET's and several verbs share each object, so the object class alone never
+tells the verb. Zero-shot settings: `ua` hides two verbs (kind "verb"), `uc` four
+verb-object combinations whose verbs stay seen with other objects (kind "hoi"). The same
+seed gives the same bytes.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,56 +43,94 @@ from eoid.pipeline.synth.draw import (
     pose_for,
 )
 
-VERBS = [("carry", "carrying"), ("fly", "flying"), ("hold", "holding"), ("kick", "kicking"),
-         ("look_at", "looking at"), ("no_interaction", "no interaction"), ("push", "pushing"),
-         ("ride", "riding"), ("throw", "throwing")]
-OBJECTS = [("person", 1), ("bicycle", 2), ("suitcase", 33), ("sports_ball", 37), ("kite", 38)]  # COCO ids
-VALID_VERBS = {  # HOI order: objects alphabetically, then verbs alphabetically (as HICO-DET's list)
+VERBS = [
+    ("carry", "carrying"),
+    ("fly", "flying"),
+    ("hold", "holding"),
+    ("kick", "kicking"),
+    ("look_at", "looking at"),
+    ("no_interaction", "no interaction"),
+    ("push", "pushing"),
+    ("ride", "riding"),
+    ("throw", "throwing"),
+]
+# COCO ids
+OBJECTS = [
+    ("person", 1),
+    ("bicycle", 2),
+    ("suitcase", 33),
+    ("sports_ball", 37),
+    ("kite", 38),
+]
+# HOI order: objects alphabetically, then verbs alphabetically (as HICO-DET's list)
+VALID_VERBS = {
     "bicycle": ["look_at", "no_interaction", "push", "ride"],
     "kite": ["carry", "fly", "hold", "look_at", "no_interaction"],
     "sports_ball": ["carry", "hold", "kick", "look_at", "no_interaction", "throw"],
-    "suitcase": ["carry", "hold", "look_at", "no_interaction", "push"]}
+    "suitcase": ["carry", "hold", "look_at", "no_interaction", "push"],
+}
 UA_UNSEEN_VERBS = ("carry", "kick")
-UC_UNSEEN_HOIS = (("look_at", "bicycle"), ("hold", "kite"), ("carry", "sports_ball"), ("push", "suitcase"))
+UC_UNSEEN_HOIS = (
+    ("look_at", "bicycle"),
+    ("hold", "kite"),
+    ("carry", "sports_ball"),
+    ("push", "suitcase"),
+)
 RARE_HOIS = (("hold", "suitcase"), ("look_at", "kite"), ("no_interaction", "bicycle"))
-RARE_RATE = 4          # a rare HOI is drawn once for every RARE_RATE draws of a common one
-STREAMS = {"train": 0, "test": 1, "web": 2, "held_out": 3}  # independent random streams per use
+# a rare HOI is drawn once for every RARE_RATE draws of a common one
+RARE_RATE = 4
+# independent random streams per use
+STREAMS = {"train": 0, "test": 1, "web": 2, "held_out": 3}
 
 
 @dataclass(frozen=True)
 class SceneLayout:
-    """Where and how many people a scene holds. The default is the world the teacher was trained on.
+    """Where and how many people a scene holds. The default is the world the teacher was
+    trained on.
 
-    `slots` stands the people side by side on one ground line, person k of n centred in the
-    k-th of n equal columns (small jitter) with its object on the side away from
-    its neighbour, instead of anywhere in the image: the same poses,
-    objects and verbs, but a layout a tiny DETR-style student learns to localise within a
-    CPU minute budget (the quickstart's world). A person that does not fit its slot after a few
-    shrinks is placed freely.
+    `slots` stands the people side by side on one ground line, person k of n centred in
+    the k-th of n equal columns (small jitter) with its object on the side away from its
+    neighbour, instead of anywhere in the image: the same poses, objects and verbs, but
+    a layout a tiny DETR-style student learns to localise within a CPU minute budget
+    (the quickstart's world). A person that does not fit its slot after a few shrinks is
+    placed freely.
 
-    `implied` adds labels, never pixels: with ("carry", "hold"), a carrying pair is labelled
-    hold as well, as most HICO-DET pairs carry several verbs (carrying a suitcase is holding
-    it). Under UA such a pair then keeps a seen label, so the student learns to find it and
-    only the teacher can say it is carried: the regime in which EoID distils unseen verbs on
-    HICO-DET. The quickstart's world uses it; the teacher's web data keeps one verb per pair.
+    `implied` adds labels, never pixels: with ("carry", "hold"), a carrying pair is
+    labelled hold as well, as most HICO-DET pairs carry several verbs (carrying a
+    suitcase is holding it). Under UA such a pair then keeps a seen label, so the
+    student learns to find it and only the teacher can say it is carried: the regime in
+    which EoID distils unseen verbs on HICO-DET. The quickstart's world uses it; the
+    teacher's web data keeps one verb per pair.
     """
-    people: tuple[float, ...] = (0.45, 0.4, 0.15)   # probability of 1, 2, 3, ... people
-    height: tuple[float, float] = (0.4, 0.58)        # person height range, share of the image side
-    loose_rate: float = 0.35                         # chance of one object nobody touches
-    slots: bool = False                              # people on a ground line in columns (see above)
-    implied: tuple[tuple[str, str], ...] = ()        # (verb, also): a `verb` pair is labelled `also` too
+
+    people: tuple[float, ...] = (0.45, 0.4, 0.15)  # probability of 1, 2, 3, ... people
+    # person height range, share of the image side
+    height: tuple[float, float] = (0.4, 0.58)
+    # chance of one object nobody touches
+    loose_rate: float = 0.35
+    # people on a ground line in columns (see above)
+    slots: bool = False
+    # (verb, also): a `verb` pair is labelled `also` too
+    implied: tuple[tuple[str, str], ...] = ()
 
 
 FREE = SceneLayout()
-QUICKSTART = SceneLayout(people=(0.5, 0.5), height=(0.48, 0.58), loose_rate=0.35, slots=True,
-                    implied=(("carry", "hold"),))
+QUICKSTART = SceneLayout(
+    people=(0.5, 0.5),
+    height=(0.48, 0.58),
+    loose_rate=0.35,
+    slots=True,
+    implied=(("carry", "hold"),),
+)
 
 
 def synth_vocabulary_json() -> dict:
     """The world's vocabulary in eoid's vocabulary file format."""
     verbs = [v for v, _ in VERBS]
     objects = [o for o, _ in OBJECTS]
-    hois = [(verbs.index(v), objects.index(o)) for o in VALID_VERBS for v in VALID_VERBS[o]]
+    hois = [
+        (verbs.index(v), objects.index(o)) for o in VALID_VERBS for v in VALID_VERBS[o]
+    ]
     index = {(verbs[v], objects[o]): i for i, (v, o) in enumerate(hois)}
     ua = [i for i, (v, _) in enumerate(hois) if verbs[v] in UA_UNSEEN_VERBS]
     return {
@@ -97,54 +139,82 @@ def synth_vocabulary_json() -> dict:
         "objects": [{"name": n, "id": i} for n, i in OBJECTS],
         "verb_ids": list(range(1, len(VERBS) + 1)),
         "hois": [list(h) for h in hois],
-        "human": "person", "no_interaction": "no_interaction",
+        "human": "person",
+        "no_interaction": "no_interaction",
         "rare_hois": sorted(index[h] for h in RARE_HOIS),
         "settings": {
-            "ua": {"kind": "verb", "unseen_hois": ua,
-                   "about": f"unseen verbs {', '.join(UA_UNSEEN_VERBS)}: every label with them is removed"},
-            "uc": {"kind": "hoi", "unseen_hois": sorted(index[h] for h in UC_UNSEEN_HOIS),
-                   "about": "unseen combinations; each of their verbs stays seen with another object"}},
+            "ua": {
+                "kind": "verb",
+                "unseen_hois": ua,
+                "about": (
+                    f"unseen verbs {', '.join(UA_UNSEEN_VERBS)}: every label with them"
+                    " is removed"
+                ),
+            },
+            "uc": {
+                "kind": "hoi",
+                "unseen_hois": sorted(index[h] for h in UC_UNSEEN_HOIS),
+                "about": (
+                    "unseen combinations; each of their verbs stays seen with another"
+                    " object"
+                ),
+            },
+        },
     }
 
 
 def synth_vocabulary() -> Vocabulary:
     """The world's vocabulary as a Vocabulary."""
-    return vocabulary_from_json(synth_vocabulary_json(), "the synthetic world's vocabulary")
+    return vocabulary_from_json(
+        synth_vocabulary_json(), "the synthetic world's vocabulary"
+    )
 
 
 @dataclass(frozen=True)
 class Scene:
-    """One generated image and its ground truth (boxes in image px, indices into the vocabulary)."""
-    image: np.ndarray          # (H, W, 3) uint8 RGB
+    """One generated image and its ground truth (boxes in image px, indices into the
+    vocabulary).
+    """
+
+    image: np.ndarray  # (H, W, 3) uint8 RGB
     boxes_xyxy_px: np.ndarray  # (num_boxes, 4) float32, integer-valued
-    box_classes: np.ndarray    # (num_boxes,) int64 object index
-    hois: np.ndarray           # (num_labels, 3) int64 (human_box_idx, object_box_idx, verb_idx)
+    box_classes: np.ndarray  # (num_boxes,) int64 object index
+    # (num_labels, 3) int64 (human_box_idx, object_box_idx, verb_idx)
+    hois: np.ndarray
 
 
 @dataclass(frozen=True)
 class WorldPaths:
     """Where generate_world wrote the world."""
+
     root: Path
-    image_dir: Path            # images of both splits
+    image_dir: Path  # images of both splits
     train_json: Path
     test_json: Path
     vocabulary: Path
-    num_train: int = 0         # images in train.json
-    num_test: int = 0          # images in test.json
+    num_train: int = 0  # images in train.json
+    num_test: int = 0  # images in test.json
 
     def describe(self) -> str:
         """What was written, as `eoid synth` prints it."""
-        return "\n".join([f"synthetic world in {self.root}: {self.num_train} training and "
-                          f"{self.num_test} test images in {self.image_dir}",
-                          f"  annotations: {self.train_json}, {self.test_json}",
-                          f"  vocabulary:  {self.vocabulary} (pass it as --dataset)"])
+        return "\n".join(
+            [
+                (
+                    f"synthetic world in {self.root}: {self.num_train} training and "
+                    f"{self.num_test} test images in {self.image_dir}"
+                ),
+                f"  annotations: {self.train_json}, {self.test_json}",
+                f"  vocabulary:  {self.vocabulary} (pass it as --dataset)",
+            ]
+        )
 
 
 def hoi_stream(rng: np.random.Generator, vocab: Vocabulary) -> Iterator[int]:
-    """HOI indices to give the people of a split: every HOI once first, then weighted shuffled rounds.
+    """HOI indices to give the people of a split: every HOI once first, then weighted
+    shuffled rounds.
 
-    The first round makes any split with >= num_hois people show every HOI; rare HOIs then come
-    at 1/RARE_RATE the rate of the others.
+    The first round makes any split with >= num_hois people show every HOI; rare HOIs
+    then come at 1/RARE_RATE the rate of the others.
     """
     num = len(vocab.hois)
     first = rng.permutation(num)
@@ -158,7 +228,9 @@ def hoi_stream(rng: np.random.Generator, vocab: Vocabulary) -> Iterator[int]:
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     """Pale sky over pale ground with a little grey noise: (size, size, 3) uint8."""
     sky = rng.integers(190, 245, 3)
-    ground = np.array([rng.integers(170, 215), rng.integers(185, 230), rng.integers(150, 200)])
+    ground = np.array(
+        [rng.integers(170, 215), rng.integers(185, 230), rng.integers(150, 200)]
+    )
     horizon = int(size * rng.uniform(0.5, 0.8))
     img = np.empty((size, size, 3), np.int16)
     img[:horizon], img[horizon:] = sky, ground
@@ -167,12 +239,19 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
 
 
 def _overlaps(box, others, margin: float) -> bool:
-    return any(box[0] < o[2] + margin and o[0] < box[2] + margin and box[1] < o[3] + margin
-               and o[1] < box[3] + margin for o in others)
+    return any(
+        box[0] < o[2] + margin
+        and o[0] < box[2] + margin
+        and box[1] < o[3] + margin
+        and o[1] < box[3] + margin
+        for o in others
+    )
 
 
 def _place(rng: np.random.Generator, extent, size: int, taken: list, tries: int = 40):
-    """A shift (dx, dy) putting `extent` (xyxy) inside the image clear of `taken`, or None."""
+    """A shift (dx, dy) putting `extent` (xyxy) inside the image clear of `taken`, or
+    None.
+    """
     w, h = extent[2] - extent[0], extent[3] - extent[1]
     if w > size - 4 or h > size - 4:
         return None
@@ -186,11 +265,22 @@ def _place(rng: np.random.Generator, extent, size: int, taken: list, tries: int 
 
 def _int_box(box, dx: float, dy: float, size: int) -> list[float]:
     x1, y1, x2, y2 = box
-    return [float(np.clip(round(v), 0, size)) for v in (x1 + dx, y1 + dy, x2 + dx, y2 + dy)]
+    return [
+        float(np.clip(round(v), 0, size)) for v in (x1 + dx, y1 + dy, x2 + dx, y2 + dy)
+    ]
 
 
-def _slot_shift(rng: np.random.Generator, pose: Pose, size: int, slot: int, num_slots: int, taken: list):
-    """A shift standing `pose` in column `slot` of `num_slots` on the ground line, or None."""
+def _slot_shift(
+    rng: np.random.Generator,
+    pose: Pose,
+    size: int,
+    slot: int,
+    num_slots: int,
+    taken: list,
+):
+    """A shift standing `pose` in column `slot` of `num_slots` on the ground line, or
+    None.
+    """
     cx = size * (slot + 0.5) / num_slots + rng.uniform(-0.04, 0.04) * size
     ground = size * rng.uniform(0.9, 0.94)
     ext = pose.extent_xyxy()
@@ -198,17 +288,33 @@ def _slot_shift(rng: np.random.Generator, pose: Pose, size: int, slot: int, num_
     dx = min(max(cx, 2 - ext[0]), size - 2 - ext[2])
     dy = max(ground - pose.h, 2 - ext[1])
     box = (ext[0] + dx, ext[1] + dy, ext[2] + dx, ext[3] + dy)
-    if box[0] < 2 or box[1] < 2 or box[2] > size - 2 or box[3] > size - 2 or _overlaps(box, taken, 3.0):
+    if (
+        box[0] < 2
+        or box[1] < 2
+        or box[2] > size - 2
+        or box[3] > size - 2
+        or _overlaps(box, taken, 3.0)
+    ):
         return None
     return dx, dy
 
 
-def sample_scene(rng: np.random.Generator, size: int, hois: Iterator[int], vocab: Vocabulary,
-                 layout: SceneLayout = FREE) -> Scene:
-    """Draw one image of `size` x `size` px; the people take their HOIs from the `hois` stream."""
-    num_people = int(rng.choice(np.arange(1, len(layout.people) + 1), p=list(layout.people)))
+def sample_scene(
+    rng: np.random.Generator,
+    size: int,
+    hois: Iterator[int],
+    vocab: Vocabulary,
+    layout: SceneLayout = FREE,
+) -> Scene:
+    """Draw one image of `size` x `size` px; the people take their HOIs from the `hois`
+    stream.
+    """
+    num_people = int(
+        rng.choice(np.arange(1, len(layout.people) + 1), p=list(layout.people))
+    )
     scale = {1: 1.0, 2: 0.8, 3: 0.68}.get(num_people, 0.6) if not layout.slots else 1.0
-    placed: list[tuple[Pose, float, float, str, str]] = []   # pose, dx, dy, verb, object
+    # pose, dx, dy, verb, object
+    placed: list[tuple[Pose, float, float, str, str]] = []
     taken: list[tuple[float, ...]] = []
     pending = next(hois)
     for person in range(num_people):
@@ -216,7 +322,8 @@ def sample_scene(rng: np.random.Generator, size: int, hois: Iterator[int], vocab
         verb, obj = vocab.verbs[verb_idx], vocab.objects[obj_idx]
         h = size * rng.uniform(*layout.height) * scale
         side = int(rng.choice([-1, 1]))
-        if layout.slots and num_people > 1:       # objects point away from the neighbour
+        # objects point away from the neighbour
+        if layout.slots and num_people > 1:
             side = -1 if person == 0 else 1
         for _shrink in range(6 if layout.slots else 4):
             pose = pose_for(verb, obj, max(h, 0.3 * size), side, rng)
@@ -228,9 +335,12 @@ def sample_scene(rng: np.random.Generator, size: int, hois: Iterator[int], vocab
                 break
             h *= 0.88
         if shift is None:
-            continue                                   # no room: the HOI goes to the next person
+            # no room: the HOI goes to the next person
+            continue
         ext = pose.extent_xyxy()
-        taken.append((ext[0] + shift[0], ext[1] + shift[1], ext[2] + shift[0], ext[3] + shift[1]))
+        taken.append(
+            (ext[0] + shift[0], ext[1] + shift[1], ext[2] + shift[0], ext[3] + shift[1])
+        )
         placed.append((pose, shift[0], shift[1], verb, obj))
         pending = next(hois)
     loose = []
@@ -247,13 +357,20 @@ def sample_scene(rng: np.random.Generator, size: int, hois: Iterator[int], vocab
     colours = {}
     for k, (pose, dx, dy, _, obj) in enumerate(placed):
         jitter = rng.integers(-20, 21, 3)
-        colours[k] = tuple(int(c) for c in np.clip(np.array(OBJECT_COLOURS[obj]) + jitter, 0, 255))
+        colours[k] = tuple(
+            int(c) for c in np.clip(np.array(OBJECT_COLOURS[obj]) + jitter, 0, 255)
+        )
     facing = [int(rng.choice([-1, 1])) for _ in placed]
     for k, (pose, dx, dy, verb, obj) in enumerate(placed):
         if pose.object_behind:
             box = pose.object_xyxy
-            draw_object(draw, obj, (box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy), colours[k],
-                        facing=-1 if pose.hands[0][0] < 0 else 1)
+            draw_object(
+                draw,
+                obj,
+                (box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy),
+                colours[k],
+                facing=-1 if pose.hands[0][0] < 0 else 1,
+            )
     for pose, dx, dy, _, _ in placed:
         draw_lines(draw, pose, dx, dy)
         skin = SKIN[int(rng.integers(len(SKIN)))]
@@ -271,20 +388,40 @@ def sample_scene(rng: np.random.Generator, size: int, hois: Iterator[int], vocab
     implied = dict(layout.implied)
     for pose, dx, dy, verb, obj in placed:
         labels.append((len(boxes), len(boxes) + 1, vocab.verbs.index(verb)))
-        if verb in implied and (vocab.verbs.index(implied[verb]), vocab.objects.index(obj)) in vocab.hois:
-            labels.append((len(boxes), len(boxes) + 1, vocab.verbs.index(implied[verb])))
-        boxes += [_int_box(pose.person_xyxy(), dx, dy, size), _int_box(pose.object_xyxy, dx, dy, size)]
+        if (
+            verb in implied
+            and (vocab.verbs.index(implied[verb]), vocab.objects.index(obj))
+            in vocab.hois
+        ):
+            labels.append(
+                (len(boxes), len(boxes) + 1, vocab.verbs.index(implied[verb]))
+            )
+        boxes += [
+            _int_box(pose.person_xyxy(), dx, dy, size),
+            _int_box(pose.object_xyxy, dx, dy, size),
+        ]
         classes += [vocab.human, vocab.objects.index(obj)]
     for obj, box in loose:
         boxes.append(_int_box(box, 0.0, 0.0, size))
         classes.append(vocab.objects.index(obj))
-    return Scene(np.asarray(canvas), np.array(boxes, np.float32).reshape(-1, 4),
-                 np.array(classes, np.int64), np.array(labels, np.int64).reshape(-1, 3))
+    return Scene(
+        np.asarray(canvas),
+        np.array(boxes, np.float32).reshape(-1, 4),
+        np.array(classes, np.int64),
+        np.array(labels, np.int64).reshape(-1, 3),
+    )
 
 
-def sample_scenes(num_images: int, seed: int, stream: str, image_size: int = 160,
-                  layout: SceneLayout = FREE) -> Iterator[Scene]:
-    """`num_images` scenes from the named random stream ("train", "test", "web", "held_out") of `seed`."""
+def sample_scenes(
+    num_images: int,
+    seed: int,
+    stream: str,
+    image_size: int = 160,
+    layout: SceneLayout = FREE,
+) -> Iterator[Scene]:
+    """`num_images` scenes from the named random stream ("train", "test", "web",
+    "held_out") of `seed`.
+    """
     rng = np.random.default_rng([seed, STREAMS[stream]])
     vocab = synth_vocabulary()
     hois = hoi_stream(rng, vocab)
@@ -293,51 +430,91 @@ def sample_scenes(num_images: int, seed: int, stream: str, image_size: int = 160
 
 
 def scene_to_record_json(scene: Scene, file_name: str, vocab: Vocabulary) -> dict:
-    """One image entry of the PPDM/CDN HICO-DET JSON (category ids as the vocabulary gives them)."""
+    """One image entry of the PPDM/CDN HICO-DET JSON (category ids as the vocabulary
+    gives them).
+    """
     hoi_index = vocab.hoi_index()
     return {
         "file_name": file_name,
-        "annotations": [{"bbox": [int(v) for v in box], "category_id": vocab.object_ids[int(c)]}
-                        for box, c in zip(scene.boxes_xyxy_px, scene.box_classes)],
-        "hoi_annotation": [{"subject_id": int(h), "object_id": int(o), "category_id": vocab.verb_ids[int(v)],
-                            "hoi_category_id": int(hoi_index[v, scene.box_classes[o]]) + 1}
-                           for h, o, v in scene.hois],
+        "annotations": [
+            {"bbox": [int(v) for v in box], "category_id": vocab.object_ids[int(c)]}
+            for box, c in zip(scene.boxes_xyxy_px, scene.box_classes)
+        ],
+        "hoi_annotation": [
+            {
+                "subject_id": int(h),
+                "object_id": int(o),
+                "category_id": vocab.verb_ids[int(v)],
+                "hoi_category_id": int(hoi_index[v, scene.box_classes[o]]) + 1,
+            }
+            for h, o, v in scene.hois
+        ],
     }
 
 
 def _made_before_markers(out_dir: Path, vocab_json: dict) -> tuple[str, ...]:
-    """("vocabulary.json",) when `out_dir` is a world an older eoid wrote (its vocabulary, byte for
-    byte, and no owner marker yet): a quickstart folder of that eoid resumes; else ()."""
+    """("vocabulary.json",) when `out_dir` is a world an older eoid wrote (its
+    vocabulary, byte for byte, and no owner marker yet): a quickstart folder of that
+    eoid resumes; else ()."""
     try:
-        same = (out_dir / "vocabulary.json").read_text() == json.dumps(vocab_json, indent=1)
+        same = (out_dir / "vocabulary.json").read_text() == json.dumps(
+            vocab_json, indent=1
+        )
     except (OSError, UnicodeDecodeError):
         same = False
     return ("vocabulary.json",) if same else ()
 
 
-def generate_world(out_dir: Path, num_images: int, seed: int, *, image_size: int = 160,
-                   test_fraction: float = 0.3, progress: bool = True,
-                   layout: SceneLayout = FREE) -> WorldPaths:
-    """Write a world of `num_images` images (a `test_fraction` of them in the test split) to `out_dir`.
+def generate_world(
+    out_dir: Path,
+    num_images: int,
+    seed: int,
+    *,
+    image_size: int = 160,
+    test_fraction: float = 0.3,
+    progress: bool = True,
+    layout: SceneLayout = FREE,
+) -> WorldPaths:
+    """Write a world of `num_images` images (a `test_fraction` of them in the test
+    split) to `out_dir`.
 
-    `layout`: FREE (default, the teacher's world) or QUICKSTART (people in columns, see SceneLayout).
+    `layout`: FREE (default, the teacher's world) or QUICKSTART (people in columns, see
+    SceneLayout).
     """
     if num_images < 2 or not 0.0 < test_fraction < 1.0 or image_size < 96:
-        raise ConfigError(f"synthetic world: need num_images >= 2 (got {num_images}), 0 < test_fraction < 1 "
-                          f"(got {test_fraction}) and image_size >= 96 px (got {image_size}).")
+        raise ConfigError(
+            f"synthetic world: need num_images >= 2 (got {num_images}), 0 <"
+            f" test_fraction < 1 (got {test_fraction}) and image_size >= 96 px (got"
+            f" {image_size})."
+        )
     vocab_json = synth_vocabulary_json()
-    out_dir = output_folder(Path(out_dir), "the synthetic world", owner="synth",
-                            signs=_made_before_markers(Path(out_dir), vocab_json))
+    out_dir = output_folder(
+        Path(out_dir),
+        "the synthetic world",
+        owner="synth",
+        signs=_made_before_markers(Path(out_dir), vocab_json),
+    )
     image_dir = output_folder(out_dir / "images", "the synthetic world's images")
     vocab = vocabulary_from_json(vocab_json, "the synthetic world's vocabulary")
     num_test = min(num_images - 1, max(1, round(num_images * test_fraction)))
-    paths = WorldPaths(out_dir, image_dir, out_dir / "train.json", out_dir / "test.json",
-                       out_dir / "vocabulary.json", num_images - num_test, num_test)
+    paths = WorldPaths(
+        out_dir,
+        image_dir,
+        out_dir / "train.json",
+        out_dir / "test.json",
+        out_dir / "vocabulary.json",
+        num_images - num_test,
+        num_test,
+    )
     bar = tqdm(total=num_images, desc="synth world", unit="img", disable=not progress)
-    for split, count, path in (("train", num_images - num_test, paths.train_json),
-                               ("test", num_test, paths.test_json)):
+    for split, count, path in (
+        ("train", num_images - num_test, paths.train_json),
+        ("test", num_test, paths.test_json),
+    ):
         entries = []
-        for i, scene in enumerate(sample_scenes(count, seed, split, image_size, layout)):
+        for i, scene in enumerate(
+            sample_scenes(count, seed, split, image_size, layout)
+        ):
             name = f"{split}_{i:06d}.png"
             with writing(image_dir / name, "an image of the world"):
                 Image.fromarray(scene.image).save(image_dir / name, format="PNG")
@@ -345,5 +522,7 @@ def generate_world(out_dir: Path, num_images: int, seed: int, *, image_size: int
             bar.update(1)
         write_text_atomic(path, json.dumps(entries), "the annotation file")
     bar.close()
-    write_text_atomic(paths.vocabulary, json.dumps(vocab_json, indent=1), "the vocabulary")
+    write_text_atomic(
+        paths.vocabulary, json.dumps(vocab_json, indent=1), "the vocabulary"
+    )
     return paths

@@ -1,4 +1,7 @@
-"""The built-in HICO-DET vocabulary and its zero-shot settings, checked against their defining properties."""
+"""The built-in HICO-DET vocabulary and its zero-shot settings, checked against their
+defining properties.
+"""
+
 import numpy as np
 import pytest
 
@@ -20,7 +23,10 @@ def test_hico_has_117_verbs_80_objects_and_600_distinct_hois(hico):
     assert (hico.num_verbs, hico.num_objects, len(hico.hois)) == (117, 80, 600)
     assert len(set(hico.hois)) == 600
     assert hico.objects[hico.human] == "person" and hico.human == 0
-    assert hico.verbs[hico.no_interaction] == "no_interaction" and hico.no_interaction == 57
+    assert (
+        hico.verbs[hico.no_interaction] == "no_interaction"
+        and hico.no_interaction == 57
+    )
 
 
 def test_json_ids_are_one_based_verbs_and_coco_objects(hico):
@@ -31,7 +37,8 @@ def test_json_ids_are_one_based_verbs_and_coco_objects(hico):
 
 
 def test_hois_follow_the_official_order(hico):
-    # HICO order groups HOIs by object name: airplane 0-9, bicycle 10-23, ..., zebra 595-599
+    # HICO order groups HOIs by object name: airplane 0-9, bicycle 10-23, ..., zebra
+    # 595-599
     assert hico.hois[0] == (hico.verbs.index("board"), hico.objects.index("airplane"))
     assert hico.hois[14] == (hico.verbs.index("hop_on"), hico.objects.index("bicycle"))
     assert hico.hois[165] == (hico.verbs.index("stab"), hico.objects.index("person"))
@@ -50,13 +57,14 @@ def test_valid_mask_is_exactly_the_hoi_list(hico):
 
 
 def test_corre_hico_npy_is_the_transposed_validity_mask(hico):
-    # corre_hico.npy (PPDM/CDN) is a (117, 80) 0/1 matrix indexed [verb, obj], 1 iff (verb, obj)
-    # is one of the 600 HOIs: eoid does not ship it, it is `vocab.valid.T`.
+    # corre_hico.npy (PPDM/CDN) is a (117, 80) 0/1 matrix indexed [verb, obj], 1 iff
+    # (verb, obj) is one of the 600 HOIs: eoid does not ship it, it is `vocab.valid.T`.
     corre = hico.valid.T.astype(np.float64)
     assert corre.shape == (117, 80)
     assert corre[hico.verbs.index("ride"), hico.objects.index("bicycle")] == 1
     assert corre[hico.verbs.index("ride"), hico.objects.index("toothbrush")] == 0
-    assert corre.sum(axis=0).min() >= 2  # every object has a real verb and no_interaction
+    # every object has a real verb and no_interaction
+    assert corre.sum(axis=0).min() >= 2
 
 
 def test_prompts_use_gerund_phrases_and_spaced_object_names(hico):
@@ -73,10 +81,18 @@ def test_prompts_use_gerund_phrases_and_spaced_object_names(hico):
     assert all("_" not in p for p in prompts)
 
 
-@pytest.mark.parametrize("verb, phrase", [("hose", "hosing down"), ("lie_on", "lying on"),
-                                          ("race", "racing"), ("tie", "tying"), ("run", "running"),
-                                          ("brush_with", "brushing with"),
-                                          ("no_interaction", "no interaction")])
+@pytest.mark.parametrize(
+    "verb, phrase",
+    [
+        ("hose", "hosing down"),
+        ("lie_on", "lying on"),
+        ("race", "racing"),
+        ("tie", "tying"),
+        ("run", "running"),
+        ("brush_with", "brushing with"),
+        ("no_interaction", "no interaction"),
+    ],
+)
 def test_gerund_phrases_follow_eoid_act_to_ing(hico, verb, phrase):
     assert hico.verb_phrases[hico.verbs.index(verb)] == phrase
 
@@ -86,9 +102,30 @@ def test_rare_hois_are_the_138_hois_of_eoid_rare_first(hico):
     assert sorted(hico.rare_hois) == sorted(hico.unseen_hois("rf-uc-138"))
 
 
-UA_VERBS = ["carry", "catch", "exit", "greet", "hop_on", "hose", "hunt", "lasso", "launch", "pet", "pick_up",
-            "pull", "race", "run", "scratch", "sip", "sit_at", "smell", "stand_on", "stop_at", "straddle",
-            "text_on"]
+UA_VERBS = [
+    "carry",
+    "catch",
+    "exit",
+    "greet",
+    "hop_on",
+    "hose",
+    "hunt",
+    "lasso",
+    "launch",
+    "pet",
+    "pick_up",
+    "pull",
+    "race",
+    "run",
+    "scratch",
+    "sip",
+    "sit_at",
+    "smell",
+    "stand_on",
+    "stop_at",
+    "straddle",
+    "text_on",
+]
 
 
 def test_ua_is_all_100_hois_of_its_22_verbs_and_those_verbs_have_no_seen_hoi(hico):
@@ -100,33 +137,92 @@ def test_ua_is_all_100_hois_of_its_22_verbs_and_those_verbs_have_no_seen_hoi(hic
     assert hico.setting("ua").kind == "verb"
 
 
-# Verbs left with no seen HOI by each published UC list. The brief expected none, but the lists
-# (EoID datasets/static_hico.py UC_HOI_IDX, identical to EOID_CODE_FACTS Appendix B) hide every
-# HOI of these verbs, e.g. `flip` has a single HOI (flip skateboard, 454), held out in uc0..uc3.
+# Verbs left with no seen HOI by each published UC list. The brief expected none, but
+# the lists (EoID datasets/static_hico.py UC_HOI_IDX, identical to EOID_CODE_FACTS
+# Appendix B) hide every HOI of these verbs, e.g. `flip` has a single HOI (flip
+# skateboard, 454), held out in uc0..uc3.
 UC_FULLY_UNSEEN_VERBS = {
-    "uc0": ["block", "check", "flip", "greet", "install", "sign", "sit_at", "squeeze", "text_on"],
-    "uc1": ["assemble", "control", "cut_with", "flip", "hunt", "kick", "light", "stab", "toast", "wave"],
-    "uc2": ["brush_with", "dribble", "eat_at", "flip", "move", "serve", "stick", "talk_on", "text_on",
-            "type_on"],
-    "uc3": ["assemble", "flip", "flush", "move", "pay", "point", "slide", "squeeze", "teach"],
-    "uc4": ["hunt", "kick", "lift", "lose", "release", "shear", "sit_at", "slide", "tag", "teach"],
+    "uc0": [
+        "block",
+        "check",
+        "flip",
+        "greet",
+        "install",
+        "sign",
+        "sit_at",
+        "squeeze",
+        "text_on",
+    ],
+    "uc1": [
+        "assemble",
+        "control",
+        "cut_with",
+        "flip",
+        "hunt",
+        "kick",
+        "light",
+        "stab",
+        "toast",
+        "wave",
+    ],
+    "uc2": [
+        "brush_with",
+        "dribble",
+        "eat_at",
+        "flip",
+        "move",
+        "serve",
+        "stick",
+        "talk_on",
+        "text_on",
+        "type_on",
+    ],
+    "uc3": [
+        "assemble",
+        "flip",
+        "flush",
+        "move",
+        "pay",
+        "point",
+        "slide",
+        "squeeze",
+        "teach",
+    ],
+    "uc4": [
+        "hunt",
+        "kick",
+        "lift",
+        "lose",
+        "release",
+        "shear",
+        "sit_at",
+        "slide",
+        "tag",
+        "teach",
+    ],
 }
 
 
-@pytest.mark.parametrize("name, rare", [("uc0", 25), ("uc1", 36), ("uc2", 28), ("uc3", 28), ("uc4", 37)])
+@pytest.mark.parametrize(
+    "name, rare", [("uc0", 25), ("uc1", 36), ("uc2", 28), ("uc3", 28), ("uc4", 37)]
+)
 def test_each_uc_split_hides_120_hois_and_keeps_every_object_seen(hico, name, rare):
     uc = hico.unseen_hois(name)
     assert len(uc) == 120 == len(set(uc)) and hico.setting(name).kind == "hoi"
     seen = [h for i, h in enumerate(hico.hois) if i not in set(uc)]
     assert {o for _, o in seen} == set(range(80))
     assert len(set(uc) & set(hico.rare_hois)) == rare  # EOID_CODE_FACTS 6.2
-    assert sum(hico.hois[i][0] == hico.no_interaction for i in uc) == \
-        {"uc0": 21, "uc1": 19, "uc2": 19, "uc3": 28, "uc4": 14}[name]
+    assert (
+        sum(hico.hois[i][0] == hico.no_interaction for i in uc)
+        == {"uc0": 21, "uc1": 19, "uc2": 19, "uc3": 28, "uc4": 14}[name]
+    )
 
 
 @pytest.mark.parametrize("name", sorted(UC_FULLY_UNSEEN_VERBS))
 def test_uc_splits_leave_every_verb_seen_except_the_published_exceptions(hico, name):
-    assert [hico.verbs[v] for v in hico.unseen_verbs(name)] == UC_FULLY_UNSEEN_VERBS[name]
+    assert [hico.verbs[v] for v in hico.unseen_verbs(name)] == UC_FULLY_UNSEEN_VERBS[
+        name
+    ]
     assert ", ".join(UC_FULLY_UNSEEN_VERBS[name]) in hico.setting(name).about
 
 
@@ -134,7 +230,9 @@ def test_uc_splits_leave_every_verb_seen_except_the_published_exceptions(hico, n
 def test_rare_and_non_rare_first_keep_every_verb_and_object_seen(hico, name):
     unseen = set(hico.unseen_hois(name))
     seen = [h for i, h in enumerate(hico.hois) if i not in unseen]
-    assert {v for v, _ in seen} == set(range(117)) and {o for _, o in seen} == set(range(80))
+    assert {v for v, _ in seen} == set(range(117)) and {o for _, o in seen} == set(
+        range(80)
+    )
 
 
 def test_uc_splits_are_five_different_sets(hico):
@@ -146,8 +244,26 @@ def test_rare_first_takes_120_rare_hois_and_the_138_variant_takes_them_all(hico)
     assert len(rf) == 120 == len(set(rf)) and set(rf) < set(hico.rare_hois)
     assert set(rf138) == set(hico.rare_hois)
     # EoID additionally holds out these 18 (EOID_CODE_FACTS 6.2)
-    assert sorted(set(rf138) - set(rf)) == [63, 112, 165, 166, 172, 214, 227, 328, 404, 426, 431, 451,
-                                           514, 549, 550, 551, 578, 580]
+    assert sorted(set(rf138) - set(rf)) == [
+        63,
+        112,
+        165,
+        166,
+        172,
+        214,
+        227,
+        328,
+        404,
+        426,
+        431,
+        451,
+        514,
+        549,
+        550,
+        551,
+        578,
+        580,
+    ]
 
 
 def test_non_rare_first_takes_120_non_rare_hois_only(hico):
@@ -173,8 +289,19 @@ def test_uv_is_all_84_hois_of_gen_vlkt_20_unseen_verbs(hico):
 
 
 def test_every_setting_says_where_its_list_comes_from(hico):
-    assert set(hico.settings) == {"ua", "uc0", "uc1", "uc2", "uc3", "uc4", "rf-uc", "nf-uc", "rf-uc-138",
-                                  "uo", "uv"}
+    assert set(hico.settings) == {
+        "ua",
+        "uc0",
+        "uc1",
+        "uc2",
+        "uc3",
+        "uc4",
+        "rf-uc",
+        "nf-uc",
+        "rf-uc-138",
+        "uo",
+        "uv",
+    }
     assert all(s.about for s in hico.settings.values())
 
 
@@ -182,6 +309,7 @@ def test_vocabulary_round_trips_through_its_json(hico, tmp_path):
     import json
 
     from eoid.pipeline.data.vocab import vocabulary_from_json
+
     again = vocabulary_from_json(json.loads(json.dumps(hico.to_json())), "round trip")
     assert again.fingerprint() == hico.fingerprint()
     assert again.settings == hico.settings and again.verb_phrases == hico.verb_phrases

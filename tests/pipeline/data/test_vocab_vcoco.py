@@ -1,4 +1,7 @@
-"""The built-in V-COCO vocabulary: CDN's 29 verb-role classes, COCO objects, and the evaluation subsets."""
+"""The built-in V-COCO vocabulary: CDN's 29 verb-role classes, COCO objects, and the
+evaluation subsets.
+"""
+
 import pytest
 
 from eoid.pipeline.data.vcoco import vcoco_actions
@@ -24,15 +27,24 @@ def test_vcoco_objects_are_the_80_coco_classes_of_hico(vcoco):
 
 def test_every_verb_role_maps_to_one_of_26_actions():
     facts = vcoco_actions()
-    assert len(facts["actions"]) == 26 and set(a for a, _ in facts["roles"].values()) == set(facts["actions"])
+    assert len(facts["actions"]) == 26 and set(
+        a for a, _ in facts["roles"].values()
+    ) == set(facts["actions"])
     # cut, eat and hit have two roles each: 26 actions + 3 = 29 verb-roles
-    assert facts["roles"]["cut_instr"] == ["cut", "instr"] and facts["roles"]["cut_obj"] == ["cut", "obj"]
+    assert facts["roles"]["cut_instr"] == ["cut", "instr"] and facts["roles"][
+        "cut_obj"
+    ] == ["cut", "obj"]
     assert facts["roles"]["smile"] == ["smile", None]
 
 
 def test_hois_are_every_object_taking_verb_role_with_every_object(vcoco):
     facts = vcoco_actions()
-    assert [vcoco.verbs[i] for i in facts["objectless"]] == ["stand", "walk", "run", "smile"]
+    assert [vcoco.verbs[i] for i in facts["objectless"]] == [
+        "stand",
+        "walk",
+        "run",
+        "smile",
+    ]
     assert len(facts["object_verbs"]) == 25 and len(vcoco.hois) == 25 * 80
     assert {v for v, _ in vcoco.hois} == set(facts["object_verbs"])
     assert vcoco.valid[:, facts["objectless"]].sum() == 0
@@ -41,10 +53,18 @@ def test_hois_are_every_object_taking_verb_role_with_every_object(vcoco):
 def test_role_ap_evaluation_uses_24_verb_roles_without_point(vcoco):
     facts = vcoco_actions()
     assert len(facts["eval_verbs"]) == 24
-    assert set(facts["object_verbs"]) - set(facts["eval_verbs"]) == {vcoco.verbs.index("point_instr")}
+    assert set(facts["object_verbs"]) - set(facts["eval_verbs"]) == {
+        vcoco.verbs.index("point_instr")
+    }
 
 
 def test_vcoco_prompts_read_as_phrases(vcoco):
     prompts = vcoco.prompts("a picture of person {verb_ing} {object}")
-    assert prompts[vcoco.hoi_index()[vcoco.verbs.index("look_obj"), vcoco.objects.index("sports_ball")]] \
+    assert (
+        prompts[
+            vcoco.hoi_index()[
+                vcoco.verbs.index("look_obj"), vcoco.objects.index("sports_ball")
+            ]
+        ]
         == "a picture of person looking at sports ball"
+    )

@@ -1,4 +1,7 @@
-"""The one inference loop with a student that has no interactive-score head (imported CDN weights)."""
+"""The one inference loop with a student that has no interactive-score head (imported
+CDN weights).
+"""
+
 import numpy as np
 import pytest
 import torch
@@ -25,31 +28,61 @@ def picture(tmp_path):
 def test_without_is_head_triplets_come_out_and_no_pairs_are_ranked(picture):
     torch.manual_seed(0)
     model = build_student("tiny", 80, 117, 8, is_head="none")
-    triplets, ranked = predict_images(model, [picture], ["a"], load_vocabulary("hico-det"), AUGMENT,
-                                      PostprocessConfig(top_k=5), "cpu", progress=False)
+    triplets, ranked = predict_images(
+        model,
+        [picture],
+        ["a"],
+        load_vocabulary("hico-det"),
+        AUGMENT,
+        PostprocessConfig(top_k=5),
+        "cpu",
+        progress=False,
+    )
     assert ranked is None and len(triplets["a"].scores) > 0
 
 
 def test_without_is_head_the_interactive_score_cannot_be_switched_on(picture):
     model = build_student("tiny", 80, 117, 8, is_head="none")
     with pytest.raises(ConfigError, match="use_interactive_score = false"):
-        predict_images(model, [picture], ["a"], load_vocabulary("hico-det"), AUGMENT,
-                       PostprocessConfig(use_interactive_score=True), "cpu", progress=False)
+        predict_images(
+            model,
+            [picture],
+            ["a"],
+            load_vocabulary("hico-det"),
+            AUGMENT,
+            PostprocessConfig(use_interactive_score=True),
+            "cpu",
+            progress=False,
+        )
 
 
 def test_without_is_head_unseen_pair_recall_is_skipped_with_a_note(picture):
-    # a UA record whose one pair carries only unseen verb 0 (adjust) would count for U-R@K
+    # a UA record whose one pair carries only unseen verb 0 (adjust) would count for
+    # U-R@K
     vocab = load_vocabulary("hico-det")
     unseen = vocab.unseen_verbs("ua")[0]
-    record = ImageRecord("a", picture, 80, 60, np.array([[0, 0, 30, 50], [40, 10, 70, 40]], np.float32),
-                         np.array([0, 1]), np.array([[0, 1, unseen]]))
+    record = ImageRecord(
+        "a",
+        picture,
+        80,
+        60,
+        np.array([[0, 0, 30, 50], [40, 10, 70, 40]], np.float32),
+        np.array([0, 1]),
+        np.array([[0, 1, unseen]]),
+    )
     model = build_student("tiny", 80, 117, 8, is_head="none")
-    results = evaluate_model_on_records(model, [record], vocab, AUGMENT, PostprocessConfig(), "cpu", "ua")
-    assert "unseen_recall" not in results and results["meta"]["unseen_recall"].startswith("skipped")
+    results = evaluate_model_on_records(
+        model, [record], vocab, AUGMENT, PostprocessConfig(), "cpu", "ua"
+    )
+    assert "unseen_recall" not in results and results["meta"][
+        "unseen_recall"
+    ].startswith("skipped")
     assert "unseen-pair recall: skipped" in format_table(results)
-    model = build_student("tiny", 80, 117, 8, is_head="interaction")   # the same run with an IS head
-    assert "unseen_recall" in evaluate_model_on_records(model, [record], vocab, AUGMENT, PostprocessConfig(),
-                                                        "cpu", "ua")
+    # the same run with an IS head
+    model = build_student("tiny", 80, 117, 8, is_head="interaction")
+    assert "unseen_recall" in evaluate_model_on_records(
+        model, [record], vocab, AUGMENT, PostprocessConfig(), "cpu", "ua"
+    )
 
 
 def test_open_student_wants_exactly_one_of_checkpoint_and_onnx():
