@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eoid.student.losses import IGNORE, interactive_targets
+from eoid.student.loss_targets import IGNORE, interactive_targets
 from eoid.student.matching import ImageMatch
 from eoid.student.targets import PairTargets
 

@@ -8,7 +8,7 @@ import pytest
 
 from eoid.config import LossConfig
 from eoid.errors import ConfigError
-from eoid.student.losses import (
+from eoid.student.loss_terms import (
     TERMS,
     LossParams,
     active_terms,

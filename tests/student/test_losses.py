@@ -9,18 +9,14 @@ import torch
 
 from eoid.config import LossConfig, MatcherConfig
 from eoid.errors import ConfigError
-from eoid.student.losses import (
-    IGNORE,
+from eoid.student.loss_targets import IGNORE, interactive_targets, verb_targets
+from eoid.student.loss_terms import (
     LossParams,
-    build_criterion,
-    compute_losses,
     distill_verb_loss,
     focal_verb_loss,
-    interactive_targets,
     loss_weights,
-    verb_targets,
-    weighted_sum,
 )
+from eoid.student.losses import build_criterion, compute_losses, weighted_sum
 from eoid.student.matching import ImageMatch, MatchParams
 from eoid.student.model import build_student
 from eoid.student.targets import PairTargets
@@ -330,13 +326,14 @@ def test_a_batch_without_pairs_trains_every_query_as_a_no_pair(tiny):
 def test_a_switched_off_distillation_or_is_term_is_absent_and_never_computed(
     tiny, monkeypatch
 ):
+    import eoid.student.loss_terms as loss_terms
     import eoid.student.losses as losses
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("computed a switched-off term")
 
     monkeypatch.setattr(losses, "interactive_targets", must_not_run)
-    monkeypatch.setattr(losses, "distill_verb_sum", must_not_run)
+    monkeypatch.setattr(loss_terms, "distill_verb_sum", must_not_run)
     tgt = _targets([True, False], [True, False], torch.tensor([[1.0, 0, 0], [0, 0, 0]]))
     out = tiny(torch.randn(1, 3, 64, 64), torch.zeros(1, 64, 64, dtype=torch.bool))
     terms, stats = compute_losses(

@@ -8,7 +8,8 @@ import torch
 
 from eoid.boxes import box_iou, cxcywh_to_xyxy
 from eoid.config import LossConfig
-from eoid.student.losses import LossParams, compute_losses, loss_weights, weighted_sum
+from eoid.student.loss_terms import LossParams, loss_weights
+from eoid.student.losses import compute_losses, weighted_sum
 from eoid.student.model import build_student
 from eoid.student.postprocess import postprocess
 from eoid.student.targets import PairTargets

@@ -11,7 +11,8 @@ import torch
 
 from eoid.config import LossConfig, MatcherConfig, OptimConfig
 from eoid.pipeline.data.vocab import Vocabulary
-from eoid.student.losses import Criterion, build_criterion, loss_weights
+from eoid.student.loss_terms import loss_weights
+from eoid.student.losses import Criterion, build_criterion
 
 
 def unseen_verb_mask(vocab: Vocabulary, setting: str) -> torch.Tensor:

@@ -6,7 +6,8 @@ import numpy as np
 import torch
 
 from eoid.files import write_json_atomic
-from eoid.student.losses import distill_verb_loss, focal_verb_loss, verb_targets
+from eoid.student.loss_targets import verb_targets
+from eoid.student.loss_terms import distill_verb_loss, focal_verb_loss
 from eoid.student.targets import PairTargets
 from eoid.teacher_cache import manifest as mf
 from eoid.teacher_cache import store
