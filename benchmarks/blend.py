@@ -56,9 +56,13 @@ from eoid.pipeline.evaluation.clip_verbs import (
 from eoid.pipeline.evaluation.scoring import score
 from eoid.pipeline.evaluation.speed import StageClock, per_image_ms
 from eoid.pipeline.run_cache import run_cache
-from eoid.pipeline.run_quickstart import TEACHER, recipe_path, require_same_recipe
 from eoid.pipeline.run_train import run_train
 from eoid.pipeline.synth.world import QUICKSTART, generate_world
+from eoid.pipeline.training.quickstart_recipe import (
+    TEACHER,
+    recipe_path,
+    require_same_recipe,
+)
 
 # images and seed of the held-out world, as the quickstart test
 HELD_OUT = (2000, 1234)

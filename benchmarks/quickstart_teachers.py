@@ -36,14 +36,14 @@ from eoid.errors import EoidError
 from eoid.files import output_folder
 from eoid.pipeline.run_cache import run_cache
 from eoid.pipeline.run_cache_merge import run_merge
-from eoid.pipeline.run_quickstart import (
+from eoid.pipeline.run_quickstart import train_in_parallel
+from eoid.pipeline.run_train import run_train
+from eoid.pipeline.synth.world import QUICKSTART, generate_world
+from eoid.pipeline.training.quickstart_recipe import (
     TEACHER,
     recipe_path,
     require_same_recipe,
-    train_in_parallel,
 )
-from eoid.pipeline.run_train import run_train
-from eoid.pipeline.synth.world import QUICKSTART, generate_world
 
 TEACHERS = ("second", "merged", "merged_geometric", "shipped")
 

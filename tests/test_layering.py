@@ -49,6 +49,8 @@ ROOMS = {  # module prefix -> (floor, role); the longest matching prefix wins
     "eoid.cli": (6, "cli"),
     "eoid.cli_options": (6, "cli"),
     "eoid.cli_cache": (6, "cli"),
+    "eoid.cli_evaluate": (6, "cli"),
+    "eoid.cli_data": (6, "cli"),
     "eoid.__main__": (7, "main"),
 }
 # call whole phases

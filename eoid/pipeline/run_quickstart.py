@@ -15,91 +15,25 @@ import json
 import multiprocessing
 import os
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from eoid.config import (
-    CacheConfig,
-    DataConfig,
-    TeacherConfig,
-    TrainConfig,
-    load_config,
-    to_dict,
-)
+from eoid.config import CacheConfig, DataConfig, TrainConfig, load_config
 from eoid.devices import World
-from eoid.errors import ConfigError, EoidError
+from eoid.errors import EoidError
 from eoid.files import output_folder, write_text_atomic
 from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.data.records import ImageRecord
 from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary
 from eoid.pipeline.evaluation.hico_map import harmonic_mean
-from eoid.pipeline.training.provenance import config_changes, describe_changes
-
-TEACHER = TeacherConfig(
-    model="eoid-synth-clip", weights="bundled", batch_size=128, num_workers=0
+from eoid.pipeline.training.quickstart_recipe import (
+    TEACHER,
+    recipe_path,
+    require_same_recipe,
+    require_settable,
 )
-
-
-def recipe_path() -> Path:
-    """The packaged quickstart training recipe."""
-    return Path(str(resources.files("eoid.data").joinpath("quickstart.toml")))
-
-
-# where the quickstart puts its world and cache: the folder's place, not the recipe
-OWN_PATHS = (
-    "cache",
-    "data.dataset",
-    "data.train_annotations",
-    "data.train_images",
-    "data.test_annotations",
-    "data.test_images",
-)
-
-
-# what the quickstart decides itself for both runs: a --set of these would be silently
-# overridden
-OWN_KEYS = (*OWN_PATHS, "out", "resume", "allow_changes", "break_lock", "teacher")
-
-
-def require_settable(overrides: tuple[str, ...]) -> None:
-    """Refuse a --set of a key the quickstart sets itself (its place, its teacher),
-    naming it.
-    """
-    for item in overrides:
-        key = item.split("=", 1)[0].strip()
-        if key in OWN_KEYS or key.split(".", 1)[0] == "teacher":
-            raise ConfigError(
-                f"--set {item}: the quickstart sets {key!r} itself (its world, cache,"
-                " teacher and run folders live under --out), so this value would be"
-                " ignored. Use --out DIR and --seed S; --set changes the training"
-                " recipe (eoid/data/quickstart.toml), e.g. --set optim.epochs=5."
-            )
-
-
-def require_same_recipe(runs) -> None:
-    """Refuse to reuse or resume a run of OUT started with other values (another
-    --set or --seed, another eoid's recipe): its results would be reported as this
-    quickstart's."""
-    for cfg in runs:
-        saved = Path(cfg.out) / "config.toml"
-        if not saved.is_file():
-            continue
-        changes = {
-            k: v
-            for k, v in config_changes(
-                to_dict(load_config(TrainConfig, saved)), cfg, str(saved)
-            ).items()
-            if k not in OWN_PATHS
-        }
-        if changes:
-            raise ConfigError(
-                f"{saved.parent} holds a run started with other values "
-                f"({describe_changes(changes)}); "
-                "rerun with that run's --seed and --set, or choose a new --out."
-            )
 
 
 def teacher_accuracy(

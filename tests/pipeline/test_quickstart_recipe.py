@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from eoid.cli import main
 from eoid.config import TrainConfig, dumps_toml, load_config
 from eoid.errors import ConfigError
-from eoid.pipeline.run_quickstart import (
+from eoid.pipeline.training.quickstart_recipe import (
     recipe_path,
     require_same_recipe,
     require_settable,

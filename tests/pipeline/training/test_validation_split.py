@@ -11,7 +11,7 @@ import pytest
 from eoid.config import DataConfig, TrainConfig, load_config
 from eoid.errors import ConfigError
 from eoid.pipeline.data.records import ImageRecord
-from eoid.pipeline.run_quickstart import recipe_path
+from eoid.pipeline.training.quickstart_recipe import recipe_path
 from eoid.pipeline.training.training_set import split_validation, validation_count
 
 ROOT = Path(__file__).resolve().parents[3]
