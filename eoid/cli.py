@@ -21,13 +21,8 @@ from eoid.cli_options import (
     verb_options,
     world_from_env,
 )
-from eoid.config import (
-    EvalConfig,
-    PredictConfig,
-    TeacherConfig,
-    TrainConfig,
-    load_config,
-)
+from eoid.config import EvalConfig, PredictConfig, TeacherConfig, TrainConfig
+from eoid.config_loading import load_config
 from eoid.terminal import configure_logging
 
 

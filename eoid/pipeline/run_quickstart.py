@@ -21,14 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from eoid.config import (
-    CacheConfig,
-    DataConfig,
-    TeacherConfig,
-    TrainConfig,
-    load_config,
-    to_dict,
-)
+from eoid.config import CacheConfig, DataConfig, TeacherConfig, TrainConfig, to_dict
+from eoid.config_loading import load_config
 from eoid.devices import World
 from eoid.errors import ConfigError, EoidError
 from eoid.files import output_folder, write_text_atomic

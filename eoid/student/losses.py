@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from eoid.boxes import cxcywh_to_xyxy, generalized_box_iou
-from eoid.config import LossConfig, MatcherConfig, check_value
+from eoid.config import LossConfig, MatcherConfig
+from eoid.config_loading import check_value
 from eoid.errors import ConfigError
 
 # re-exported: the IS loss's ignore label
