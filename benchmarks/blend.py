@@ -41,7 +41,8 @@ from pathlib import Path
 import torch
 
 from eoid.checkpoint import evaluation_recipe, load_checkpoint
-from eoid.config import CacheConfig, DataConfig, EvalConfig, TrainConfig, load_config
+from eoid.config import CacheConfig, DataConfig, EvalConfig, TrainConfig
+from eoid.config_loading import load_config
 from eoid.devices import World
 from eoid.errors import EoidError
 from eoid.files import output_folder, write_text_atomic

@@ -30,7 +30,8 @@ import statistics
 import time
 from pathlib import Path
 
-from eoid.config import CacheConfig, DataConfig, TeacherConfig, TrainConfig, load_config
+from eoid.config import CacheConfig, DataConfig, TeacherConfig, TrainConfig
+from eoid.config_loading import load_config
 from eoid.devices import World
 from eoid.errors import EoidError
 from eoid.files import output_folder

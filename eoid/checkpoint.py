@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from eoid.config import AugmentConfig, PostprocessConfig, from_dict, to_dict
+from eoid.config import AugmentConfig, PostprocessConfig, to_dict
+from eoid.config_loading import from_dict
 from eoid.errors import CheckpointError, TrainingDiverged, first_line
 from eoid.files import write_atomic
 

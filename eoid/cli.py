@@ -27,7 +27,8 @@ from eoid.cli_options import (
     user_errors,
     world_from_env,
 )
-from eoid.config import TrainConfig, load_config
+from eoid.config import TrainConfig
+from eoid.config_loading import load_config
 from eoid.terminal import configure_logging
 
 

@@ -17,7 +17,8 @@ from eoid.cli_options import (
     user_errors,
     world_from_env,
 )
-from eoid.config import CacheConfig, load_config
+from eoid.config import CacheConfig
+from eoid.config_loading import load_config
 
 
 @click.command("cache-teacher", cls=EoidCommand)

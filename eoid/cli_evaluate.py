@@ -21,7 +21,8 @@ from eoid.cli_options import (
     verb_options,
     world_from_env,
 )
-from eoid.config import EvalConfig, PredictConfig, TeacherConfig, load_config
+from eoid.config import EvalConfig, PredictConfig, TeacherConfig
+from eoid.config_loading import load_config
 
 
 @click.command("evaluate", cls=EoidCommand)

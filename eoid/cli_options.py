@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from eoid.config import load_config
+from eoid.config_loading import load_config
 from eoid.errors import EoidError, Interrupted, StoppedAtOnce
 from eoid.terminal import stop_exit_code
 

@@ -5,7 +5,7 @@ RANGES.
     python -m eoid.config_reference --check    # exit 1 if the page is stale
 
 A field's meaning is its comment in eoid/config.py (the comment on its line, after the
-comment lines just above it); its range is its line in `config.RANGES`.
+comment lines just above it); its range is its line in `config_loading.RANGES`.
 tests/test_config_reference.py fails when the page differs from what this module writes.
 """
 
@@ -20,7 +20,7 @@ from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from eoid import config
+from eoid import config, config_loading
 
 PHASES = (
     ("eoid cache-teacher", config.CacheConfig),
@@ -81,7 +81,7 @@ def _cell(text: str) -> str:
 
 
 def _table(cls: type, comments: dict[tuple[str, str], str]) -> list[str]:
-    checks = config.RANGES.get(cls, {})
+    checks = config_loading.RANGES.get(cls, {})
     rows = ["| field | type | default | allowed | meaning |", "|---|---|---|---|---|"]
     for f in fields(cls):
         if f.default is MISSING and is_dataclass(f.default_factory()):  # type: ignore[misc]
@@ -120,7 +120,7 @@ def render() -> str:
             " values (checked when"
         ),
         (
-            "the config is loaded, `config.RANGES`) and meaning. Set a field in a"
+            "the config is loaded, `config_loading.RANGES`) and meaning. Set a field in a"
             " recipe under its"
         ),
         (

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from eoid.config import TrainConfig, load_config, to_dict
+from eoid.config import TrainConfig, to_dict
+from eoid.config_loading import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINES = sorted((ROOT / "configs" / "baselines").glob("*.toml"))

@@ -6,15 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from eoid.config import (
-    CacheConfig,
-    EvalConfig,
-    PredictConfig,
-    TrainConfig,
-    dumps_toml,
-    from_dict,
-    load_config,
-)
+from eoid.config import CacheConfig, EvalConfig, PredictConfig, TrainConfig, dumps_toml
+from eoid.config_loading import from_dict, load_config
 from eoid.errors import ConfigError
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.toml"))
@@ -138,7 +131,7 @@ def test_from_dict_refuses_a_non_table_section():
 def test_every_range_names_a_field_of_its_section():
     from dataclasses import fields
 
-    from eoid.config import PAIRS, RANGES
+    from eoid.config_loading import PAIRS, RANGES
 
     for cls, checks in RANGES.items():
         assert set(checks) <= {f.name for f in fields(cls)}, cls.__name__
@@ -147,7 +140,8 @@ def test_every_range_names_a_field_of_its_section():
 
 
 def test_the_preset_range_accepts_exactly_the_student_presets():
-    from eoid.config import RANGES, StudentConfig
+    from eoid.config import StudentConfig
+    from eoid.config_loading import RANGES
     from eoid.student.presets import PRESETS
 
     check = RANGES[StudentConfig]["preset"]

@@ -5,7 +5,7 @@ them.
 from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
 
-from eoid import config
+from eoid import config, config_loading
 from eoid.config_reference import PAGE, PHASES, field_comments, render
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +42,7 @@ def test_every_field_of_every_config_has_a_meaning_in_the_reference():
 
 def test_every_range_is_shown_in_words_beside_its_field():
     page = render()
-    for cls, checks in config.RANGES.items():
+    for cls, checks in config_loading.RANGES.items():
         for name, check in checks.items():
             assert hasattr(check, "says"), (
                 f"{cls.__name__}.{name}: its check has no `says`"

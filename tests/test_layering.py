@@ -21,6 +21,7 @@ LEAVE_FILES = (
     "boxes.py",
     "errors.py",
     "config.py",
+    "config_loading.py",
     "config_values.py",
     "config_reference.py",
     "files.py",

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from eoid.config import TrainConfig, load_config
+from eoid.config import TrainConfig
+from eoid.config_loading import load_config
 from eoid.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]

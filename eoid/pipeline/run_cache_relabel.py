@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from eoid.config import TeacherConfig, check_value
+from eoid.config import TeacherConfig
+from eoid.config_loading import check_value
 from eoid.errors import CacheMismatchError, ConfigError
 from eoid.files import file_sha256, output_folder, read_json
 from eoid.pipeline.data.prompt_sets import (

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from eoid.config import AugmentConfig, from_dict
+from eoid.config import AugmentConfig
+from eoid.config_loading import from_dict
 from eoid.devices import World
 from eoid.errors import CheckpointError
 from eoid.files import output_folder, write_text_atomic

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from eoid.boxes import box_iou_np
-from eoid.config import AugmentConfig, from_dict
+from eoid.config import AugmentConfig
+from eoid.config_loading import from_dict
 from eoid.devices import World
 from eoid.errors import ConfigError
 from eoid.files import file_sha256, new_file, output_folder, write_text_atomic, writing

@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from eoid.config import CacheConfig, DataConfig, TrainConfig, load_config
+from eoid.config import CacheConfig, DataConfig, TrainConfig
+from eoid.config_loading import load_config
 from eoid.devices import World
 from eoid.errors import EoidError
 from eoid.files import output_folder, write_text_atomic

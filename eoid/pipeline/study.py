@@ -67,16 +67,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eoid.config import (
-    CacheConfig,
-    TeacherConfig,
-    TrainConfig,
-    check_value,
-    from_dict,
-    load_config,
-    read_toml,
-    to_dict,
-)
+from eoid.config import CacheConfig, TeacherConfig, TrainConfig, to_dict
+from eoid.config_loading import check_value, from_dict, load_config, read_toml
 from eoid.errors import ConfigError
 
 log = logging.getLogger(__name__)

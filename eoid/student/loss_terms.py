@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from eoid.boxes import cxcywh_to_xyxy, generalized_box_iou
-from eoid.config import LossConfig, check_value
+from eoid.config import LossConfig
+from eoid.config_loading import check_value
 from eoid.student.loss_targets import IGNORE
 from eoid.student.model import StudentOutput
 

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from eoid.config import TrainConfig, load_config
+from eoid.config import TrainConfig
+from eoid.config_loading import load_config
 from eoid.devices import World
 from eoid.pipeline.run_train import run_train
 

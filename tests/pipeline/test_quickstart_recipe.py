@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from eoid.cli import main
-from eoid.config import TrainConfig, dumps_toml, load_config
+from eoid.config import TrainConfig, dumps_toml
+from eoid.config_loading import load_config
 from eoid.errors import ConfigError
 from eoid.pipeline.training.quickstart_recipe import (
     recipe_path,

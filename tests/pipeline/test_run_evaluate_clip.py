@@ -18,9 +18,9 @@ from eoid.config import (
     TeacherConfig,
     TrainConfig,
     VerbsConfig,
-    load_config,
     to_dict,
 )
+from eoid.config_loading import load_config
 from eoid.devices import World
 from eoid.pipeline.data.images import load_rgb
 from eoid.pipeline.data.readers import read_annotations

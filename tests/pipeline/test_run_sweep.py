@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from eoid.config import TrainConfig, dumps_toml, parse_part, read_toml
+from eoid.config import TrainConfig, dumps_toml, parse_part
+from eoid.config_loading import read_toml
 from eoid.devices import init_world
 from eoid.errors import CacheMismatchError, ConfigError
 from eoid.pipeline import run_sweep as sweep

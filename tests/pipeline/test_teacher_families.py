@@ -24,8 +24,8 @@ from eoid.config import (
     PostprocessConfig,
     TeacherConfig,
     TrainConfig,
-    load_config,
 )
+from eoid.config_loading import load_config
 from eoid.devices import World
 from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.data.vocab import load_vocabulary

@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from eoid.cli import main
-from eoid.config import CacheConfig, EvalConfig, PredictConfig, TrainConfig, load_config
+from eoid.config import CacheConfig, EvalConfig, PredictConfig, TrainConfig
+from eoid.config_loading import load_config
 from eoid.errors import ConfigError
 
 # (phase, --set, the key the message must name)

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from eoid.checkpoint import load_checkpoint, save_checkpoint
-from eoid.config import TrainConfig, load_config
+from eoid.config import TrainConfig
+from eoid.config_loading import load_config
 from eoid.errors import CheckpointError, ConfigError, TrainingDiverged
 from eoid.pipeline.run_train import run_train
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import torch
 
-from eoid.config import TrainConfig, load_config
+from eoid.config import TrainConfig
+from eoid.config_loading import load_config
 from eoid.devices import World
 
 ROOT = Path(__file__).resolve().parents[2]

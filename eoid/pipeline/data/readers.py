@@ -24,9 +24,8 @@ from eoid.pipeline.data.checks import (
     BadRecord,
     RawImage,
     check_raw_image,
-    file_name_problem,
-    image_sizes,
 )
+from eoid.pipeline.data.image_files import file_name_problem, image_sizes
 from eoid.pipeline.data.records import ImageRecord
 from eoid.pipeline.data.vocab import Vocabulary
 

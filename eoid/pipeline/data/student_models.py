@@ -14,7 +14,8 @@ import logging
 from pathlib import Path
 
 from eoid.checkpoint import load_checkpoint, require_fits
-from eoid.config import StudentConfig, from_dict, to_dict
+from eoid.config import StudentConfig, to_dict
+from eoid.config_loading import from_dict
 from eoid.errors import CheckpointError, ConfigError
 from eoid.pipeline.data.vocab import Vocabulary, vocabulary_from_json
 from eoid.student.model import CDN, build_student, load_detr_init

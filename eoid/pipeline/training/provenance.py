@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from eoid.config import TrainConfig, from_dict, to_dict
+from eoid.config import TrainConfig, to_dict
+from eoid.config_loading import from_dict
 from eoid.errors import CheckpointError, ConfigError
 from eoid.files import write_text_atomic
 

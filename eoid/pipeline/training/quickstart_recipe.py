@@ -10,7 +10,8 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from eoid.config import TeacherConfig, TrainConfig, load_config, to_dict
+from eoid.config import TeacherConfig, TrainConfig, to_dict
+from eoid.config_loading import load_config
 from eoid.errors import ConfigError
 from eoid.pipeline.training.provenance import config_changes, describe_changes
 

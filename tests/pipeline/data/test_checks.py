@@ -17,8 +17,8 @@ from eoid.pipeline.data.checks import (
     BadRecord,
     RawImage,
     check_raw_image,
-    file_name_problem,
 )
+from eoid.pipeline.data.image_files import file_name_problem
 from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.data.vocab import load_vocabulary
 
@@ -311,7 +311,7 @@ def test_relative_file_names_inside_the_folder_are_accepted(name):
 
 
 def test_image_sizes_read_ahead_gives_each_files_size_or_the_error_it_raised(tmp_path):
-    from eoid.pipeline.data.checks import image_sizes
+    from eoid.pipeline.data.image_files import image_sizes
 
     Image.new("RGB", (64, 48)).save(tmp_path / "a.jpg")
     Image.new("RGB", (30, 70)).save(tmp_path / "b.png")

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from eoid.config import DataConfig, TrainConfig, load_config
+from eoid.config import DataConfig, TrainConfig
+from eoid.config_loading import load_config
 from eoid.pipeline.data.records import ImageRecord
 from eoid.pipeline.data.transforms import augment_params
 from eoid.pipeline.data.vocab import load_vocabulary
@@ -180,7 +181,7 @@ def test_a_fractional_run_trains_on_the_shared_cache_and_says_how_many_images_it
 ):
     import torch
 
-    from eoid.config import read_toml
+    from eoid.config_loading import read_toml
     from eoid.devices import World
     from eoid.pipeline.run_train import run_train
 

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from eoid.config import AugmentConfig, TrainConfig, load_config
+from eoid.config import AugmentConfig, TrainConfig
+from eoid.config_loading import load_config
 from eoid.pipeline.data.transforms import augment_params, largest_batch_px, resized_size
 from eoid.pipeline.training import memory
 from eoid.pipeline.training.memory import OutOfMemory, available_bytes, require_memory

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eoid.config import DataConfig, TrainConfig, load_config
+from eoid.config import DataConfig, TrainConfig
+from eoid.config_loading import load_config
 from eoid.errors import ConfigError
 from eoid.pipeline.data.records import ImageRecord
 from eoid.pipeline.training.quickstart_recipe import recipe_path
