@@ -35,7 +35,7 @@ from eoid.files import output_folder, write_text_atomic
 from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.data.records import ImageRecord
 from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary
-from eoid.pipeline.evaluation.hico_map import harmonic_mean
+from eoid.pipeline.evaluation.ap_arithmetic import harmonic_mean
 from eoid.pipeline.training.provenance import config_changes, describe_changes
 
 TEACHER = TeacherConfig(
