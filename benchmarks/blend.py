@@ -58,7 +58,8 @@ from eoid.pipeline.evaluation.speed import StageClock, per_image_ms
 from eoid.pipeline.run_cache import run_cache
 from eoid.pipeline.run_quickstart import TEACHER, recipe_path, require_same_recipe
 from eoid.pipeline.run_train import run_train
-from eoid.pipeline.synth.world import QUICKSTART, generate_world
+from eoid.pipeline.synth.layouts import QUICKSTART
+from eoid.pipeline.synth.world import generate_world
 
 # images and seed of the held-out world, as the quickstart test
 HELD_OUT = (2000, 1234)

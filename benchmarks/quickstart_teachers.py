@@ -43,7 +43,8 @@ from eoid.pipeline.run_quickstart import (
     train_in_parallel,
 )
 from eoid.pipeline.run_train import run_train
-from eoid.pipeline.synth.world import QUICKSTART, generate_world
+from eoid.pipeline.synth.layouts import QUICKSTART
+from eoid.pipeline.synth.world import generate_world
 
 TEACHERS = ("second", "merged", "merged_geometric", "shipped")
 

@@ -262,7 +262,8 @@ def run_quickstart(
     from eoid.pipeline.run_predict import run_predict
     from eoid.pipeline.run_report import run_report
     from eoid.pipeline.run_train import run_train
-    from eoid.pipeline.synth.world import QUICKSTART, generate_world
+    from eoid.pipeline.synth.layouts import QUICKSTART
+    from eoid.pipeline.synth.world import generate_world
     from eoid.teacher_cache.lookup import CacheReader
 
     start = time.time()
