@@ -314,7 +314,7 @@ def end_to_end(args: argparse.Namespace, device: torch.device) -> dict:
         root = Path(tmp)
         dataset = args.vocabulary
         if dataset == "synth":
-            from eoid.pipeline.synth.world import synth_vocabulary_json
+            from eoid.pipeline.synth.scenes import synth_vocabulary_json
 
             dataset = str(root / "vocabulary.json")
             Path(dataset).write_text(json.dumps(synth_vocabulary_json()))

@@ -42,7 +42,8 @@ from eoid.pipeline.data.vocab import load_vocabulary
 from eoid.pipeline.run_cache import run_cache
 from eoid.pipeline.run_cache_merge import run_merge
 from eoid.pipeline.run_cache_relabel import run_relabel
-from eoid.pipeline.synth.world import QUICKSTART, generate_world
+from eoid.pipeline.synth.layouts import QUICKSTART
+from eoid.pipeline.synth.world import generate_world
 from eoid.teacher_cache.lookup import CacheReader
 
 from report import save_json

@@ -58,7 +58,8 @@ from eoid.pipeline.evaluation.scoring import score
 from eoid.pipeline.evaluation.speed import StageClock, per_image_ms
 from eoid.pipeline.run_cache import run_cache
 from eoid.pipeline.run_train import run_train
-from eoid.pipeline.synth.world import QUICKSTART, generate_world
+from eoid.pipeline.synth.layouts import QUICKSTART
+from eoid.pipeline.synth.world import generate_world
 from eoid.pipeline.training.quickstart_recipe import (
     TEACHER,
     recipe_path,

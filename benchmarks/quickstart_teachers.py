@@ -39,7 +39,8 @@ from eoid.pipeline.run_cache import run_cache
 from eoid.pipeline.run_cache_merge import run_merge
 from eoid.pipeline.run_quickstart import train_in_parallel
 from eoid.pipeline.run_train import run_train
-from eoid.pipeline.synth.world import QUICKSTART, generate_world
+from eoid.pipeline.synth.layouts import QUICKSTART
+from eoid.pipeline.synth.world import generate_world
 from eoid.pipeline.training.quickstart_recipe import (
     TEACHER,
     recipe_path,

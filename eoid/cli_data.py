@@ -144,7 +144,8 @@ def data_check(annotations, images, dataset) -> None:
 @user_errors
 def synth(out, num_images, seed, layout) -> None:
     """Generate the built-in synthetic HOI world (HICO-DET format + its vocabulary)."""
-    from eoid.pipeline.synth.world import FREE, QUICKSTART, generate_world
+    from eoid.pipeline.synth.layouts import FREE, QUICKSTART
+    from eoid.pipeline.synth.world import generate_world
 
     paths = generate_world(
         out, num_images, seed, layout=QUICKSTART if layout == "quickstart" else FREE

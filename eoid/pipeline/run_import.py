@@ -14,8 +14,8 @@ from typing import Any, Callable
 
 from eoid.errors import CheckpointError, ConfigError
 from eoid.files import new_file
+from eoid.pipeline.training.import_report import format_plan
 from eoid.pipeline.training.original_checkpoint import (
-    format_plan,
     plan_import,
     setting_of,
     write_import,

@@ -28,7 +28,7 @@ from eoid.files import output_folder, write_text_atomic
 from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.data.records import ImageRecord
 from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary
-from eoid.pipeline.evaluation.hico_map import harmonic_mean
+from eoid.pipeline.evaluation.ap_arithmetic import harmonic_mean
 from eoid.pipeline.training.quickstart_recipe import (
     TEACHER,
     recipe_path,
@@ -197,7 +197,8 @@ def run_quickstart(
     from eoid.pipeline.run_predict import run_predict
     from eoid.pipeline.run_report import run_report
     from eoid.pipeline.run_train import run_train
-    from eoid.pipeline.synth.world import QUICKSTART, generate_world
+    from eoid.pipeline.synth.layouts import QUICKSTART
+    from eoid.pipeline.synth.world import generate_world
     from eoid.teacher_cache.lookup import CacheReader
 
     start = time.time()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from eoid.errors import DataError
 from eoid.files import output_folder, writing
-from eoid.pipeline.evaluation.hico_map import harmonic_mean
+from eoid.pipeline.evaluation.ap_arithmetic import harmonic_mean
 
 
 def read_metrics(run: Path) -> tuple[list[dict], list[dict]]:

@@ -21,7 +21,7 @@ import numpy as np
 
 from eoid.errors import DataError
 from eoid.files import writing
-from eoid.pipeline.evaluation.hico_map import harmonic_mean
+from eoid.pipeline.evaluation.ap_arithmetic import harmonic_mean
 from eoid.pipeline.study import Study, Variant
 
 LABELS = {

@@ -18,7 +18,8 @@ from click.testing import CliRunner
 
 from eoid.cli import main
 from eoid.devices import World
-from eoid.pipeline.synth.world import generate_world, synth_vocabulary_json
+from eoid.pipeline.synth.scenes import synth_vocabulary_json
+from eoid.pipeline.synth.world import generate_world
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 NEW = ("kick", "carry")

@@ -34,7 +34,8 @@ from eoid.pipeline.evaluation.clip_verbs import (
 from eoid.pipeline.evaluation.inference import predict_images
 from eoid.pipeline.evaluation.scoring import score
 from eoid.pipeline.run_evaluate_clip import run_clip_classifier
-from eoid.pipeline.synth.world import generate_world, synth_vocabulary
+from eoid.pipeline.synth.scenes import synth_vocabulary
+from eoid.pipeline.synth.world import generate_world
 from eoid.student.model import StudentOutput
 from eoid.student.postprocess import postprocess
 from eoid.teacher_cache.distribution import valid_hoi_table

@@ -14,7 +14,7 @@ from eoid.config import StudentConfig, TrainConfig, to_dict
 from eoid.devices import World
 from eoid.pipeline.data.student_models import build_model
 from eoid.pipeline.run_pseudo_label import pseudo_labels, run_pseudo_label
-from eoid.pipeline.synth.world import synth_vocabulary
+from eoid.pipeline.synth.scenes import synth_vocabulary
 
 VOCAB = synth_vocabulary()
 PERSON, BALL, KITE = (VOCAB.objects.index(n) for n in ("person", "sports_ball", "kite"))

@@ -19,7 +19,8 @@ from click.testing import CliRunner
 
 from eoid.cli import main
 from eoid.pipeline.run_quickstart import run_quickstart
-from eoid.pipeline.synth.world import QUICKSTART, generate_world
+from eoid.pipeline.synth.layouts import QUICKSTART
+from eoid.pipeline.synth.world import generate_world
 
 pytestmark = pytest.mark.slow
 

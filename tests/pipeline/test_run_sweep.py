@@ -17,7 +17,8 @@ from eoid.errors import CacheMismatchError, ConfigError
 from eoid.pipeline import run_sweep as sweep
 from eoid.pipeline import study as studies
 from eoid.pipeline.study_tables import collect_rows, write_tables
-from eoid.pipeline.synth.world import generate_world, synth_vocabulary_json
+from eoid.pipeline.synth.scenes import synth_vocabulary_json
+from eoid.pipeline.synth.world import generate_world
 from eoid.teacher_cache.manifest import FORMAT_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -33,7 +33,6 @@ evaluation/VOCevaldet_bboxpair.m), which the HICO-DET benchmark numbers come fro
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Mapping, NamedTuple, Sequence
 
@@ -43,37 +42,7 @@ from eoid.boxes import box_iou_plus1_np
 from eoid.errors import DataError
 from eoid.pipeline.data.records import ImageRecord
 from eoid.pipeline.data.vocab import Vocabulary
-
-AP_METHODS = ("official", "voc11", "area")
-
-
-def harmonic_mean(seen: float | None, unseen: float | None) -> float | None:
-    """HM = 2 * S * U / (S + U) of the Seen and Unseen mAP, in their unit (e.g.
-    percent).
-
-    The summary recent zero-shot HOI papers report beside Full: high only when both are.
-    It is 0 when both are 0, and None when either is None or NaN (a group without ground
-    truth, e.g. Unseen under the default setting).
-    """
-    if (
-        seen is None
-        or unseen is None
-        or not (math.isfinite(seen) and math.isfinite(unseen))
-    ):
-        return None
-    if seen + unseen == 0:
-        return 0.0
-    return 2.0 * seen * unseen / (seen + unseen)
-
-
-# t = 0:0.1:1 as MATLAB's colon operator builds it: the first half as a + k*d, the
-# second half as b - (n-k)*d (MathWorks' colonop), so 0.6 and 0.7 are the doubles
-# nearest to them.
-_MATLAB_11_POINTS = np.array(
-    [k * 0.1 for k in range(6)] + [1.0 - (10 - k) * 0.1 for k in range(6, 11)]
-)
-# CDN's hico_eval.py: 0.6000000000000001, 0.7000000000000001
-_NUMPY_11_POINTS = np.arange(0.0, 1.1, 0.1)
+from eoid.pipeline.evaluation.ap_arithmetic import average_precision
 
 
 class ImageGT(NamedTuple):
@@ -274,40 +243,6 @@ def match_detections(
         num_gt,
         objects_present,
     )
-
-
-def average_precision(
-    is_tp_ranked: np.ndarray, num_gt: int, ap_method: str = "official"
-) -> tuple[float, float]:
-    """AP and final recall of one category from its ranked true-positive flags (N,)
-    bool.
-
-    Returns (0, 0) without detections; (nan, nan) when num_gt is 0 (no category to
-    score).
-    """
-    if ap_method not in AP_METHODS:
-        raise ValueError(f"ap_method must be one of {AP_METHODS}, got {ap_method!r}")
-    if num_gt == 0:
-        return float("nan"), float("nan")
-    if len(is_tp_ranked) == 0:
-        return 0.0, 0.0
-    tp = np.cumsum(is_tp_ranked, dtype=np.float64)
-    fp = np.cumsum(~np.asarray(is_tp_ranked, dtype=bool), dtype=np.float64)
-    rec = tp / num_gt
-    prec = tp / (tp + fp)
-    if ap_method == "area":
-        mrec = np.concatenate(([0.0], rec, [1.0]))
-        mpre = np.maximum.accumulate(np.concatenate(([0.0], prec, [0.0]))[::-1])[::-1]
-        step = np.flatnonzero(mrec[1:] != mrec[:-1])
-        return float(np.sum((mrec[step + 1] - mrec[step]) * mpre[step + 1])), float(
-            rec[-1]
-        )
-    thresholds = _MATLAB_11_POINTS if ap_method == "official" else _NUMPY_11_POINTS
-    ap = 0.0
-    for t in thresholds:  # summed one by one, as both originals do
-        above = rec >= t
-        ap += (prec[above].max() if above.any() else 0.0) / 11
-    return float(ap), float(rec[-1])
 
 
 def _group_means(

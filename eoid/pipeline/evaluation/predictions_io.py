@@ -23,11 +23,11 @@ import numpy as np
 
 from eoid.errors import DataError
 from eoid.files import write_text_atomic
+from eoid.pipeline.evaluation.ap_arithmetic import harmonic_mean
 from eoid.pipeline.evaluation.hico_map import (
     HoiMapResult,
     ImageDetections,
     detections_from_triplets,
-    harmonic_mean,
 )
 from eoid.pipeline.evaluation.speed import format_speed
 

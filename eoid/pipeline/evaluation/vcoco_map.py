@@ -35,7 +35,7 @@ import numpy as np
 
 from eoid.boxes import box_iou_plus1_np
 from eoid.errors import DataError
-from eoid.pipeline.evaluation.hico_map import average_precision
+from eoid.pipeline.evaluation.ap_arithmetic import average_precision
 
 
 class VcocoImageGT(NamedTuple):

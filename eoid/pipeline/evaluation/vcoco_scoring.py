@@ -27,7 +27,7 @@ import numpy as np
 
 from eoid.pipeline.data.records import ImageRecord
 from eoid.pipeline.data.vocab import BUILTIN, Vocabulary
-from eoid.pipeline.evaluation.hico_map import harmonic_mean
+from eoid.pipeline.evaluation.ap_arithmetic import harmonic_mean
 from eoid.pipeline.evaluation.vcoco_map import VcocoImageDetections, VcocoImageGT
 
 

@@ -38,7 +38,7 @@ from tqdm import tqdm
 from eoid.errors import ConfigError
 from eoid.files import output_folder, write_text_atomic
 from eoid.pipeline.data.vocab import Vocabulary
-from eoid.pipeline.synth.world import Scene, sample_scenes, synth_vocabulary
+from eoid.pipeline.synth.scenes import Scene, sample_scenes, synth_vocabulary
 from eoid.teacher_cache.crops import CropSpec, union_crops
 
 # the shipped teacher: a ViT (patch 8, width 128, 4 layers)

@@ -147,7 +147,7 @@ def test_a_base_record_keeps_its_verbs(mixed):
 
 
 def test_a_record_in_a_foreign_vocabulary_is_refused(mixed):
-    from eoid.pipeline.synth.world import synth_vocabulary
+    from eoid.pipeline.synth.scenes import synth_vocabulary
 
     rec = ImageRecord(
         "s.jpg",

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from eoid.pipeline.evaluation.hico_map import harmonic_mean
+from eoid.pipeline.evaluation.ap_arithmetic import harmonic_mean
 
 percent = st.floats(min_value=0.0, max_value=100.0)
 

@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eoid.errors import DataError
+from eoid.pipeline.evaluation.ap_arithmetic import average_precision
 from eoid.pipeline.evaluation.hico_map import (
     ImageDetections,
     ImageGT,
-    average_precision,
     detections_from_triplets,
     evaluate_hoi_map,
     gt_from_records,

@@ -47,7 +47,7 @@ def test_each_vocabulary_of_the_mapping_reaches_vcoco_verb_roles_and_another_is_
         verb_table_to_source(MIXED, MIXED.vocab), MIXED.merged_to_source()
     )
     from eoid.pipeline.data.vocab import vocabulary_from_json
-    from eoid.pipeline.synth.world import synth_vocabulary_json
+    from eoid.pipeline.synth.scenes import synth_vocabulary_json
 
     assert (
         verb_table_to_source(
@@ -262,7 +262,7 @@ def test_a_vcoco_vocabulary_student_is_scored_by_the_command_with_its_known_role
 def test_a_student_the_mapping_does_not_relate_to_vcoco_is_refused_in_one_line(
     tmp_path,
 ):
-    from eoid.pipeline.synth.world import synth_vocabulary_json
+    from eoid.pipeline.synth.scenes import synth_vocabulary_json
 
     (tmp_path / "synth.json").write_text(json.dumps(synth_vocabulary_json()))
     ann, images = _vcoco_test_set(tmp_path)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from eoid.pipeline.synth.scenes import sample_scenes, synth_vocabulary
 from eoid.pipeline.synth.teacher import (
     MODEL_NAME,
     RN_MODEL_NAME,
@@ -23,7 +24,6 @@ from eoid.pipeline.synth.teacher import (
     shipped_weights,
     train_synth_teacher,
 )
-from eoid.pipeline.synth.world import sample_scenes, synth_vocabulary
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,9 @@ from PIL import Image
 
 from eoid.errors import ConfigError
 from eoid.pipeline.data.vocab import load_vocabulary
-from eoid.pipeline.synth.world import FREE, QUICKSTART, generate_world, synth_vocabulary
+from eoid.pipeline.synth.layouts import FREE, QUICKSTART
+from eoid.pipeline.synth.scenes import synth_vocabulary
+from eoid.pipeline.synth.world import generate_world
 
 
 @pytest.fixture(scope="module")
