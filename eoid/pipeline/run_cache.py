@@ -25,6 +25,11 @@ from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary
 from eoid.stop import StopFlag
 from eoid.teacher_cache import manifest as mf
 from eoid.teacher_cache import store
+from eoid.teacher_cache.coordination import (
+    ShardClaims,
+    finalize_if_complete,
+    prepare_store,
+)
 from eoid.teacher_cache.plan import (
     CachePlan,
     ShardLayout,
@@ -38,13 +43,7 @@ from eoid.teacher_cache.teacher import (
     resolve_gamma,
     resolve_precision,
 )
-from eoid.teacher_cache.writer import (
-    ShardClaims,
-    ShardJob,
-    compute_shards,
-    finalize_if_complete,
-    prepare_store,
-)
+from eoid.teacher_cache.writer import ShardJob, compute_shards
 
 log = logging.getLogger(__name__)
 

@@ -28,10 +28,10 @@ from eoid.errors import CacheMismatchError, ConfigError
 from eoid.files import output_folder
 from eoid.teacher_cache import manifest as mf
 from eoid.teacher_cache import store
+from eoid.teacher_cache.coordination import write_derived
 from eoid.teacher_cache.ensemble import RULES, combine_rows, normalised_weights
 from eoid.teacher_cache.lookup import CacheReader, check_complete, teacher_valid_verbs
 from eoid.teacher_cache.schema import PLAN_NAMES
-from eoid.teacher_cache.writer import write_derived
 
 # fingerprint keys that say which pairs a cache holds: members must agree on every one
 ALIGNED = (
