@@ -24,7 +24,7 @@ from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary
 from eoid.stop import StopFlag
 from eoid.teacher_cache import manifest as mf
-from eoid.teacher_cache import store
+from eoid.teacher_cache import store, store_reads
 from eoid.teacher_cache.coordination import (
     ShardClaims,
     finalize_if_complete,
@@ -203,7 +203,7 @@ def run_cache(cfg: CacheConfig, world: World) -> Path:
                 len(read.bad),
                 out / "bad_records.json",
             )
-        text_emb = store.load_arrays(out, ("text_emb",))["text_emb"]
+        text_emb = store_reads.load_arrays(out, ("text_emb",))["text_emb"]
         mine = [
             s
             for s in range(layout.num_shards)
