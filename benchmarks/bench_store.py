@@ -36,7 +36,7 @@ import numpy as np
 from eoid.files import write_json_atomic
 from eoid.pipeline.data.vocab import load_vocabulary
 from eoid.teacher_cache import manifest as mf
-from eoid.teacher_cache import store
+from eoid.teacher_cache import store, store_reads
 from eoid.teacher_cache.distribution import distribution_problems, valid_verb_table
 from eoid.teacher_cache.lookup import CacheReader
 from eoid.teacher_cache.plan import CachePlan, make_layout
@@ -121,8 +121,10 @@ def open_checks(path: Path, reader: CacheReader, rounds: int = 3) -> dict[str, f
     valid = teacher_valid_verbs(reader.vocabulary, reader.fingerprint["excluded_verbs"])
     checksums = reader.manifest["checksums"]
     timed = {
-        "open_checksums_train_s": lambda: store.verify_files(path, checksums, training),
-        "open_checksums_all_s": lambda: store.verify_files(path, checksums),
+        "open_checksums_train_s": lambda: store_reads.verify_files(
+            path, checksums, training
+        ),
+        "open_checksums_all_s": lambda: store_reads.verify_files(path, checksums),
         "open_row_check_s": lambda: distribution_problems(
             reader.verb_probs, reader.object_class, valid
         ),

@@ -24,7 +24,12 @@ from eoid.pipeline.data.readers import read_annotations
 from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary
 from eoid.stop import StopFlag
 from eoid.teacher_cache import manifest as mf
-from eoid.teacher_cache import store
+from eoid.teacher_cache import store, store_reads
+from eoid.teacher_cache.coordination import (
+    ShardClaims,
+    finalize_if_complete,
+    prepare_store,
+)
 from eoid.teacher_cache.plan import (
     CachePlan,
     ShardLayout,
@@ -38,13 +43,7 @@ from eoid.teacher_cache.teacher import (
     resolve_gamma,
     resolve_precision,
 )
-from eoid.teacher_cache.writer import (
-    ShardClaims,
-    ShardJob,
-    compute_shards,
-    finalize_if_complete,
-    prepare_store,
-)
+from eoid.teacher_cache.writer import ShardJob, compute_shards
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +203,7 @@ def run_cache(cfg: CacheConfig, world: World) -> Path:
                 len(read.bad),
                 out / "bad_records.json",
             )
-        text_emb = store.load_arrays(out, ("text_emb",))["text_emb"]
+        text_emb = store_reads.load_arrays(out, ("text_emb",))["text_emb"]
         mine = [
             s
             for s in range(layout.num_shards)

@@ -27,11 +27,11 @@ import numpy as np
 from eoid.errors import CacheMismatchError, ConfigError
 from eoid.files import output_folder
 from eoid.teacher_cache import manifest as mf
-from eoid.teacher_cache import store
+from eoid.teacher_cache import store, store_reads
+from eoid.teacher_cache.coordination import write_derived
 from eoid.teacher_cache.ensemble import RULES, combine_rows, normalised_weights
 from eoid.teacher_cache.lookup import CacheReader, check_complete, teacher_valid_verbs
 from eoid.teacher_cache.schema import PLAN_NAMES
-from eoid.teacher_cache.writer import write_derived
 
 # fingerprint keys that say which pairs a cache holds: members must agree on every one
 ALIGNED = (
@@ -216,8 +216,8 @@ def run_merge(
         "prompts": first.prompts,
         "vocabulary": first.vocabulary,
     }
-    store.verify_files(first.path, first.manifest["checksums"], ("text_emb",))
-    text_emb = store.load_arrays(first.path, ("text_emb",))["text_emb"]
+    store_reads.verify_files(first.path, first.manifest["checksums"], ("text_emb",))
+    text_emb = store_reads.load_arrays(first.path, ("text_emb",))["text_emb"]
     return write_derived(
         out,
         first.plan(),

@@ -36,10 +36,10 @@ from eoid.pipeline.data.prompt_sets import (
 from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary, vocabulary_from_json
 from eoid.teacher_cache import manifest as mf
 from eoid.teacher_cache import store
+from eoid.teacher_cache.coordination import write_derived
 from eoid.teacher_cache.distribution import pair_verb_probs
 from eoid.teacher_cache.lookup import CacheReader, check_complete
 from eoid.teacher_cache.schema import TeacherRows
-from eoid.teacher_cache.writer import write_derived
 
 
 def relabel_probs(

@@ -36,7 +36,7 @@ import numpy as np
 
 from eoid.errors import EoidError
 from eoid.files import new_file, write_atomic, writing
-from eoid.teacher_cache import store
+from eoid.teacher_cache import store_reads
 from eoid.teacher_cache.lookup import CacheReader
 from eoid.teacher_cache.schema import (
     PLAN_COLUMNS,
@@ -110,7 +110,7 @@ def export_hdf5(cache: Path, out: Path) -> Path:
     # an unfinished cache is refused here
     reader = CacheReader(cache, load_embeddings=True)
     unread = tuple(n for n in (*PLAN_NAMES, *TEACHER_NAMES) if n not in reader.columns)
-    extra = store.load_arrays(Path(cache), ("text_emb", *unread))
+    extra = store_reads.load_arrays(Path(cache), ("text_emb", *unread))
     columns = {**reader.columns, **{n: extra[n] for n in unread}}
     meta = json.loads((Path(cache) / "meta.json").read_text())
     tables = cache_tables(reader, extra["text_emb"], columns, meta["image_sizes"])

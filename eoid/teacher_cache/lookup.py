@@ -18,7 +18,7 @@ from eoid.boxes import box_iou_np
 from eoid.errors import CacheMismatchError
 from eoid.files import read_json
 from eoid.teacher_cache import manifest as mf
-from eoid.teacher_cache import store
+from eoid.teacher_cache import store, store_reads
 from eoid.teacher_cache.distribution import (
     distribution_problems,
     valid_hoi_table,
@@ -129,7 +129,7 @@ class CacheReader:
         if load_embeddings:
             names += tuple(n for n in TEACHER_NAMES if n not in names)
         if "checksums" in self.manifest:
-            store.verify_files(
+            store_reads.verify_files(
                 self.path, self.manifest["checksums"], None if verify_all else names
             )
         meta = read_json(self.path / "meta.json", CacheMismatchError, mf.REBUILD)
@@ -139,7 +139,7 @@ class CacheReader:
         self.prompts: list[str] = meta["prompts"]
         self.vocabulary: dict = meta["vocabulary"]
         try:
-            arrays = store.load_arrays(self.path, names)
+            arrays = store_reads.load_arrays(self.path, names)
         except (
             OSError,
             KeyError,

@@ -24,7 +24,7 @@ Layout (ENVIRONMENT_FACTS §4: flat ragged table + per-image offsets, sharded, z
 Checksums: plan.json records the sha256 of every file written at creation (metadata,
 plan arrays, meta.json), each shard's done marker those of its shard files, and
 manifest.json all of them (`collect_checksums`). A reader checks the files it loads
-against them (`verify_files`), so a flipped byte, an emptied or swapped chunk file or an
+against them (`store_reads.verify_files`), so a flipped byte, an emptied or swapped chunk file or an
 edited meta.json is refused, not read.
 
 Only the teacher columns are written after creation, one whole shard at a time by the
@@ -298,37 +298,6 @@ def collect_checksums(path: Path, layout: ShardLayout) -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
-def verify_files(
-    path: Path, checksums: dict[str, str], arrays: tuple[str, ...] | None = None
-) -> None:
-    """Refuse (CacheMismatchError) a cache whose files differ from `checksums`
-    (manifest.json's).
-
-    arrays: check only these arrays' files (and the metadata); None checks every file.
-    """
-    chosen = {
-        rel: digest
-        for rel, digest in checksums.items()
-        if arrays is None or "/" not in rel or rel.split("/", 1)[0] in arrays
-    }
-    bad = [
-        rel
-        for rel, digest in chosen.items()
-        if not (path / rel).is_file() or file_sha256(path / rel) != digest
-    ]
-    if bad:
-        shown = ", ".join(
-            f"{rel} ({'changed' if (path / rel).is_file() else 'missing'})"
-            for rel in bad[:3]
-        )
-        raise CacheMismatchError(
-            f"{path}: {len(bad)} file(s) differ from the checksums recorded when the "
-            f"cache was written: {shown}{' ...' if len(bad) > 3 else ''}; it was "
-            "damaged or edited since. Copy it again, or rebuild it with "
-            "`eoid cache-teacher`."
-        )
-
-
 def done_shards(path: Path) -> set[int]:
     folder = path / "progress"
     if not folder.is_dir():
@@ -399,62 +368,3 @@ def write_shard(path: Path, layout: ShardLayout, shard: int, rows: TeacherRows) 
     write_bytes_atomic(shard_done_path(path, shard), marker.encode(), "a cache file")
     shutil.rmtree(path / "partial" / f"shard-{shard:05d}", ignore_errors=True)
     fault_point(f"blocks of shard {shard} removed")
-
-
-def load_arrays(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Whole arrays into RAM (one read each: ~0.3 s for a HICO-size cache)."""
-    import zarr
-
-    group = zarr.open_group(str(path), mode="r")
-    for n in names:
-        _require_shard_files(path, n, group[n])
-    return {n: _read_whole(path, n, group[n]) for n in names}
-
-
-def _read_whole(path: Path, name: str, array: Any) -> np.ndarray:
-    """One whole array; a damaged chunk is a CacheMismatchError naming the array."""
-    try:
-        return np.asarray(array[...])
-    except (RuntimeError, ValueError, OSError) as err:
-        _settle_other_reads()
-        raise CacheMismatchError(
-            f"{path}: cache array {name!r} is unreadable, a chunk is damaged "
-            f"({type(err).__name__}: {err}). "
-            "Copy the cache again or rebuild it with `eoid cache-teacher`."
-        ) from None
-
-
-def _settle_other_reads() -> None:
-    """Let zarr's other chunk reads of a failed read finish (their results are dropped).
-
-    zarr decodes chunks as concurrent tasks on its own event loop; when one fails the
-    others are still pending, and at exit asyncio logs each as "Task was destroyed but
-    it is pending".
-    """
-    import asyncio
-
-    from zarr.core.sync import sync
-
-    async def settle() -> None:
-        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        await asyncio.gather(*others, return_exceptions=True)
-
-    sync(settle())
-
-
-def _require_shard_files(path: Path, name: str, array: Any) -> None:
-    """Refuse an array with a missing shard file (zarr would silently read it as zeros)."""
-    rows = array.shape[0]
-    step = (array.shards or array.chunks)[0]
-    tail = "/0" * (len(array.shape) - 1)
-    missing = [
-        k
-        for k in range(-(-rows // step))
-        if not (path / name / "c" / f"{k}{tail}").is_file()
-    ]
-    if missing:
-        raise CacheMismatchError(
-            f"{path}: array {name!r} lacks {len(missing)} shard file(s) (rows "
-            f"{missing[0] * step}.. are gone, e.g. {name}/c/{missing[0]}{tail}); the "
-            "cache is damaged or was copied in part. Copy it again or rebuild it."
-        )

@@ -116,10 +116,10 @@ def test_a_prompt_ensemble_averages_each_hois_unit_template_embeddings(
         teacher.encode_texts(vocab.prompts(T1)),
         teacher.encode_texts(vocab.prompts(T2)),
     )
-    from eoid.teacher_cache import store
+    from eoid.teacher_cache import store_reads
 
     stored = torch.from_numpy(
-        store.load_arrays(ensemble.path, ("text_emb",))["text_emb"]
+        store_reads.load_arrays(ensemble.path, ("text_emb",))["text_emb"]
     )
     assert torch.allclose(stored, F.normalize(one + two, dim=-1), atol=1e-6)
     meta = json.loads((ensemble.path / "meta.json").read_text())
@@ -142,9 +142,9 @@ def test_descriptions_alone_score_each_hoi_against_its_own_text(
         run_relabel(reference, tmp_path / "desc", descriptions=path)
     )
     teacher = load_teacher(str(TINY_CONFIG), str(tiny_weights))
-    from eoid.teacher_cache import store
+    from eoid.teacher_cache import store_reads
 
-    stored = store.load_arrays(described.path, ("text_emb",))["text_emb"]
+    stored = store_reads.load_arrays(described.path, ("text_emb",))["text_emb"]
     hois = [
         f"{TINY_VOCAB['verbs'][v]['name']} {TINY_VOCAB['objects'][o]['name']}"
         for v, o in TINY_VOCAB["hois"]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from eoid.errors import CacheMismatchError, EoidError
-from eoid.teacher_cache import store
+from eoid.teacher_cache import store_reads
 from eoid.teacher_cache.export import FORMAT, export_hdf5
 from eoid.teacher_cache.lookup import CacheReader
 
@@ -27,7 +27,7 @@ def cache(synth_cache) -> Path:
 def test_the_export_read_back_with_h5py_alone_equals_the_cache(cache, tmp_path):
     out = export_hdf5(cache, tmp_path / "sub" / "cache.h5")  # the folder is created
     reader = CacheReader(cache, load_embeddings=True)
-    extra = store.load_arrays(cache, ("text_emb", "pair_image"))
+    extra = store_reads.load_arrays(cache, ("text_emb", "pair_image"))
     meta = json.loads((cache / "meta.json").read_text())
     with h5py.File(out, "r") as f:
         assert f.attrs["format"] == FORMAT and f.attrs["format_version"] == 1

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from eoid.teacher_cache import store
+from eoid.teacher_cache import store, store_reads
 from eoid.teacher_cache.schema import (
     PLAN_COLUMNS,
     PLAN_NAMES,
@@ -50,7 +50,7 @@ def test_a_written_store_holds_every_column_with_its_dtype_and_width_and_no_othe
         "num_pairs"
     ]
     # every shard file present
-    arrays = store.load_arrays(synth_cache, (*PLAN_NAMES, *TEACHER_NAMES))
+    arrays = store_reads.load_arrays(synth_cache, (*PLAN_NAMES, *TEACHER_NAMES))
     for column in COLUMNS:
         data = arrays[column.name]
         assert data.dtype == np.dtype(column.dtype), column.name

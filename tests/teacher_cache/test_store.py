@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = """
 import numpy as np, zarr
 from eoid.errors import CacheMismatchError
-from eoid.teacher_cache import store
+from eoid.teacher_cache import store_reads
 group = zarr.open_group({path!r}, mode="w", zarr_format=3)
 array = group.create_array("verb_probs", shape=(65536, 117), dtype="float16", chunks=(4096, 117),
                            shards=(4096, 117), compressors=zarr.codecs.ZstdCodec(level=1),
@@ -24,7 +24,7 @@ data = bytearray(open(shard, "rb").read())
 data[100: len(data) // 2] = b"x" * (len(data) // 2 - 100)     # a damaged chunk among 16 shards
 open(shard, "wb").write(data)
 try:
-    store.load_arrays(__import__("pathlib").Path({path!r}), ("verb_probs",))
+    store_reads.load_arrays(__import__("pathlib").Path({path!r}), ("verb_probs",))
 except CacheMismatchError as err:
     print("refused:", err)
 """

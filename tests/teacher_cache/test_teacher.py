@@ -126,7 +126,7 @@ def test_the_shipped_synthetic_teacher_learned_a_scale_of_about_16():
 
 
 def test_a_local_weights_file_takes_the_normalisation_its_models_tags_agree_on():
-    from eoid.teacher_cache.teacher import _tags_preprocess
+    from eoid.teacher_cache.clip_sources import _tags_preprocess
 
     # SigLIP's webli weights are normalised with mean = std = 0.5, not CLIP's defaults
     assert _tags_preprocess("ViT-B-16-SigLIP")["mean"] == (0.5, 0.5, 0.5)
