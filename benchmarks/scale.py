@@ -565,7 +565,8 @@ def helper_plan(train: str, images: str, cache: str, folder: str) -> None:
     each cache.
     """
     from eoid.pipeline.run_sweep import check_cache_fits
-    from eoid.pipeline.study import check_same_config, plan_study, read_study
+    from eoid.pipeline.study import read_study
+    from eoid.pipeline.study_plan import check_same_config, plan_study
 
     folder_p = Path(folder)
     folder_p.mkdir(parents=True, exist_ok=True)

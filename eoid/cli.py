@@ -147,7 +147,8 @@ def train(
         allow_changes=allow_changes,
         break_lock=break_lock,
     )
-    from eoid.pipeline.run_train import run_summary, run_train
+    from eoid.pipeline.evaluation.training_results import run_summary
+    from eoid.pipeline.run_train import run_train
 
     world = world_from_env()
     out = run_train(cfg, world)

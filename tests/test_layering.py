@@ -45,6 +45,7 @@ ROOMS = {  # module prefix -> (floor, role); the longest matching prefix wins
     "eoid.pipeline.synth": (3, "synth"),
     "eoid.pipeline.evaluation": (3, "evaluation"),
     "eoid.pipeline.study": (4, "study"),
+    "eoid.pipeline.study_plan": (4, "study"),
     "eoid.pipeline.study_tables": (4, "study"),
     "eoid.pipeline.run_": (5, "runner"),
     "eoid.cli": (6, "cli"),

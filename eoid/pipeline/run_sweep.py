@@ -25,16 +25,13 @@ from eoid.pipeline.run_cache import run_cache
 from eoid.pipeline.run_cache_merge import run_merge
 from eoid.pipeline.run_cache_relabel import run_relabel
 from eoid.pipeline.run_train import run_train
-from eoid.pipeline.study import (
-    CacheSpec,
+from eoid.pipeline.study import CacheSpec, Study, build_order, read_study
+from eoid.pipeline.study_plan import (
     PlannedRun,
-    Study,
-    build_order,
     cache_config,
     cache_folders,
     check_same_config,
     plan_study,
-    read_study,
     runs_for_part,
 )
 from eoid.pipeline.study_tables import collect_rows, markdown_table, write_tables

@@ -11,7 +11,6 @@ scored on the test set once.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from contextlib import nullcontext
@@ -20,21 +19,18 @@ from typing import Callable
 
 import torch
 
-from eoid.checkpoint import load_checkpoint, load_state, require_fits, save_checkpoint
-from eoid.config import TrainConfig, dumps_toml, to_dict
+from eoid.checkpoint import load_state, save_checkpoint
+from eoid.config import TrainConfig, to_dict
 from eoid.devices import World
 from eoid.errors import ConfigError, Interrupted
-from eoid.files import output_folder, write_text_atomic
+from eoid.files import output_folder
 from eoid.loaders import WorkerLoader
 from eoid.locks import FolderLock
 from eoid.pipeline.data.student_models import build_model
 from eoid.pipeline.data.transforms import augment_params
 from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary
-from eoid.pipeline.evaluation.predictions_io import format_table
-from eoid.pipeline.evaluation.scoring import (
-    evaluate_checkpoint,
-    evaluate_model_on_records,
-)
+from eoid.pipeline.evaluation.scoring import evaluate_model_on_records
+from eoid.pipeline.evaluation.training_results import finish, percent
 from eoid.pipeline.training.builders import (
     apply_optim_config,
     build_loss,
@@ -62,12 +58,13 @@ from eoid.pipeline.training.metrics import (
     tensorboard_available,
     truncate_metrics,
 )
-from eoid.pipeline.training.provenance import (
-    RUN_LENGTH,
-    config_changes,
-    record_changes,
-    require_allowed,
+from eoid.pipeline.training.resume import (
+    batches_done,
+    finished_run,
+    resume_point,
+    start_run_folder,
 )
+from eoid.pipeline.training.step_out_of_memory import step_out_of_memory
 from eoid.pipeline.training.teacher_source import open_teacher_for_training
 from eoid.pipeline.training.training_set import TrainingSet, prepare_training_set
 from eoid.stop import StopFlag
@@ -96,7 +93,7 @@ def run_train(
             "matching and loss train; use 'interaction' (with student.init_from = an "
             "imported CDN checkpoint, that head starts fresh and the rest from CDN)."
         )
-    finished = _finished_run(cfg, Path(cfg.out))
+    finished = finished_run(cfg, Path(cfg.out))
     if finished is not None:
         log.info(
             "%s is finished (epoch %d of %d, iteration %d): nothing to train, no file"
@@ -133,90 +130,6 @@ def run_train(
             ) from None
 
 
-def _finished_run(cfg: TrainConfig, out: Path) -> dict | None:
-    """The checkpoint of a finished run in `out` that this config would only rerun, else
-    None.
-
-    Finished: every epoch (or optim.max_iters) trained and, with a test set,
-    results.json written. Rerunning it (with or without --resume) changes no file; a
-    rerun with other hyper-parameters goes on to the usual refusal, and a longer
-    optim.epochs trains on.
-    """
-    last = out / "checkpoint.pt"
-    if not last.is_file():
-        return None
-    ckpt = load_checkpoint(last, mmap=True)
-    done = (
-        ckpt["epoch"] >= cfg.optim.epochs
-        or 0 < cfg.optim.max_iters <= ckpt["iteration"]
-    )
-    if not done or (cfg.data.test_annotations and not (out / "results.json").is_file()):
-        return None
-    changes = config_changes(ckpt["config"], cfg, f"{last} [config]")
-    if any(k not in RUN_LENGTH for k in changes) and not (
-        cfg.resume and cfg.allow_changes
-    ):
-        return None
-    return ckpt
-
-
-def _resume_point(
-    cfg: TrainConfig, out: Path, vocab: Vocabulary
-) -> tuple[dict | None, dict]:
-    """(checkpoint to continue from or None, config changes it allows), checked
-    before any file is written: a refused --resume changes nothing in the run folder."""
-    last = out / "checkpoint.pt"
-    if not last.exists():
-        # --resume continues a run if there is one: a job script can always pass it
-        if cfg.resume:
-            log.warning(
-                "%s holds no checkpoint.pt, so there is nothing to resume: starting a"
-                " new run there.",
-                out,
-            )
-        return None, {}
-    if not cfg.resume:
-        raise ConfigError(
-            f"{out} already holds a run (checkpoint.pt). Pass --resume to continue it, "
-            "or choose another --out."
-        )
-    ckpt = load_checkpoint(last)
-    require_fits(ckpt, last, vocab.to_json(), to_dict(cfg.student))
-    changes = config_changes(ckpt["config"], cfg, f"{last} [config]")
-    require_allowed(changes, cfg.allow_changes, last)
-    return ckpt, changes
-
-
-def _start_run_folder(
-    cfg: TrainConfig,
-    out: Path,
-    data: TrainingSet,
-    world: World,
-    ckpt: dict | None,
-    changes: dict,
-) -> None:
-    """Write the resolved config of a new run (a resumed run keeps its own and
-    records what changed) and the skipped records."""
-    if world.is_main:
-        if ckpt is None or not (out / "config.toml").is_file():
-            write_text_atomic(out / "config.toml", dumps_toml(cfg), "the run's config")
-        elif changes:
-            batch = int(ckpt.get("extra", {}).get("batches_done", 0))
-            record_changes(out, changes, ckpt["epoch"] + 1, ckpt["iteration"], batch)
-        if data.num_problems:
-            write_text_atomic(
-                out / "bad_records.json",
-                json.dumps(data.bad_report, indent=1),
-                "bad_records.json",
-            )
-            log.warning(
-                "skipped %d bad record(s) (%d problem(s)); listed in %s",
-                data.num_skipped,
-                data.num_problems,
-                out / "bad_records.json",
-            )
-
-
 def _train(
     cfg: TrainConfig, world: World, out: Path, on_row: Callable[[dict], None] | None
 ) -> Path:
@@ -234,8 +147,8 @@ def _train(
     )
     teacher, online = open_teacher_for_training(cfg, vocab, world, data.records)
     last = out / "checkpoint.pt"
-    ckpt, changes = _resume_point(cfg, out, vocab)
-    _start_run_folder(cfg, out, data, world, ckpt, changes)
+    ckpt, changes = resume_point(cfg, out, vocab)
+    start_run_folder(cfg, out, data, world, ckpt, changes)
 
     torch.manual_seed(cfg.optim.seed)  # same initial weights on every rank
     model = build_model(cfg.student, vocab, world.device)
@@ -256,7 +169,7 @@ def _train(
         start_epoch, state.iteration = ckpt["epoch"], ckpt["iteration"]
         extra = ckpt.get("extra") or {}
         best = extra.get("best", best)
-        skip_batches = _batches_done(ckpt, cfg.optim.batch_size)
+        skip_batches = batches_done(ckpt, cfg.optim.batch_size)
         state.rng_state = extra.get("torch_rng") if world.is_main else None
         log.info(
             "resuming %s at epoch %d (iteration %d)", out, start_epoch, state.iteration
@@ -367,7 +280,7 @@ def _train(
             barrier(world)
             if state.out_of_memory is not None:
                 raise OutOfMemory(
-                    _step_out_of_memory(cfg, world, out, state, epoch, len(sampler))
+                    step_out_of_memory(cfg, world, out, state, epoch, len(sampler))
                 )
             if stop.requested:
                 where = (
@@ -386,43 +299,8 @@ def _train(
     if metrics is not None:
         metrics.close()
     if world.is_main:
-        _finish(cfg, out, world, len(data.records), progress=on_row is None)
+        finish(cfg, out, world, len(data.records), progress=on_row is None)
     return out
-
-
-def _batches_done(ckpt: dict, batch_size: int) -> int:
-    """Batches of this run's size that the checkpoint's mid-epoch position covers.
-
-    A resume with another optim.batch_size (after running out of memory) goes on from
-    the same image of the epoch's order, or up to one batch before it.
-    """
-    done = int((ckpt.get("extra") or {}).get("batches_done", 0))
-    saved = int(
-        ((ckpt.get("config") or {}).get("optim") or {}).get("batch_size", batch_size)
-    )
-    return done * saved // batch_size
-
-
-def _step_out_of_memory(
-    cfg: TrainConfig,
-    world: World,
-    out: Path,
-    state: TrainState,
-    epoch: int,
-    batches: int,
-) -> str:
-    """The one line for a training step that ran out of memory (what was saved, what to
-    change).
-    """
-    where = f"at epoch {epoch + 1}, batch {state.batch_in_epoch + 1}/{batches}"
-    if state.iteration == 0:
-        saved = "Nothing was trained yet; rerun with the changes below."
-    else:
-        saved = (
-            f"The run is saved before that batch (iteration {state.iteration}) in "
-            f"{out / 'checkpoint.pt'}."
-        )
-    return out_of_memory_message(cfg, world.device, where, state.out_of_memory, saved)
 
 
 def _row_sinks(
@@ -486,64 +364,8 @@ def _validate(
         "epoch %d/%d: validation mAP (Full) %s %%, best %s %% at epoch %d",
         epoch + 1,
         cfg.optim.epochs,
-        _percent(score),
-        _percent(best["score"]),
+        percent(score),
+        percent(best["score"]),
         best["epoch"],
     )
     return best
-
-
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
-def _finish(
-    cfg: TrainConfig, out: Path, world: World, train_images: int, progress: bool = True
-) -> None:
-    """Evaluate the selected checkpoint on the test set, once, at the end;
-    results.json's meta says how many training images the run used (data.fraction of
-    them)."""
-    if not cfg.data.test_annotations:
-        return
-    chosen = (
-        out / "checkpoint_best.pt"
-        if (out / "checkpoint_best.pt").exists()
-        else out / "checkpoint.pt"
-    )
-    evaluate_checkpoint(
-        chosen,
-        cfg.data,
-        cfg.augment,
-        cfg.post,
-        out,
-        world.device,
-        progress=progress,
-        meta={"train_images": train_images, "data_fraction": cfg.data.fraction},
-    )
-
-
-def run_summary(out: Path) -> str:
-    """What a finished run printed at its end: the selected epoch and, if scored, the
-    test-set table.
-    """
-    checkpoint = out / "checkpoint_best.pt"
-    lines = []
-    if checkpoint.exists():
-        best = load_checkpoint(checkpoint, mmap=True)["extra"].get("best", {})
-        score = _percent(best.get("score"))
-        lines.append(
-            f"selected: epoch {best.get('epoch')} (validation mAP, Full: {score} %),"
-            f" {checkpoint}"
-        )
-    else:
-        lines.append(
-            f"selected: the last epoch (no validation split), {out / 'checkpoint.pt'}"
-        )
-    if (out / "results.json").exists():
-        results = json.loads((out / "results.json").read_text())
-        lines += [
-            "test set:",
-            format_table(results),
-            f"results: {out / 'results.json'}",
-        ]
-    return "\n".join(lines + [f"run: {out}"])

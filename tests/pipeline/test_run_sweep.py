@@ -16,6 +16,7 @@ from eoid.devices import init_world
 from eoid.errors import CacheMismatchError, ConfigError
 from eoid.pipeline import run_sweep as sweep
 from eoid.pipeline import study as studies
+from eoid.pipeline import study_plan as plans
 from eoid.pipeline.study_tables import collect_rows, write_tables
 from eoid.pipeline.synth.scenes import synth_vocabulary_json
 from eoid.pipeline.synth.world import generate_world
@@ -35,8 +36,8 @@ def _study(tmp_path: Path, text: str) -> Path:
 @pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.name)
 def test_every_shipped_study_parses_and_every_run_config_loads(path, tmp_path):
     study = studies.read_study(path)
-    runs = studies.plan_study(study, tmp_path)
-    assert len(runs) == sum(len(studies.expand_runs(v)) for v in study.variants)
+    runs = plans.plan_study(study, tmp_path)
+    assert len(runs) == sum(len(plans.expand_runs(v)) for v in study.variants)
     assert all(isinstance(r.cfg, TrainConfig) for r in runs)
 
 
@@ -57,7 +58,7 @@ def test_a_variant_naming_an_unknown_cache_is_refused(tmp_path):
 def test_a_typo_in_a_variant_override_fails_before_any_training(tmp_path):
     path = _study(tmp_path, '[[variants]]\nname = "v"\nset = ["matcher.top_k=5"]\n')
     with pytest.raises(ConfigError, match="did you mean 'topk'"):
-        studies.plan_study(studies.read_study(path), tmp_path / "out")
+        plans.plan_study(studies.read_study(path), tmp_path / "out")
 
 
 def test_a_variant_expands_to_the_product_of_its_over_values_and_seeds(tmp_path):
@@ -66,7 +67,7 @@ def test_a_variant_expands_to_the_product_of_its_over_values_and_seeds(tmp_path)
         'seeds = [1, 2]\n[[variants]]\nname = "uc"\n'
         'over = { "data.setting" = ["uc0", "uc1", "uc2"] }\n',
     )
-    runs = studies.plan_study(studies.read_study(path), tmp_path / "out")
+    runs = plans.plan_study(studies.read_study(path), tmp_path / "out")
     assert len(runs) == 3 * 2 and len({r.folder for r in runs}) == 6
     assert {(r.cfg.data.setting, r.cfg.optim.seed) for r in runs} == {
         (s, seed) for s in ("uc0", "uc1", "uc2") for seed in (1, 2)
@@ -96,7 +97,7 @@ def test_variant_overrides_beat_study_overrides_and_the_run_folder_is_the_studys
             ),
         ),
     )
-    (run,) = studies.plan_study(study, Path("o"), ("matcher.topk=9", "optim.epochs=2"))
+    (run,) = plans.plan_study(study, Path("o"), ("matcher.topk=9", "optim.epochs=2"))
     assert (
         run.cfg.matcher.topk == 1
         and run.cfg.optim.epochs == 2
@@ -108,7 +109,7 @@ def test_variant_overrides_beat_study_overrides_and_the_run_folder_is_the_studys
 @pytest.mark.parametrize("num_parts", [1, 2, 3, 7])
 def test_job_array_parts_split_the_runs_without_overlap_or_gaps(num_parts):
     runs = list(range(10))
-    parts = [studies.runs_for_part(runs, i, num_parts) for i in range(num_parts)]
+    parts = [plans.runs_for_part(runs, i, num_parts) for i in range(num_parts)]
     assert sorted(x for p in parts for x in p) == runs
 
 
@@ -125,7 +126,7 @@ def test_table_rows_are_mean_and_std_over_each_variants_runs(tmp_path):
         '[[variants]]\nname = "a"\n[[variants]]\nname = "b"\nseeds = [5]\n',
     )
     study = studies.read_study(path)
-    runs = studies.plan_study(study, tmp_path / "out")
+    runs = plans.plan_study(study, tmp_path / "out")
     rng = np.random.default_rng(0)
     written = {}
     for r in runs[:-1] + runs[-1:]:
@@ -166,7 +167,7 @@ def test_a_study_showing_seen_and_unseen_adds_hm_averaged_over_its_runs(tmp_path
         'seeds = [1, 2]\nmetrics = ["seen", "unseen"]\n[[variants]]\nname = "a"\n',
     )
     study = studies.read_study(path)
-    runs = studies.plan_study(study, tmp_path / "out")
+    runs = plans.plan_study(study, tmp_path / "out")
     # run 1: Seen 60, Unseen 20 -> HM 30; run 2 (a results.json without "hm"): 40, 40 ->
     # HM 40. The table shows the mean of the runs' HMs, 35, not the HM of the mean Seen
     # and Unseen (45.0).
@@ -186,18 +187,18 @@ def test_a_study_showing_seen_and_unseen_adds_hm_averaged_over_its_runs(tmp_path
 
 def test_a_run_folder_made_by_another_config_is_refused_not_skipped(tmp_path):
     path = _study(tmp_path, '[[variants]]\nname = "v"\n')
-    (run,) = studies.plan_study(studies.read_study(path), tmp_path / "out")
+    (run,) = plans.plan_study(studies.read_study(path), tmp_path / "out")
     run.folder.mkdir(parents=True)
     (run.folder / "config.toml").write_text('out = "elsewhere"\n[matcher]\ntopk = 10\n')
     with pytest.raises(ConfigError, match="trained with another config"):
-        studies.check_same_config(run)
+        plans.check_same_config(run)
 
 
 def test_a_run_folder_written_before_a_field_was_added_is_still_the_same_config(
     tmp_path,
 ):
     path = _study(tmp_path, '[[variants]]\nname = "v"\n')
-    (run,) = studies.plan_study(studies.read_study(path), tmp_path / "out")
+    (run,) = plans.plan_study(studies.read_study(path), tmp_path / "out")
     run.folder.mkdir(parents=True)
     text = dumps_toml(run.cfg)
     assert "teacher_on_no_interaction = true\n" in text
@@ -205,7 +206,7 @@ def test_a_run_folder_written_before_a_field_was_added_is_still_the_same_config(
         text.replace("teacher_on_no_interaction = true\n", "")
     )
     # the missing field has its default: nothing to refuse
-    studies.check_same_config(run)
+    plans.check_same_config(run)
 
 
 def test_a_variant_whose_cache_was_built_from_other_annotations_is_refused(tmp_path):
@@ -230,7 +231,7 @@ def test_a_variant_whose_cache_was_built_from_other_annotations_is_refused(tmp_p
         f'"data.train_annotations=\\"{tmp_path / "train.json"}\\""]\n'
         f'[caches.c]\npath = "{cache}"\n[[variants]]\nname = "v"\n',
     )
-    runs = studies.plan_study(studies.read_study(path), tmp_path / "out")
+    runs = plans.plan_study(studies.read_study(path), tmp_path / "out")
     with pytest.raises(CacheMismatchError, match="variant 'v'"):
         sweep.check_cache_fits(runs)
 

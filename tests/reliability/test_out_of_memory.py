@@ -9,9 +9,10 @@ import torch
 
 from eoid.checkpoint import load_checkpoint
 from eoid.pipeline import run_train as run_train_module
-from eoid.pipeline.run_train import _batches_done, run_train
+from eoid.pipeline.run_train import run_train
 from eoid.pipeline.training import loop
 from eoid.pipeline.training.memory import OutOfMemory, is_out_of_memory
+from eoid.pipeline.training.resume import batches_done
 
 from tiny_train import WORLD, losses, same_weights, train_config, weights
 
@@ -112,7 +113,7 @@ def test_a_resume_with_a_smaller_batch_goes_on_from_the_same_image():
     # of 5, 2 (8 images: 4 are trained again rather than skipped)
     ckpt = {"config": {"optim": {"batch_size": 4}}, "extra": {"batches_done": 3}}
     assert (
-        _batches_done(ckpt, 2) == 6
-        and _batches_done(ckpt, 5) == 2
-        and _batches_done(ckpt, 4) == 3
+        batches_done(ckpt, 2) == 6
+        and batches_done(ckpt, 5) == 2
+        and batches_done(ckpt, 4) == 3
     )

@@ -200,9 +200,10 @@ def test_a_fractional_run_trains_on_the_shared_cache_and_says_how_many_images_it
 
 def test_the_fraction_study_trains_four_fractions_on_one_cache_with_one_seed(tmp_path):
     from eoid.pipeline import study as studies
+    from eoid.pipeline import study_plan as plans
 
     study = studies.read_study(ROOT / "configs" / "studies" / "data_fraction.toml")
-    runs = studies.plan_study(study, tmp_path)
+    runs = plans.plan_study(study, tmp_path)
     assert [r.cfg.data.fraction for r in runs] == [0.1, 0.25, 0.5, 1.0]
     assert (
         len({r.cfg.cache for r in runs}) == 1
