@@ -1,6 +1,6 @@
 """Values of config fields: type coercion, range checks, and which input set each value.
 
-The dataclasses in config.py name their ranges with these checks (config.RANGES);
+The dataclasses in config.py name their ranges with these checks (config_loading.RANGES);
 `Sources` lets every message name the ONE input that set a bad value: a file, a --set, a
 flag, a recipe.
 """

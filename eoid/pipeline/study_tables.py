@@ -4,7 +4,7 @@ runs.
 Reads each run's results.json (mAP in %, default evaluation mode) and writes table.md,
 table.csv (full precision, for scripts) and table.png (grouped bars with std error
 bars). A study showing Seen and Unseen also shows HM, their harmonic mean, per run
-(hico_map.harmonic_mean), then averaged like every other column. std is numpy's
+(ap_arithmetic.harmonic_mean), then averaged like every other column. std is numpy's
 population standard deviation (ddof=0) over the runs of a row (seeds or UC groups); a
 row of one run shows its number alone.
 """

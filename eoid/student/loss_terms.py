@@ -7,7 +7,7 @@ and the LossParams switch that turns it on. `LossParams` holds the loss values a
 reads, the focal and distillation sums are here, and `loss_weights` maps a LossConfig to
 each term's weight. The criterion that builds the batches, runs the terms over every
 decoder layer and divides them is in losses.py. A new term: write `loss_x`, add its
-row, add its weight to LossConfig (with its range in config.RANGES).
+row, add its weight to LossConfig (with its range in config_loading.RANGES).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class LossParams:
     teacher_on_no_interaction: bool = True  # see verb_targets
 
     def __post_init__(self) -> None:
-        # the switches' allowed values are LossConfig's (config.RANGES), declared and
+        # the switches' allowed values are LossConfig's (config_loading.RANGES), declared and
         # checked there
         for name in ("distill_norm", "is_positives"):
             check_value(LossConfig, name, getattr(self, name), "the loss values")
