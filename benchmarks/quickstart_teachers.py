@@ -43,6 +43,7 @@ from eoid.pipeline.synth.layouts import QUICKSTART
 from eoid.pipeline.synth.world import generate_world
 from eoid.pipeline.training.quickstart_recipe import (
     TEACHER,
+    on_world,
     recipe_path,
     require_same_recipe,
 )
@@ -107,24 +108,7 @@ def eoid_run(
     of the shipped one.
     """
     base = load_config(TrainConfig, recipe_path(), (f"optim.seed={seed}", *extra))
-    base = dataclasses.replace(
-        base,
-        data=dataclasses.replace(
-            base.data,
-            **{
-                k: getattr(data, k)
-                for k in (
-                    "dataset",
-                    "train_annotations",
-                    "train_images",
-                    "test_annotations",
-                    "test_images",
-                )
-            },
-        ),
-        teacher=teacher,
-        resume=True,
-    )
+    base = dataclasses.replace(on_world(base, data, teacher), resume=True)
     return dataclasses.replace(base, cache=str(cache), out=str(out))
 
 

@@ -31,6 +31,7 @@ from eoid.pipeline.data.vocab import Vocabulary, load_vocabulary
 from eoid.pipeline.evaluation.ap_arithmetic import harmonic_mean
 from eoid.pipeline.training.quickstart_recipe import (
     TEACHER,
+    on_world,
     recipe_path,
     require_same_recipe,
     require_settable,
@@ -229,23 +230,7 @@ def run_quickstart(
         reader, train_records, vocab, vocab.unseen_verbs("ua")
     )
 
-    base = dataclasses.replace(
-        recipe,
-        data=dataclasses.replace(
-            recipe.data,
-            **{
-                k: getattr(data, k)
-                for k in (
-                    "dataset",
-                    "train_annotations",
-                    "train_images",
-                    "test_annotations",
-                    "test_images",
-                )
-            },
-        ),
-        teacher=TEACHER,
-    )
+    base = on_world(recipe, data)
     if epochs is not None:
         base = dataclasses.replace(
             base, optim=dataclasses.replace(base.optim, epochs=epochs)

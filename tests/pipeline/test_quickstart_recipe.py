@@ -72,3 +72,25 @@ def test_a_set_of_a_key_the_quickstart_sets_itself_is_refused_naming_it(item):
 
 def test_a_set_of_the_training_recipe_is_accepted_by_the_quickstart():
     require_settable(("optim.epochs=2", "loss.is_positives=matched", "data.setting=ua"))
+
+
+def test_a_recipe_on_a_world_takes_the_worlds_data_paths_and_the_teacher_and_nothing_else():
+    import dataclasses
+
+    from eoid.config import DataConfig, TrainConfig
+    from eoid.pipeline.training.quickstart_recipe import TEACHER, WORLD_PATHS, on_world
+
+    recipe = TrainConfig(data=DataConfig(setting="ua", val_images=7))
+    world = DataConfig(
+        **{k: f"/w/{k}" for k in WORLD_PATHS}, setting="uc0", val_images=3
+    )
+    placed = on_world(recipe, world)
+    # the paths come from the world; the recipe's own data values (setting, val_images) stay
+    assert {k: getattr(placed.data, k) for k in WORLD_PATHS} == {
+        k: f"/w/{k}" for k in WORLD_PATHS
+    }
+    assert (placed.data.setting, placed.data.val_images) == ("ua", 7)
+    assert placed.teacher == TEACHER
+    assert (
+        dataclasses.replace(placed, data=recipe.data, teacher=recipe.teacher) == recipe
+    )

@@ -7,10 +7,11 @@ runs share them.
 
 from __future__ import annotations
 
+import dataclasses
 from importlib import resources
 from pathlib import Path
 
-from eoid.config import TeacherConfig, TrainConfig, to_dict
+from eoid.config import DataConfig, TeacherConfig, TrainConfig, to_dict
 from eoid.config_loading import load_config
 from eoid.errors import ConfigError
 from eoid.pipeline.training.provenance import config_changes, describe_changes
@@ -23,6 +24,25 @@ TEACHER = TeacherConfig(
 def recipe_path() -> Path:
     """The packaged quickstart training recipe."""
     return Path(str(resources.files("eoid.data").joinpath("quickstart.toml")))
+
+
+WORLD_PATHS = (
+    "dataset",
+    "train_annotations",
+    "train_images",
+    "test_annotations",
+    "test_images",
+)  # the data fields a world (eoid synth) fixes
+
+
+def on_world(
+    recipe: TrainConfig, data: DataConfig, teacher: TeacherConfig = TEACHER
+) -> TrainConfig:
+    """`recipe` with the world's data paths (WORLD_PATHS of `data`) and `teacher`."""
+    paths = {k: getattr(data, k) for k in WORLD_PATHS}
+    return dataclasses.replace(
+        recipe, data=dataclasses.replace(recipe.data, **paths), teacher=teacher
+    )
 
 
 # where the quickstart puts its world and cache: the folder's place, not the recipe
