@@ -93,3 +93,52 @@ def synth_cache(tmp_path_factory) -> Path:
     return world_and_cache(
         tmp_path_factory.mktemp("synth_cache"), 10, 1, shard_rows=16
     )[1]
+
+
+@pytest.fixture
+def two_steps_of(tmp_path):
+    """Train a shipped recipe as it stands for two iterations of the tiny student on a
+    12-image synthetic world (its own UA setting, no test set); returns the metrics rows
+    of the iterations. The recipes' tests run their training this way."""
+
+    def train(recipe: Path) -> list[dict]:
+        import json
+
+        from eoid.config import TrainConfig
+        from eoid.config_loading import load_config
+        from eoid.devices import World
+        from eoid.pipeline.run_train import run_train
+        from eoid.pipeline.synth.world import generate_world
+
+        world = generate_world(tmp_path / "world", 12, 0, image_size=96, progress=False)
+        tiny = (
+            f"data.dataset={json.dumps(str(world.vocabulary))}",
+            "data.val_images=0",
+            "student.detr_init=''",
+            "student.preset=tiny",
+            "student.num_queries=8",
+            "optim.batch_size=4",
+            "optim.num_workers=0",
+            "optim.epochs=1",
+            "optim.max_iters=2",
+            "augment.scales=[96]",
+            "augment.max_size=128",
+            "augment.crop_scales=[96]",
+            "augment.crop_min=64",
+            "augment.crop_max=96",
+            "augment.test_size=96",
+        )
+        cfg = load_config(
+            TrainConfig,
+            recipe,
+            tiny,
+            out=str(tmp_path / "run"),
+            data__train_annotations=str(world.train_json),
+            data__train_images=str(world.image_dir),
+            data__test_annotations="",
+        )
+        metrics = (run_train(cfg, World()) / "metrics.jsonl").read_text()
+        rows = [json.loads(line) for line in metrics.splitlines()]
+        return [r for r in rows if "iteration" in r]
+
+    return train

@@ -86,45 +86,9 @@ def test_a_plain_cdn_baseline_has_no_teacher_no_is_loss_no_stage_two_and_no_deta
 
 
 @pytest.mark.slow
-def test_the_ua_baseline_trains_as_shipped_without_a_cache_or_stage_two(tmp_path):
+def test_the_ua_baseline_trains_as_shipped_without_a_cache_or_stage_two(two_steps_of):
     # the tiny student on a small synthetic world (its own UA setting), two iterations
-    import json
-
-    from eoid.devices import World
-    from eoid.pipeline.run_train import run_train
-    from eoid.pipeline.synth.world import generate_world
-
-    world = generate_world(tmp_path / "world", 12, 0, image_size=96, progress=False)
-    cfg = load_config(
-        TrainConfig,
-        ROOT / "configs" / "baselines" / "cdn_ua.toml",
-        (
-            f"data.dataset={json.dumps(str(world.vocabulary))}",
-            "data.val_images=0",
-            "student.detr_init=''",
-            "student.preset=tiny",
-            "student.num_queries=8",
-            "optim.batch_size=4",
-            "optim.num_workers=0",
-            "optim.epochs=1",
-            "optim.max_iters=2",
-            "augment.scales=[96]",
-            "augment.max_size=128",
-            "augment.crop_scales=[96]",
-            "augment.crop_min=64",
-            "augment.crop_max=96",
-            "augment.test_size=96",
-        ),
-        out=str(tmp_path / "run"),
-        data__train_annotations=str(world.train_json),
-        data__train_images=str(world.image_dir),
-        data__test_annotations="",
-    )
-    rows = [
-        json.loads(line)
-        for line in (run_train(cfg, World()) / "metrics.jsonl").read_text().splitlines()
-    ]
-    steps = [r for r in rows if "iteration" in r]
+    steps = two_steps_of(ROOT / "configs" / "baselines" / "cdn_ua.toml")
     assert len(steps) == 2
     for row in steps:
         assert not [

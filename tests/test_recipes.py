@@ -61,47 +61,11 @@ def test_the_supervised_recipe_is_a_cdn_without_teacher_stage_two_or_is_loss():
 
 
 def test_the_supervised_recipe_trains_without_a_cache_and_with_no_teacher_or_is_term(
-    tmp_path,
+    two_steps_of,
 ):
     # the tiny student on a small synthetic world, two iterations, from the recipe as
     # shipped
-    import json
-
-    from eoid.devices import World
-    from eoid.pipeline.run_train import run_train
-    from eoid.pipeline.synth.world import generate_world
-
-    world = generate_world(tmp_path / "world", 12, 0, image_size=96, progress=False)
-    cfg = load_config(
-        TrainConfig,
-        SUPERVISED,
-        (
-            f"data.dataset={json.dumps(str(world.vocabulary))}",
-            "data.val_images=0",
-            "student.detr_init=''",
-            "student.preset=tiny",
-            "student.num_queries=8",
-            "optim.batch_size=4",
-            "optim.num_workers=0",
-            "optim.epochs=1",
-            "optim.max_iters=2",
-            "augment.scales=[96]",
-            "augment.max_size=128",
-            "augment.crop_scales=[96]",
-            "augment.crop_min=64",
-            "augment.crop_max=96",
-            "augment.test_size=96",
-        ),
-        out=str(tmp_path / "run"),
-        data__train_annotations=str(world.train_json),
-        data__train_images=str(world.image_dir),
-        data__test_annotations="",
-    )
-    run = run_train(cfg, World())
-    rows = [
-        json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
-    ]
-    steps = [r for r in rows if "iteration" in r]
+    steps = two_steps_of(SUPERVISED)
     assert len(steps) == 2
     for row in steps:
         terms = [k for k in row if k.startswith("loss_")]
