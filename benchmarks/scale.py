@@ -79,6 +79,20 @@ SMALL_AUGMENT = [
     )
     for x in ("--set", kv)
 ]
+# a few CDN-S iterations of the UA recipe at those sizes (the train rows, with or without
+# a cache)
+SMALL_TRAIN = [
+    x
+    for kv in (
+        "data.dataset=hico-det",
+        "student.preset=cdn-s",
+        "optim.max_iters=3",
+        "optim.batch_size=2",
+        "optim.num_workers=2",
+        "data.setting=ua",
+    )
+    for x in ("--set", kv)
+] + SMALL_AUGMENT
 
 
 def progress(log: Path, start: int) -> float:
@@ -282,19 +296,7 @@ def run_phase(phase: str, n: int, world: Path, work: Path) -> dict:
                     str(cache),
                     "--out",
                     str(run),
-                    "--set",
-                    "data.dataset=hico-det",
-                    "--set",
-                    "student.preset=cdn-s",
-                    "--set",
-                    "optim.max_iters=3",
-                    "--set",
-                    "optim.batch_size=2",
-                    "--set",
-                    "optim.num_workers=2",
-                    "--set",
-                    "data.setting=ua",
-                    *SMALL_AUGMENT,
+                    *SMALL_TRAIN,
                 ],
                 log,
                 watch=run / "metrics.jsonl",
@@ -314,19 +316,7 @@ def run_phase(phase: str, n: int, world: Path, work: Path) -> dict:
                     str(run),
                     "--set",
                     "loss.distill=0",
-                    "--set",
-                    "data.dataset=hico-det",
-                    "--set",
-                    "student.preset=cdn-s",
-                    "--set",
-                    "optim.max_iters=3",
-                    "--set",
-                    "optim.batch_size=2",
-                    "--set",
-                    "optim.num_workers=2",
-                    "--set",
-                    "data.setting=ua",
-                    *SMALL_AUGMENT,
+                    *SMALL_TRAIN,
                 ],
                 log,
                 watch=run / "metrics.jsonl",
