@@ -183,7 +183,7 @@ def run_merge(
                 manifests[0]["fingerprint"], manifest["fingerprint"]
             ),
         )
-    readers = [CacheReader(c, load_embeddings=i == 0) for i, c in enumerate(caches)]
+    readers = [CacheReader(c, derive=i == 0) for i, c in enumerate(caches)]
     for cache, reader in zip(caches[1:], readers[1:]):
         refuse(cache, first_misalignment(readers[0], reader))
     first = readers[0]

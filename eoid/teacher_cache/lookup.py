@@ -107,13 +107,16 @@ class CacheReader:
         load_embeddings: bool = False,
         verify_all: bool = False,
         formats: tuple[int, ...] = (mf.FORMAT_VERSION,),
+        derive: bool = False,
     ):
         """Open and check a cache: the checksums of every file it reads (of every
         file with `verify_all`), the counts, and that every row is a teacher
         distribution. `formats`: the format versions read (relabel also reads format
         1, whose files carry no checksums). load_embeddings: also load the teacher
-        columns training does not read (image_emb), as a cache derived from this one
-        needs (`teacher_rows`)."""
+        columns training does not read (image_emb) whole. derive: check those columns
+        here but leave them on disk; `teacher_rows` reads the range it is asked for,
+        so a cache derived from this one (relabel, merge) holds one shard of them at
+        a time, not all (332k RN50x16 embeddings are 0.5 GB)."""
         self.path = Path(path)
         self.manifest = check_complete(self.path, formats)
         self.min_iou = min_iou
@@ -126,11 +129,16 @@ class CacheReader:
             "labelled",
             "pair_box_idx",
         )
+        rest = tuple(n for n in TEACHER_NAMES if n not in names)
         if load_embeddings:
-            names += tuple(n for n in TEACHER_NAMES if n not in names)
+            names, rest = names + rest, ()
+        # read a range at a time by teacher_rows
+        self._on_disk = rest if derive else ()
         if "checksums" in self.manifest:
             store_reads.verify_files(
-                self.path, self.manifest["checksums"], None if verify_all else names
+                self.path,
+                self.manifest["checksums"],
+                None if verify_all else names + self._on_disk,
             )
         meta = read_json(self.path / "meta.json", CacheMismatchError, mf.REBUILD)
         self.image_keys: list[str] = meta["image_keys"]
@@ -140,6 +148,7 @@ class CacheReader:
         self.vocabulary: dict = meta["vocabulary"]
         try:
             arrays = store_reads.load_arrays(self.path, names)
+            store_reads.require_shard_files(self.path, self._on_disk)
         except (
             OSError,
             KeyError,
@@ -223,8 +232,13 @@ class CacheReader:
 
     def teacher_rows(self, lo: int, hi: int) -> TeacherRows:
         """Every teacher column (schema.TEACHER_COLUMNS) of rows lo:hi: what a cache
-        derived from this one copies (a reader opened with load_embeddings)."""
-        return {name: self.columns[name][lo:hi] for name in TEACHER_NAMES}
+        derived from this one copies (a reader opened with load_embeddings or
+        derive)."""
+        read = store_reads.load_rows(self.path, self._on_disk, lo, hi)
+        return {
+            name: read[name] if name in read else self.columns[name][lo:hi]
+            for name in TEACHER_NAMES
+        }
 
     def require(self, expected: dict, fix: str, ignore: tuple[str, ...] = ()) -> None:
         """Refuse this cache (CacheMismatchError) if its fingerprint differs from

@@ -1,7 +1,8 @@
 """Reading a written teacher cache back, checked: `verify_files` compares its files with
-the checksums recorded when it was written, and `load_arrays` reads whole arrays into RAM,
-refusing a missing shard file (zarr would read it as zeros) or a damaged chunk with a
-CacheMismatchError that names the array, never wrong data.
+the checksums recorded when it was written, `load_arrays` reads whole arrays into RAM
+and `load_rows` a range of their rows, refusing a missing shard file (zarr would read it
+as zeros) or a damaged chunk with a CacheMismatchError that names the array, never wrong
+data.
 """
 
 from __future__ import annotations
@@ -53,13 +54,36 @@ def load_arrays(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     group = zarr.open_group(str(path), mode="r")
     for n in names:
         _require_shard_files(path, n, group[n])
-    return {n: _read_whole(path, n, group[n]) for n in names}
+    return {n: _read_rows(path, n, group[n], slice(None)) for n in names}
 
 
-def _read_whole(path: Path, name: str, array: Any) -> np.ndarray:
-    """One whole array; a damaged chunk is a CacheMismatchError naming the array."""
+def require_shard_files(path: Path, names: tuple[str, ...]) -> None:
+    """Refuse (CacheMismatchError) arrays with a missing shard file, before reading
+    them by range."""
+    import zarr
+
+    if names:
+        group = zarr.open_group(str(path), mode="r")
+        for n in names:
+            _require_shard_files(path, n, group[n])
+
+
+def load_rows(
+    path: Path, names: tuple[str, ...], lo: int, hi: int
+) -> dict[str, np.ndarray]:
+    """Rows lo:hi of each array (the shards they lie in are read, not the array)."""
+    import zarr
+
+    if not names:
+        return {}
+    group = zarr.open_group(str(path), mode="r")
+    return {n: _read_rows(path, n, group[n], slice(lo, hi)) for n in names}
+
+
+def _read_rows(path: Path, name: str, array: Any, rows: slice) -> np.ndarray:
+    """Rows of one array; a damaged chunk is a CacheMismatchError naming the array."""
     try:
-        return np.asarray(array[...])
+        return np.asarray(array[rows])
     except (RuntimeError, ValueError, OSError) as err:
         _settle_other_reads()
         raise CacheMismatchError(

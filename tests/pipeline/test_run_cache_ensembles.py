@@ -345,3 +345,19 @@ def test_a_merge_killed_after_one_shard_finishes_to_the_same_bytes_when_rerun(
     # a finished merge is not rewritten by another one of other members
     with pytest.raises(CacheMismatchError, match="finished cache"):
         run_merge([reference, other_teacher], tmp_path / "cut", rule="mean")
+
+
+def test_relabel_rows_do_not_depend_on_how_many_are_computed_at_once():
+    # relabel computes a bounded chunk at a time to bound its temporaries; each row
+    # must be its own pair's, whatever the chunk (the matrix product of one row
+    # may round its last bit differently from that of many)
+    vocab = load_vocabulary("hico-det")
+    rng = np.random.default_rng(0)
+    emb = F.normalize(torch.from_numpy(rng.normal(size=(1000, 32))), dim=1)
+    text = F.normalize(torch.from_numpy(rng.normal(size=(600, 32))).float(), dim=1)
+    objects = rng.integers(0, len(vocab.objects), 1000)
+    emb16 = emb.numpy().astype(np.float16)
+    whole = relabel_probs(emb16, text, objects, vocab, 100.0, chunk=1000)
+    for chunk in (1, 7, 64, 999):
+        got = relabel_probs(emb16, text, objects, vocab, 100.0, chunk=chunk)
+        np.testing.assert_allclose(got, whole, rtol=1e-5, atol=1e-7, err_msg=chunk)
