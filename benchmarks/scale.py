@@ -458,6 +458,7 @@ def helper_bare(train: str, images: str, out: str, max_pairs: int = 3000) -> Non
         resolve_precision("auto", "cpu"),
     )
     crops, o = [], plan.image_offsets
+    t0 = time.perf_counter()
     for i, r in enumerate(records):
         if o[i] >= max_pairs:
             break
@@ -470,13 +471,22 @@ def helper_bare(train: str, images: str, out: str, max_pairs: int = 3000) -> Non
             )
         )
     crops = torch.cat(crops)
+    # decoding and cutting on one core: what one DataLoader worker supplies
+    crop_s = (time.perf_counter() - t0) / len(crops)
     teacher.encode_images(crops[:128])  # warm-up
     t0 = time.perf_counter()
     for b in range(0, len(crops), 128):
         teacher.encode_images(crops[b : b + 128])
     wall = time.perf_counter() - t0
     Path(out).write_text(
-        json.dumps({"bare_pairs": len(crops), "bare_s_per_pair": wall / len(crops)})
+        json.dumps(
+            {
+                "bare_pairs": len(crops),
+                "bare_s_per_pair": wall / len(crops),
+                "crop_s_per_pair": crop_s,
+                "cores": os.cpu_count(),
+            }
+        )
     )
 
 
@@ -595,6 +605,75 @@ def fit_exponent(ns: list[int], values: list[float]) -> float | None:
     return float(np.polyfit(x, y, 1)[0])
 
 
+def targets(summary: dict) -> list[str]:
+    """The issue's targets against the rows: a markdown table (figure, target,
+    measured)."""
+
+    def at(phase: str, n: int | None = None) -> dict | None:
+        rs = summary.get(phase, {}).get("rows", [])
+        rs = [r for r in rs if n is None or r["n"] == n]
+        return rs[-1] if rs else None
+
+    top = max((r["n"] for s in summary.values() for r in s["rows"]), default=0)
+    out = ["| figure | target | measured |", "|---|---|---|"]
+    for key, what in (("time_exponent", "wall"), ("cpu_exponent", "CPU")):
+        fitted = [(s[key], p) for p, s in summary.items() if s[key] is not None]
+        if fitted:
+            worst, phase = max(fitted)
+            over = [p for e, p in fitted if e > 1.1]
+            out.append(
+                f"| largest {what} exponent | <= 1.1 | {worst:.2f} ({phase}); "
+                f"over 1.1: {', '.join(over) or 'none'} |"
+            )
+    for phase in ("train", "train_nocache"):
+        r = at(phase, top)
+        if r and r.get("startup_s") is not None:
+            out.append(
+                f"| `{phase}` start-up at {top} | <= 30 s | {r['startup_s']:.1f} s |"
+            )
+    shares = [r["lookup_share"] for r in summary.get("loader", {}).get("rows", [])]
+    if shares:
+        out.append(
+            f"| lookup share of the loader's time per image | <= 2% | "
+            f"{100 * max(shares):.2f}% at most |"
+        )
+    ratios = []
+    for r in summary.get("cache_teacher", {}).get("rows", []):
+        bare = at("teacher_bare", r["n"])
+        if bare:
+            ratios.append(f"{bare['bare_s_per_pair'] / r['s_per_pair']:.2f} ({r['n']})")
+    cache = summary.get("cache_teacher", {}).get("rows", [])
+    bare = at("teacher_bare", cache[-1]["n"]) if cache else None
+    if ratios and bare and len(cache) > 1:
+        # the cost of one more pair, start-up (imports, the model, the plan) excluded
+        a, b = cache[-2], cache[-1]
+        steady = (b["wall_s"] - a["wall_s"]) / (b["pairs"] - a["pairs"])
+        cores = bare.get("cores", os.cpu_count())
+        bound = bare["bare_s_per_pair"] / (
+            bare["bare_s_per_pair"] + bare["crop_s_per_pair"] / cores
+        )
+        ratios.append(
+            f"{bare['bare_s_per_pair'] / steady:.2f} per added pair "
+            f"({a['n']} -> {b['n']}); at most {bound:.2f} on {cores} cores "
+            f"(encoder {1e3 * bare['bare_s_per_pair']:.2f} ms per pair, decode and "
+            f"cut {1e3 * bare['crop_s_per_pair']:.2f} ms of one core)"
+        )
+    if ratios:
+        out.append(f"| cache-teacher / bare encoder | >= 0.9 | {'; '.join(ratios)} |")
+    peaks = [
+        (r["peak_rss_mb"], p)
+        for p, s in summary.items()
+        for r in s["rows"]
+        if r["n"] == top
+    ]
+    if peaks:
+        mb, phase = max(peaks)
+        out.append(
+            f"| peak memory at {top} | <= 4 GiB | {mb / 1024:.2f} GiB ({phase}) |"
+        )
+    return out
+
+
 def report(rows: list[dict], tag: str = "scale") -> None:
     """scale.json, scale.md and scale.png in benchmarks/results/ from the rows."""
     import matplotlib
@@ -643,6 +722,7 @@ def report(rows: list[dict], tag: str = "scale") -> None:
             for k in ("time_exponent", "cpu_exponent", "memory_exponent")
         ]
         lines.append(f"| {phase} | {' | '.join(fmt)} |")
+    lines += ["", *targets(summary)]
     (RESULTS / f"{tag}.md").write_text("\n".join(lines) + "\n")
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(12, 5))
     colors = plt.get_cmap("tab20").colors
