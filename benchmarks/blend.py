@@ -11,8 +11,10 @@ blend of both.
 For each seed it trains what `eoid quickstart --seed S` trains for its EoID run and
 nothing else (the same world: generate_world(600 images, S, quickstart layout), the
 shipped teacher's cache, the packaged recipe eoid/data/quickstart.toml with optim.seed =
-S; no baseline, no predictions). Each student is then scored as
-tests/pipeline/test_run_quickstart.py scores it: on the test split (600 images) of a
+S; no baseline, no predictions), two seeds side by side with the quickstart's torch
+threads per run (run_quickstart.run_threads: the thread count changes the student). Each
+student is then scored as tests/pipeline/test_run_quickstart.py scores it: on the test
+split (600 images) of a
 held-out world that no student saw (`eoid synth --images 2000 --seed 1234 --layout
 quickstart`), under the unseen-verb setting (ua), once per verb classifier: the student
 alone, CLIP (the shipped teacher) alone, and the blend at each --weights value, each
@@ -30,6 +32,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -57,6 +60,7 @@ from eoid.pipeline.evaluation.clip_verbs import (
 from eoid.pipeline.evaluation.scoring import score
 from eoid.pipeline.evaluation.speed import StageClock, per_image_ms
 from eoid.pipeline.run_cache import run_cache
+from eoid.pipeline.run_quickstart import run_threads, torch_threads, train_in_parallel
 from eoid.pipeline.run_train import run_train
 from eoid.pipeline.synth.layouts import QUICKSTART
 from eoid.pipeline.synth.world import generate_world
@@ -108,20 +112,48 @@ def eoid_config(
     return dataclasses.replace(base, cache=str(cache), out=str(out))
 
 
-def train_student(out: Path, seed: int, images: int, extra: tuple[str, ...]) -> Path:
-    """Train (or resume, or reuse) seed's EoID student; returns its checkpoint."""
+def student_config(
+    out: Path, seed: int, images: int, extra: tuple[str, ...]
+) -> TrainConfig:
+    """Seed's EoID run, its world and teacher cache made (or reused) first."""
     folder = output_folder(out / f"seed{seed}")
     data = make_world(folder / "world", images, seed)
     cfg = eoid_config(
         data, seed, folder / "teacher_cache", folder / "runs" / "eoid", extra
     )
     require_same_recipe([cfg])  # a run of other values is never reported as this one
-    if not (Path(cfg.out) / "results.json").is_file():
-        run_cache(CacheConfig(data=data, teacher=TEACHER, out=cfg.cache), World())
+    run_cache(CacheConfig(data=data, teacher=TEACHER, out=cfg.cache), World())
+    return cfg
+
+
+def train_students(
+    out: Path, seeds: list[int], images: int, extra: tuple[str, ...]
+) -> None:
+    """Train (or resume) the seeds' EoID students not finished yet, two side by side
+    with the quickstart's thread count (run_threads), as `eoid quickstart` trains its
+    two runs: so each student is the one `eoid quickstart --seed S` trains.
+    """
+    configs = [student_config(out, seed, images, extra) for seed in seeds]
+    todo = [
+        (seed, c)
+        for seed, c in zip(seeds, configs)
+        if not (Path(c.out) / "results.json").is_file()
+    ]
+    for k in range(0, len(todo), 2):
+        pair = todo[k : k + 2]
         started = time.time()
-        run_train(cfg, World())
-        print(f"seed {seed}: trained in {time.time() - started:.0f} s", flush=True)
-    return Path(cfg.out) / "checkpoint.pt"
+        if len(pair) == 2 and (os.cpu_count() or 1) > 1:
+            train_in_parallel(
+                [c for _, c in pair],
+                [f"seed {seed}" for seed, _ in pair],
+                threads=run_threads(),
+            )
+        else:
+            for _, cfg in pair:
+                with torch_threads(run_threads()):
+                    run_train(cfg, World())
+        names = ", ".join(str(seed) for seed, _ in pair)
+        print(f"seeds {names}: trained in {time.time() - started:.0f} s", flush=True)
 
 
 def snapshot(
@@ -503,9 +535,12 @@ def main() -> None:
     external = {int(k): Path(v) for k, v in (c.split("=", 1) for c in args.checkpoint)}
     try:
         if not (args.summary or args.score_only):
-            for seed in args.seeds:
-                if seed not in external:
-                    train_student(args.out, seed, args.images, tuple(args.overrides))
+            train_students(
+                args.out,
+                [seed for seed in args.seeds if seed not in external],
+                args.images,
+                tuple(args.overrides),
+            )
         if not (args.summary or args.train_only):
             score_seeds(
                 args.out,

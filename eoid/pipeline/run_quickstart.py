@@ -10,11 +10,13 @@ side-by-side table, loss plots and a few predicted images.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import multiprocessing
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -124,15 +126,41 @@ class RunBars:
             bar.close()
 
 
+def run_threads() -> int:
+    """Torch threads of each quickstart run: half the cores, as when its two runs train
+    side by side. A run trained alone (a resumed quickstart, parallel=False,
+    benchmarks/blend.py) gets as many, so that its numbers are those of the side-by-side
+    run: a float sum split over another number of threads rounds differently, and 36
+    epochs carry the difference into the mAP (9 points measured on seed 0's student).
+    """
+    return max(1, (os.cpu_count() or 1) // 2)
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """torch's intra-op thread count set to `count` inside the block, restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def train_in_parallel(
-    configs: list[TrainConfig], names: list[str] | None = None
+    configs: list[TrainConfig],
+    names: list[str] | None = None,
+    threads: int | None = None,
 ) -> None:
     """Train the runs side by side, one spawned process each, the CPU cores split
     between them.
 
     The runs are small (one image batch keeps a core busy), so two single-thread runs
     take about the time of one two-thread run. The children draw nothing: this process
-    shows one progress line per run. A failed child raises an EoidError naming its run;
+    shows one progress line per run (`threads` torch threads each; default: the cores
+    split evenly). A failed child raises an EoidError naming its run;
     a stop signal (Ctrl-C reaches every process) stops both at their next batch, saved.
     """
     from queue import Empty
@@ -140,7 +168,7 @@ def train_in_parallel(
     from eoid.errors import Interrupted
     from eoid.stop import StopFlag
 
-    threads = max(1, (os.cpu_count() or 1) // len(configs))
+    threads = threads or max(1, (os.cpu_count() or 1) // len(configs))
     ctx = multiprocessing.get_context("spawn")
     rows = ctx.Queue()
     procs = [
@@ -257,10 +285,11 @@ def run_quickstart(
         if not (Path(cfg.out) / "results.json").exists()
     }
     if len(todo) > 1 and parallel and (os.cpu_count() or 1) > 1:
-        train_in_parallel(list(todo.values()), list(todo))
+        train_in_parallel(list(todo.values()), list(todo), threads=run_threads())
     else:
         for cfg in todo.values():
-            run_train(cfg, world)
+            with torch_threads(run_threads()):
+                run_train(cfg, world)
     summary: dict = {}
     for name, cfg in runs.items():
         run = Path(cfg.out)
