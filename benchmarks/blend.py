@@ -14,25 +14,22 @@ shipped teacher's cache, the packaged recipe eoid/data/quickstart.toml with opti
 S; no baseline, no predictions), two seeds side by side with the quickstart's torch
 threads per run (run_quickstart.run_threads: the thread count changes the student). Each
 student is then scored as tests/pipeline/test_run_quickstart.py scores it: on the test
-split (600 images) of a
-held-out world that no student saw (`eoid synth --images 2000 --seed 1234 --layout
-quickstart`), under the unseen-verb setting (ua), once per verb classifier: the student
-alone, CLIP (the shipped teacher) alone, and the blend at each --weights value, each
-with Full / Seen / Unseen / HM mAP and the inference cost in ms per image. Resumable:
-each finished score appends one row to OUT/results.jsonl and a rerun skips the rows
-there; a student stopped mid-training resumes from its checkpoint; worlds and caches are
-reused. The table (mean ± std over the seeds done) goes to benchmarks/results/blend.md
-(--summary: only that). --unfinished also scores a student still training, from a copy
-of its latest checkpoint; its rows carry the epochs it had, and a later score of the
-finished run supersedes them in the table.
-"""
+split (600 images) of a held-out world that no student saw (`eoid synth --images 2000
+--seed 1234 --layout quickstart`), under the unseen-verb setting (ua), once per verb
+classifier: the student alone, CLIP (the shipped teacher) alone, and the blend at each
+--weights value, each with Full / Seen / Unseen / HM mAP and the inference cost in ms
+per image. Resumable: each finished score appends one row to OUT/results.jsonl and a
+rerun skips the rows there; a student stopped mid-training resumes from its checkpoint;
+worlds and caches are reused. The table (mean ± std over the seeds done) goes to
+benchmarks/results/blend.md (--summary: only that). --unfinished also scores a student
+still training, from a copy of its latest checkpoint; its rows carry the epochs it had,
+and a later score of the finished run supersedes them in the table."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
-import os
 import platform
 import shutil
 import statistics
@@ -60,8 +57,7 @@ from eoid.pipeline.evaluation.clip_verbs import (
 from eoid.pipeline.evaluation.scoring import score
 from eoid.pipeline.evaluation.speed import StageClock, per_image_ms
 from eoid.pipeline.run_cache import run_cache
-from eoid.pipeline.run_quickstart import run_threads, torch_threads, train_in_parallel
-from eoid.pipeline.run_train import run_train
+from eoid.pipeline.run_quickstart import train_runs
 from eoid.pipeline.synth.layouts import QUICKSTART
 from eoid.pipeline.synth.world import generate_world
 from eoid.pipeline.training.quickstart_recipe import (
@@ -142,16 +138,7 @@ def train_students(
     for k in range(0, len(todo), 2):
         pair = todo[k : k + 2]
         started = time.time()
-        if len(pair) == 2 and (os.cpu_count() or 1) > 1:
-            train_in_parallel(
-                [c for _, c in pair],
-                [f"seed {seed}" for seed, _ in pair],
-                threads=run_threads(),
-            )
-        else:
-            for _, cfg in pair:
-                with torch_threads(run_threads()):
-                    run_train(cfg, World())
+        train_runs([c for _, c in pair], [f"seed {seed}" for seed, _ in pair])
         names = ", ".join(str(seed) for seed, _ in pair)
         print(f"seeds {names}: trained in {time.time() - started:.0f} s", flush=True)
 

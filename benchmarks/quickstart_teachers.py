@@ -37,8 +37,7 @@ from eoid.errors import EoidError
 from eoid.files import output_folder
 from eoid.pipeline.run_cache import run_cache
 from eoid.pipeline.run_cache_merge import run_merge
-from eoid.pipeline.run_quickstart import train_in_parallel
-from eoid.pipeline.run_train import run_train
+from eoid.pipeline.run_quickstart import train_runs
 from eoid.pipeline.synth.layouts import QUICKSTART
 from eoid.pipeline.synth.world import generate_world
 from eoid.pipeline.training.quickstart_recipe import (
@@ -157,10 +156,8 @@ def run_seed(
     pending = [
         c for c in configs.values() if not (Path(c.out) / "results.json").is_file()
     ]
-    if len(pending) > 1:
-        train_in_parallel(pending, [Path(c.out).name for c in pending])
-    elif pending:
-        run_train(pending[0], World())
+    # the quickstart's threads per run, side by side or alone: its students
+    train_runs(pending, [Path(c.out).name for c in pending])
     for teacher, cfg in configs.items():
         mAP = json.loads((Path(cfg.out) / "results.json").read_text())["mAP"]
         row = {

@@ -205,6 +205,26 @@ def train_in_parallel(
         )
 
 
+def train_runs(
+    configs: list[TrainConfig],
+    names: list[str],
+    world: World | None = None,
+    parallel: bool = True,
+) -> None:
+    """Train quickstart-recipe runs with run_threads() torch threads each: side by side
+    when there are several, `parallel` is on and the machine has 2+ cores, else one
+    after the other in this process (on `world`, default the CPU).
+    """
+    from eoid.pipeline.run_train import run_train
+
+    if len(configs) > 1 and parallel and (os.cpu_count() or 1) > 1:
+        train_in_parallel(configs, names, threads=run_threads())
+        return
+    for cfg in configs:
+        with torch_threads(run_threads()):
+            run_train(cfg, world or World())
+
+
 def run_quickstart(
     out: Path,
     seed: int = 0,
@@ -225,7 +245,6 @@ def run_quickstart(
     from eoid.pipeline.run_cache import run_cache
     from eoid.pipeline.run_predict import run_predict
     from eoid.pipeline.run_report import run_report
-    from eoid.pipeline.run_train import run_train
     from eoid.pipeline.synth.layouts import QUICKSTART
     from eoid.pipeline.synth.world import generate_world
     from eoid.teacher_cache.lookup import CacheReader
@@ -284,12 +303,7 @@ def run_quickstart(
         for name, cfg in runs.items()
         if not (Path(cfg.out) / "results.json").exists()
     }
-    if len(todo) > 1 and parallel and (os.cpu_count() or 1) > 1:
-        train_in_parallel(list(todo.values()), list(todo), threads=run_threads())
-    else:
-        for cfg in todo.values():
-            with torch_threads(run_threads()):
-                run_train(cfg, world)
+    train_runs(list(todo.values()), list(todo), world, parallel)
     summary: dict = {}
     for name, cfg in runs.items():
         run = Path(cfg.out)
