@@ -638,11 +638,11 @@ def targets(summary: dict) -> list[str]:
             f"{100 * max(shares):.2f}% at most |"
         )
     ratios = []
-    for r in summary.get("cache_teacher", {}).get("rows", []):
+    cache = summary.get("cache_teacher", {}).get("rows", [])
+    for r in cache:
         bare = at("teacher_bare", r["n"])
         if bare:
             ratios.append(f"{bare['bare_s_per_pair'] / r['s_per_pair']:.2f} ({r['n']})")
-    cache = summary.get("cache_teacher", {}).get("rows", [])
     bare = at("teacher_bare", cache[-1]["n"]) if cache else None
     if ratios and bare and len(cache) > 1:
         # the cost of one more pair, start-up (imports, the model, the plan) excluded
